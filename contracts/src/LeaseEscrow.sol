@@ -43,6 +43,9 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
     /// may terminate.
     uint256 public immutable minRunway;
 
+    /// @notice Upper bound for every window and timeout, so that timestamps fit in uint40.
+    uint256 public constant MAX_WINDOW = 365 days;
+
     uint256 private _leaseCount;
     mapping(uint256 leaseId => Lease) private _leases;
 
@@ -72,7 +75,13 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
         uint256 finalReportWindow_,
         uint256 minRunway_
     ) Ownable(owner_) {
-        if (address(registry_) == address(0) || arbiter_ == address(0)) revert ZeroAddress();
+        if (address(registry_) == address(0) || arbiter_ == address(0)) {
+            revert ZeroAddress();
+        }
+        if (
+            acceptTimeout_ > MAX_WINDOW || challengeWindow_ > MAX_WINDOW || finalReportWindow_ > MAX_WINDOW
+                || minRunway_ > MAX_WINDOW
+        ) revert WindowTooLong();
         registry = registry_;
         arbiter = arbiter_;
         acceptTimeout = acceptTimeout_;
@@ -94,7 +103,9 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
         uint256 deposit,
         uint256 maxRateAllowed
     ) external whenNotPaused returns (uint256) {
-        return _open(providerId, cpuMillis, memoryMiB, storageGiB, manifestHash, manifestUri, deposit, maxRateAllowed);
+        return _open(
+            providerId, cpuMillis, memoryMiB, storageGiB, manifestHash, manifestUri, deposit, maxRateAllowed
+        );
     }
 
     /// @inheritdoc ILeaseEscrow
@@ -112,7 +123,9 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
         bytes32 vs
     ) external whenNotPaused returns (uint256) {
         _permit(providerId, deposit, deadline, r, vs);
-        return _open(providerId, cpuMillis, memoryMiB, storageGiB, manifestHash, manifestUri, deposit, maxRateAllowed);
+        return _open(
+            providerId, cpuMillis, memoryMiB, storageGiB, manifestHash, manifestUri, deposit, maxRateAllowed
+        );
     }
 
     /// @inheritdoc ILeaseEscrow
@@ -122,7 +135,7 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
             revert InvalidLeaseStatus(leaseId, l.status);
         }
         if (amount == 0) revert ZeroAmount();
-        (, address token,) = _providerToken(l.providerId);
+        address token = registry.tokenOf(l.providerId);
         uint128 balance = l.balance + SafeCast.toUint128(amount);
         l.balance = balance;
         emit LeaseToppedUp(leaseId, msg.sender, amount, balance);
@@ -170,6 +183,7 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
         _mature(l);
         uint256 amount = uint256(l.pendingA) + l.pendingB;
         if (amount == 0) revert NothingToDispute(leaseId);
+        // forge-lint: disable-next-line(unsafe-typecast) -- both buckets came out of a uint128 balance
         l.disputed += uint128(amount);
         (l.pendingA, l.pendingB, l.maturesA, l.maturesB) = (0, 0, 0, 0);
         emit ChargesDisputed(leaseId, msg.sender, amount);
@@ -213,7 +227,9 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
         bytes32 samplesRoot
     ) external {
         ProviderCache memory cache;
-        _report(UsageReport(leaseId, sequence, from, to, cpuUnits, memoryUnits, storageUnits, samplesRoot), cache);
+        _report(
+            UsageReport(leaseId, sequence, from, to, cpuUnits, memoryUnits, storageUnits, samplesRoot), cache
+        );
     }
 
     /// @inheritdoc ILeaseEscrow
@@ -267,6 +283,7 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
         if (disputed == 0) revert NoDispute(leaseId);
         if (toProvider > disputed) revert AwardExceedsDisputed(leaseId, toProvider, disputed);
         l.disputed = 0;
+        // forge-lint: disable-next-line(unsafe-typecast) -- toProvider <= disputed, a uint128
         l.claimable += uint128(toProvider);
         uint256 toTenant = disputed - toProvider;
         emit DisputeResolved(leaseId, toProvider, toTenant);
@@ -324,7 +341,8 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
             return block.timestamp >= uint256(l.createdAt) + acceptTimeout ? l.balance : 0;
         }
         if (l.status == LeaseStatus.Closing) {
-            bool final_ = l.billedUntil >= l.closedAt || block.timestamp > uint256(l.closedAt) + finalReportWindow;
+            bool final_ =
+                l.billedUntil >= l.closedAt || block.timestamp > uint256(l.closedAt) + finalReportWindow;
             return final_ ? l.balance : 0;
         }
         return 0;
@@ -361,7 +379,7 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
         leaseId = ++_leaseCount;
         Lease storage l = _leases[leaseId];
         l.tenant = msg.sender;
-        l.providerId = uint32(providerId);
+        l.providerId = SafeCast.toUint32(providerId);
         l.priceVersion = priceVersion;
         l.status = LeaseStatus.Pending;
         (l.cpuMillis, l.memoryMiB, l.storageGiB) = (cpuMillis, memoryMiB, storageGiB);
@@ -385,16 +403,19 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
         if (deposit == 0) revert ZeroAmount();
         Prices memory prices;
         (, token, priceVersion, prices) = registry.reserve(providerId, cpuMillis, memoryMiB, storageGiB);
-        if (!registry.isPaymentToken(token)) revert TokenNotAllowed(token);
         rate = _rate(prices, cpuMillis, memoryMiB, storageGiB);
         if (rate > maxRateAllowed) revert RateAboveMax(rate, maxRateAllowed);
         uint256 required = (minRunway * rate + PRICE_SCALE - 1) / PRICE_SCALE;
         if (deposit < required) revert InsufficientDeposit(deposit, required);
     }
 
-    function _emitOpened(uint256 leaseId, Lease storage l, string calldata manifestUri, uint256 deposit, uint256 rate)
-        private
-    {
+    function _emitOpened(
+        uint256 leaseId,
+        Lease storage l,
+        string calldata manifestUri,
+        uint256 deposit,
+        uint256 rate
+    ) private {
         emit LeaseOpened(
             leaseId,
             l.providerId,
@@ -413,7 +434,7 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
     /// @dev EIP-2612 permit wrapped in try/catch: a front-run permit must not block the lease
     /// when the allowance it set is already in place.
     function _permit(uint256 providerId, uint256 deposit, uint256 deadline, bytes32 r, bytes32 vs) private {
-        (, address token,) = _providerToken(providerId);
+        address token = registry.tokenOf(providerId);
         bytes32 s = vs & bytes32(type(uint256).max >> 1);
         uint8 v = uint8((uint256(vs) >> 255) + 27);
         try IERC20Permit(token).permit(msg.sender, address(this), deposit, deadline, v, r, s) {} catch {}
@@ -430,8 +451,10 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
         l.billedUntil = r.to;
         _mature(l);
         if (charge > 0) {
-            l.balance -= uint128(charge);
-            _addPending(l, uint128(charge));
+            // forge-lint: disable-next-line(unsafe-typecast) -- charge <= balance, a uint128
+            uint128 amount = uint128(charge);
+            l.balance -= amount;
+            _addPending(l, amount);
         }
         _emitReported(r, l.providerId, charge);
     }
@@ -463,16 +486,30 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
         _checkUnits(r.leaseId, 1, r.memoryUnits, l.memoryMiB, period);
         _checkUnits(r.leaseId, 2, r.storageUnits, l.storageGiB, period);
 
-        charge = (
-            period * p.baseRate + uint256(r.cpuUnits) * p.cpuPrice + uint256(r.memoryUnits) * p.memoryPrice
-                + uint256(r.storageUnits) * p.storagePrice
-        ) / PRICE_SCALE;
+        charge =
+            (period
+                    * p.baseRate
+                    + uint256(r.cpuUnits)
+                    * p.cpuPrice
+                    + uint256(r.memoryUnits)
+                    * p.memoryPrice
+                    + uint256(r.storageUnits)
+                    * p.storagePrice) / PRICE_SCALE;
         if (charge > l.balance) charge = l.balance;
     }
 
     function _emitReported(UsageReport memory r, uint256 providerId, uint256 charge) private {
         emit UsageReported(
-            r.leaseId, providerId, r.sequence, r.from, r.to, r.cpuUnits, r.memoryUnits, r.storageUnits, charge, r.samplesRoot
+            r.leaseId,
+            providerId,
+            r.sequence,
+            r.from,
+            r.to,
+            r.cpuUnits,
+            r.memoryUnits,
+            r.storageUnits,
+            charge,
+            r.samplesRoot
         );
     }
 
@@ -512,6 +549,7 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
     }
 
     function _addPending(Lease storage l, uint128 charge) private {
+        // forge-lint: disable-next-line(unsafe-typecast) -- windows are bounded by MAX_WINDOW
         uint40 maturesAt = uint40(block.timestamp + challengeWindow);
         if (l.pendingA == 0) {
             (l.pendingA, l.maturesA) = (charge, maturesAt);
@@ -551,13 +589,8 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
         returns (address token, address owner_)
     {
         address operator;
-        (operator, token, owner_) = _providerToken(providerId);
+        (operator, owner_, token) = registry.agentsOf(providerId);
         if (msg.sender != operator && msg.sender != owner_) revert NotProviderAgent(leaseId, msg.sender);
-    }
-
-    function _providerToken(uint256 providerId) private view returns (address operator, address token, address owner_) {
-        (operator, owner_) = registry.operatorOf(providerId);
-        token = registry.getProvider(providerId).token;
     }
 
     /// @dev Marks the end of billable time, releases the provider's capacity and says why.
@@ -571,12 +604,12 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
     /// @dev Pays `amount` to the tenant; `fromBalance` says whether it leaves the lease balance
     /// (rejection, cancellation, withdrawal) or comes from a dispute ruling.
     function _refund(Lease storage l, uint256 leaseId, uint256 amount, bool fromBalance) private {
+        // forge-lint: disable-next-line(unsafe-typecast) -- amount is the uint128 balance itself
         if (fromBalance) l.balance -= uint128(amount);
         if (amount == 0) return;
         address tenant = l.tenant;
         emit Refunded(leaseId, tenant, amount);
-        (, address token,) = _providerToken(l.providerId);
-        IERC20(token).safeTransfer(tenant, amount);
+        IERC20(registry.tokenOf(l.providerId)).safeTransfer(tenant, amount);
     }
 
     function _maxRate(Lease storage l) private view returns (uint256) {

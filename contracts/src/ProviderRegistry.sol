@@ -21,6 +21,8 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
     IERC20 public immutable stakeToken;
     /// @notice Seconds between `requestExit` and `withdrawStake`.
     uint256 public immutable unbondingDelay;
+    /// @notice Upper bound for the unbonding delay, so that timestamps fit in uint40.
+    uint256 public constant MAX_UNBONDING_DELAY = 365 days;
     /// @notice Minimum stake for a new registration.
     uint256 public minStake;
     /// @notice The lease escrow allowed to reserve and release capacity (set once).
@@ -37,8 +39,11 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
     /// @param stakeToken_ The ERC-20 providers stake in.
     /// @param minStake_ Minimum stake for a registration.
     /// @param unbondingDelay_ Seconds from `requestExit` to `withdrawStake`.
-    constructor(address owner_, IERC20 stakeToken_, uint256 minStake_, uint256 unbondingDelay_) Ownable(owner_) {
+    constructor(address owner_, IERC20 stakeToken_, uint256 minStake_, uint256 unbondingDelay_)
+        Ownable(owner_)
+    {
         if (address(stakeToken_) == address(0)) revert ZeroAddress();
+        if (unbondingDelay_ > MAX_UNBONDING_DELAY) revert UnbondingDelayTooLong(unbondingDelay_);
         stakeToken = stakeToken_;
         minStake = minStake_;
         unbondingDelay = unbondingDelay_;
@@ -120,7 +125,10 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
     }
 
     /// @inheritdoc IProviderRegistry
-    function updateEndpoint(uint256 providerId, string calldata endpoint) external onlyProviderOwner(providerId) {
+    function updateEndpoint(uint256 providerId, string calldata endpoint)
+        external
+        onlyProviderOwner(providerId)
+    {
         if (bytes(endpoint).length == 0) revert EmptyEndpoint();
         _providers[providerId].endpoint = endpoint;
         emit EndpointUpdated(providerId, endpoint);
@@ -169,6 +177,7 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
             revert InvalidProviderStatus(providerId, p.status);
         }
         p.status = ProviderStatus.Exiting;
+        // forge-lint: disable-next-line(unsafe-typecast) -- unbondingDelay <= MAX_UNBONDING_DELAY
         uint40 endsAt = uint40(block.timestamp + unbondingDelay);
         p.unbondingEndsAt = endsAt;
         emit ProviderStatusChanged(providerId, ProviderStatus.Exiting);
@@ -202,11 +211,12 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
             if (p.status == ProviderStatus.None) revert UnknownProvider(providerId);
             revert ProviderNotActive(providerId, p.status);
         }
+        token = p.token;
+        if (!isPaymentToken[token]) revert TokenNotAllowed(token);
         _allocate(p, providerId, cpuMillis, memoryMiB, storageGiB);
         priceVersion = p.priceVersion;
         prices = _prices[providerId][priceVersion];
         owner = p.owner;
-        token = p.token;
     }
 
     /// @inheritdoc IProviderRegistry
@@ -254,7 +264,11 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
     }
 
     /// @inheritdoc IProviderRegistry
-    function listProviders(uint256 offset, uint256 limit) external view returns (Provider[] memory providers) {
+    function listProviders(uint256 offset, uint256 limit)
+        external
+        view
+        returns (Provider[] memory providers)
+    {
         uint256 count = _providerCount;
         if (offset >= count) return new Provider[](0);
         uint256 n = count - offset < limit ? count - offset : limit;
@@ -280,6 +294,21 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
         return (p.operator, p.owner);
     }
 
+    /// @inheritdoc IProviderRegistry
+    function agentsOf(uint256 providerId)
+        external
+        view
+        returns (address operator, address owner, address token)
+    {
+        Provider storage p = _providers[providerId];
+        return (p.operator, p.owner, p.token);
+    }
+
+    /// @inheritdoc IProviderRegistry
+    function tokenOf(uint256 providerId) external view returns (address) {
+        return _providers[providerId].token;
+    }
+
     // ---------------------------------------------------------------- internals
 
     function _checkProviderOwner(uint256 providerId) private view {
@@ -298,10 +327,12 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
         uint256 cpu = uint256(p.allocatedCpuMillis) + cpuMillis;
         uint256 mem = uint256(p.allocatedMemoryMiB) + memoryMiB;
         uint256 sto = uint256(p.allocatedStorageGiB) + storageGiB;
-        if (cpu > p.cpuMillis || mem > p.memoryMiB || sto > p.storageGiB) revert InsufficientCapacity(providerId);
-        p.allocatedCpuMillis = uint32(cpu);
-        p.allocatedMemoryMiB = uint32(mem);
-        p.allocatedStorageGiB = uint32(sto);
+        if (cpu > p.cpuMillis || mem > p.memoryMiB || sto > p.storageGiB) {
+            revert InsufficientCapacity(providerId);
+        }
+        // forge-lint: disable-next-item(unsafe-typecast) -- each is <= a uint32 capacity (checked above)
+        (p.allocatedCpuMillis, p.allocatedMemoryMiB, p.allocatedStorageGiB) =
+        (uint32(cpu), uint32(mem), uint32(sto));
         p.activeLeases += 1;
         emit CapacityReserved(providerId, cpuMillis, memoryMiB, storageGiB);
     }

@@ -57,18 +57,20 @@ interface ILeaseEscrow {
     /// @notice The arbiter ruled on a dispute.
     event DisputeResolved(uint256 indexed leaseId, uint256 toProvider, uint256 toTenant);
     /// @notice Matured charges were paid to the provider's owner.
-    event ChargesClaimed(uint256 indexed leaseId, uint256 indexed providerId, address indexed to, uint256 amount);
+    event ChargesClaimed(
+        uint256 indexed leaseId, uint256 indexed providerId, address indexed to, uint256 amount
+    );
     /// @notice Funds went back to the tenant (rejection, cancellation, withdrawal, dispute).
     event Refunded(uint256 indexed leaseId, address indexed tenant, uint256 amount);
 
     // ---------------------------------------------------------------- errors
 
     error ZeroAddress();
+    error WindowTooLong();
     error ZeroAmount();
     error ZeroResources();
     error EmptyManifestHash();
     error EmptyEndpoint();
-    error TokenNotAllowed(address token);
     error RateAboveMax(uint256 maxRate, uint256 maxRateAllowed);
     error InsufficientDeposit(uint256 deposit, uint256 required);
     error FeeOnTransferToken(address token, uint256 expected, uint256 received);

@@ -74,6 +74,7 @@ interface IProviderRegistry {
     error EscrowAlreadySet(address escrow);
     error TooManyPriceVersions(uint256 providerId);
     error ZeroAmount();
+    error UnbondingDelayTooLong(uint256 delay);
 
     // ---------------------------------------------------------------- provider actions
 
@@ -107,7 +108,8 @@ interface IProviderRegistry {
     ) external;
 
     /// @notice Sets the provider's capacity; lowering it below what is allocated only blocks new leases.
-    function updateCapacity(uint256 providerId, uint32 cpuMillis, uint32 memoryMiB, uint32 storageGiB) external;
+    function updateCapacity(uint256 providerId, uint32 cpuMillis, uint32 memoryMiB, uint32 storageGiB)
+        external;
 
     /// @notice Sets the gateway endpoint.
     function updateEndpoint(uint256 providerId, string calldata endpoint) external;
@@ -135,7 +137,8 @@ interface IProviderRegistry {
 
     // ---------------------------------------------------------------- escrow hooks
 
-    /// @notice Reserves capacity for a new lease; only the escrow calls this.
+    /// @notice Reserves capacity for a new lease; only the escrow calls this. Reverts unless the
+    /// provider is active, its token still allowlisted and the capacity free.
     /// @return owner The provider's owner.
     /// @return token The provider's payment token.
     /// @return priceVersion The price version the lease snapshots.
@@ -163,6 +166,15 @@ interface IProviderRegistry {
 
     /// @notice The operator (keeper) key and owner of a provider.
     function operatorOf(uint256 providerId) external view returns (address operator, address owner);
+
+    /// @notice The operator key, owner and payment token of a provider, in one call.
+    function agentsOf(uint256 providerId)
+        external
+        view
+        returns (address operator, address owner, address token);
+
+    /// @notice The ERC-20 a provider is paid in.
+    function tokenOf(uint256 providerId) external view returns (address);
 
     /// @notice Whether `token` may be used for payments.
     function isPaymentToken(address token) external view returns (bool);

@@ -12,7 +12,6 @@ enum ProviderStatus {
     Paused, // keeps running leases, takes no new ones
     Exiting, // unbonding: takes no new leases, stake withdrawable after the delay with no active leases
     Exited // stake withdrawn
-
 }
 
 /// @notice Lifecycle state of a lease (DESIGN.md, "Lease lifecycle").
@@ -24,7 +23,6 @@ enum LeaseStatus {
     Closed, // remainder withdrawn by the tenant
     Rejected, // rejected by the provider, deposit refunded
     Cancelled // cancelled by the tenant after the accept timeout, deposit refunded
-
 }
 
 /// @notice Why a lease stopped running; carried by `LeaseClosed`.
@@ -34,7 +32,6 @@ enum CloseReason {
     Exhausted, // the provider terminated it: runway below the minimum
     Rejected, // the provider rejected it before confirming
     Cancelled // the tenant cancelled it after the accept timeout
-
 }
 
 /// @notice Why a provider rejected a lease; carried by `LeaseRejected`. The keeper logs the rule.
@@ -47,7 +44,6 @@ enum RejectReason {
     ManifestInvalid, // the manifest does not parse or fails schema validation
     ResourcesExceedReservation, // the manifest asks for more than the lease reserved
     PolicyViolation // privileged, host path, host network, forbidden ports or capabilities
-
 }
 
 /// @notice Unit prices of a provider, one version per update; leases snapshot a version.

@@ -8,7 +8,12 @@ import {LeaseEscrow} from "../../src/LeaseEscrow.sol";
 import {ILeaseEscrow} from "../../src/interfaces/ILeaseEscrow.sol";
 import {IProviderRegistry} from "../../src/interfaces/IProviderRegistry.sol";
 import {
-    CloseReason, Lease, LeaseStatus, PRICE_SCALE, RejectReason, UsageReport
+    CloseReason,
+    Lease,
+    LeaseStatus,
+    PRICE_SCALE,
+    RejectReason,
+    UsageReport
 } from "../../src/types/BerthTypes.sol";
 import {FeeOnTransferToken} from "../mocks/FeeOnTransferToken.sol";
 import {BerthFixture} from "../utils/BerthFixture.sol";
@@ -23,7 +28,17 @@ abstract contract LeaseEscrowTest is BerthFixture {
         uint256 before = token.balanceOf(tenant);
         vm.expectEmit(address(escrow));
         emit ILeaseEscrow.LeaseOpened(
-            1, providerId, tenant, 0, CPU, MEM, STO, MANIFEST_HASH, "https://m.example/x.yaml", deposit, leaseRate()
+            1,
+            providerId,
+            tenant,
+            0,
+            CPU,
+            MEM,
+            STO,
+            MANIFEST_HASH,
+            "https://m.example/x.yaml",
+            deposit,
+            leaseRate()
         );
         vm.prank(tenant);
         uint256 leaseId = escrow.openLease(
@@ -72,7 +87,9 @@ abstract contract LeaseEscrowTest is BerthFixture {
 
     function test_open_revertsWhenRateAboveGuard() public {
         vm.prank(tenant);
-        vm.expectRevert(abi.encodeWithSelector(ILeaseEscrow.RateAboveMax.selector, leaseRate(), leaseRate() - 1));
+        vm.expectRevert(
+            abi.encodeWithSelector(ILeaseEscrow.RateAboveMax.selector, leaseRate(), leaseRate() - 1)
+        );
         escrow.openLease(providerId, CPU, MEM, STO, MANIFEST_HASH, "", depositFor(2 hours), leaseRate() - 1);
     }
 
@@ -81,14 +98,18 @@ abstract contract LeaseEscrowTest is BerthFixture {
         vm.prank(providerOwner);
         registry.updatePrices(providerId, baseRate() * 2, cpuPrice(), memoryPrice(), storagePrice());
         vm.prank(tenant);
-        vm.expectRevert(abi.encodeWithSelector(ILeaseEscrow.RateAboveMax.selector, quoted + baseRate(), quoted));
+        vm.expectRevert(
+            abi.encodeWithSelector(ILeaseEscrow.RateAboveMax.selector, quoted + baseRate(), quoted)
+        );
         escrow.openLease(providerId, CPU, MEM, STO, MANIFEST_HASH, "", depositFor(4 hours), quoted);
     }
 
     function test_open_revertsOnInsufficientDeposit() public {
         uint256 required = depositFor(MIN_RUNWAY);
         vm.prank(tenant);
-        vm.expectRevert(abi.encodeWithSelector(ILeaseEscrow.InsufficientDeposit.selector, required - 1, required));
+        vm.expectRevert(
+            abi.encodeWithSelector(ILeaseEscrow.InsufficientDeposit.selector, required - 1, required)
+        );
         escrow.openLease(providerId, CPU, MEM, STO, MANIFEST_HASH, "", required - 1, type(uint256).max);
     }
 
@@ -96,7 +117,7 @@ abstract contract LeaseEscrowTest is BerthFixture {
         vm.prank(admin);
         registry.setPaymentToken(address(token), false);
         vm.prank(tenant);
-        vm.expectRevert(abi.encodeWithSelector(ILeaseEscrow.TokenNotAllowed.selector, address(token)));
+        vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.TokenNotAllowed.selector, address(token)));
         escrow.openLease(providerId, CPU, MEM, STO, MANIFEST_HASH, "", depositFor(2 hours), type(uint256).max);
     }
 
@@ -108,7 +129,13 @@ abstract contract LeaseEscrowTest is BerthFixture {
         vm.startPrank(stranger);
         stakeToken.approve(address(registry), 100e18);
         uint256 fotProvider = registry.register(
-            operator, address(fot), "https://fot", "", [uint32(1000), uint32(1000), uint32(1)], prices(), 100e18
+            operator,
+            address(fot),
+            "https://fot",
+            "",
+            [uint32(1000), uint32(1000), uint32(1)],
+            prices(),
+            100e18
         );
         vm.stopPrank();
         uint256 deposit = depositFor(2 hours);
@@ -131,7 +158,17 @@ abstract contract LeaseEscrowTest is BerthFixture {
         (uint8 v, bytes32 r, bytes32 s) = _signPermit(deposit, block.timestamp + 1 hours);
         vm.prank(tenant);
         uint256 leaseId = escrow.openLeaseWithPermit(
-            providerId, CPU, MEM, STO, MANIFEST_HASH, "", deposit, type(uint256).max, block.timestamp + 1 hours, r, _vs(v, s)
+            providerId,
+            CPU,
+            MEM,
+            STO,
+            MANIFEST_HASH,
+            "",
+            deposit,
+            type(uint256).max,
+            block.timestamp + 1 hours,
+            r,
+            _vs(v, s)
         );
         assertEq(escrow.getLease(leaseId).balance, deposit, "funded through permit");
     }
@@ -169,7 +206,9 @@ abstract contract LeaseEscrowTest is BerthFixture {
     function _signPermit(uint256 value, uint256 deadline) private view returns (uint8, bytes32, bytes32) {
         bytes32 structHash = keccak256(
             abi.encode(
-                keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"),
+                keccak256(
+                    "Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"
+                ),
                 tenant,
                 address(escrow),
                 value,
@@ -326,7 +365,9 @@ abstract contract LeaseEscrowTest is BerthFixture {
         vm.warp(block.timestamp + 60);
         uint256 charge = expectedCharge(60, 60, 0, 0);
         vm.expectEmit(address(escrow));
-        emit ILeaseEscrow.UsageReported(leaseId, providerId, 1, from, from + 60, 60, 0, 0, charge, bytes32("root"));
+        emit ILeaseEscrow.UsageReported(
+            leaseId, providerId, 1, from, from + 60, 60, 0, 0, charge, bytes32("root")
+        );
         vm.prank(operator);
         escrow.reportUsage(leaseId, 1, from, from + 60, 60, 0, 0, bytes32("root"));
     }
@@ -354,9 +395,13 @@ abstract contract LeaseEscrowTest is BerthFixture {
         uint40 from = uint40(block.timestamp);
         vm.warp(block.timestamp + 60);
         vm.startPrank(operator);
-        vm.expectRevert(abi.encodeWithSelector(ILeaseEscrow.NonContiguousPeriod.selector, leaseId, from, from + 1));
+        vm.expectRevert(
+            abi.encodeWithSelector(ILeaseEscrow.NonContiguousPeriod.selector, leaseId, from, from + 1)
+        );
         escrow.reportUsage(leaseId, 1, from + 1, from + 60, 0, 0, 0, 0);
-        vm.expectRevert(abi.encodeWithSelector(ILeaseEscrow.NonContiguousPeriod.selector, leaseId, from, from - 1));
+        vm.expectRevert(
+            abi.encodeWithSelector(ILeaseEscrow.NonContiguousPeriod.selector, leaseId, from, from - 1)
+        );
         escrow.reportUsage(leaseId, 1, from - 1, from + 60, 0, 0, 0, 0);
         vm.stopPrank();
     }
@@ -371,7 +416,9 @@ abstract contract LeaseEscrowTest is BerthFixture {
         );
         escrow.reportUsage(leaseId, 1, from, from, 0, 0, 0, 0);
         vm.expectRevert(
-            abi.encodeWithSelector(ILeaseEscrow.InvalidPeriod.selector, leaseId, from, from + 61, block.timestamp)
+            abi.encodeWithSelector(
+                ILeaseEscrow.InvalidPeriod.selector, leaseId, from, from + 61, block.timestamp
+            )
         );
         escrow.reportUsage(leaseId, 1, from, from + 61, 0, 0, 0, 0);
         vm.stopPrank();
@@ -383,15 +430,21 @@ abstract contract LeaseEscrowTest is BerthFixture {
         vm.warp(block.timestamp + 60);
         vm.startPrank(operator);
         vm.expectRevert(
-            abi.encodeWithSelector(ILeaseEscrow.UnitsExceedReservation.selector, leaseId, 0, CPU * 60 + 1, CPU * 60)
+            abi.encodeWithSelector(
+                ILeaseEscrow.UnitsExceedReservation.selector, leaseId, 0, CPU * 60 + 1, CPU * 60
+            )
         );
         escrow.reportUsage(leaseId, 1, from, from + 60, CPU * 60 + 1, 0, 0, 0);
         vm.expectRevert(
-            abi.encodeWithSelector(ILeaseEscrow.UnitsExceedReservation.selector, leaseId, 1, MEM * 60 + 1, MEM * 60)
+            abi.encodeWithSelector(
+                ILeaseEscrow.UnitsExceedReservation.selector, leaseId, 1, MEM * 60 + 1, MEM * 60
+            )
         );
         escrow.reportUsage(leaseId, 1, from, from + 60, 0, MEM * 60 + 1, 0, 0);
         vm.expectRevert(
-            abi.encodeWithSelector(ILeaseEscrow.UnitsExceedReservation.selector, leaseId, 2, STO * 60 + 1, STO * 60)
+            abi.encodeWithSelector(
+                ILeaseEscrow.UnitsExceedReservation.selector, leaseId, 2, STO * 60 + 1, STO * 60
+            )
         );
         escrow.reportUsage(leaseId, 1, from, from + 60, 0, 0, STO * 60 + 1, 0);
         vm.stopPrank();
@@ -428,14 +481,18 @@ abstract contract LeaseEscrowTest is BerthFixture {
         Lease memory l = escrow.getLease(leaseId);
         vm.prank(operator);
         vm.expectRevert(
-            abi.encodeWithSelector(ILeaseEscrow.InvalidPeriod.selector, leaseId, l.billedUntil, closedAt + 1, closedAt)
+            abi.encodeWithSelector(
+                ILeaseEscrow.InvalidPeriod.selector, leaseId, l.billedUntil, closedAt + 1, closedAt
+            )
         );
         escrow.reportUsage(leaseId, 1, l.billedUntil, closedAt + 1, 0, 0, 0, 0);
         uint256 charge = report(leaseId, closedAt, CPU * 600, 0, 0);
         assertGt(charge, 0, "final report accepted");
         vm.warp(closedAt + FINAL_REPORT_WINDOW + 1);
         vm.prank(operator);
-        vm.expectRevert(abi.encodeWithSelector(ILeaseEscrow.FinalReportWindowClosed.selector, leaseId, closedAt));
+        vm.expectRevert(
+            abi.encodeWithSelector(ILeaseEscrow.FinalReportWindowClosed.selector, leaseId, closedAt)
+        );
         escrow.reportUsage(leaseId, 2, closedAt, closedAt, 0, 0, 0, 0);
     }
 
@@ -473,8 +530,9 @@ abstract contract LeaseEscrowTest is BerthFixture {
     function test_reportBatch_refusesOtherProvidersLease() public {
         uint256 otherProvider = registerProvider(stranger, stranger);
         vm.prank(tenant);
-        uint256 other =
-            escrow.openLease(otherProvider, CPU, MEM, STO, MANIFEST_HASH, "", depositFor(2 hours), type(uint256).max);
+        uint256 other = escrow.openLease(
+            otherProvider, CPU, MEM, STO, MANIFEST_HASH, "", depositFor(2 hours), type(uint256).max
+        );
         vm.prank(stranger);
         escrow.confirmLease(other, "http://other");
         uint256 mine = openConfirmed(depositFor(10 hours));
@@ -534,13 +592,16 @@ abstract contract LeaseEscrowTest is BerthFixture {
     function test_claimMany_reverts() public {
         uint256 otherProvider = registerProvider(stranger, stranger);
         vm.prank(tenant);
-        uint256 other =
-            escrow.openLease(otherProvider, CPU, MEM, STO, MANIFEST_HASH, "", depositFor(2 hours), type(uint256).max);
+        uint256 other = escrow.openLease(
+            otherProvider, CPU, MEM, STO, MANIFEST_HASH, "", depositFor(2 hours), type(uint256).max
+        );
         uint256 mine = openLease(depositFor(2 hours));
         uint256[] memory ids = new uint256[](2);
         (ids[0], ids[1]) = (mine, other);
         vm.startPrank(operator);
-        vm.expectRevert(abi.encodeWithSelector(ILeaseEscrow.MixedProviders.selector, other, otherProvider, providerId));
+        vm.expectRevert(
+            abi.encodeWithSelector(ILeaseEscrow.MixedProviders.selector, other, otherProvider, providerId)
+        );
         escrow.claimMany(ids);
         vm.expectRevert(ILeaseEscrow.EmptyBatch.selector);
         escrow.claimMany(new uint256[](0));
@@ -695,7 +756,9 @@ abstract contract LeaseEscrowTest is BerthFixture {
         assertEq(escrow.depletionTimeOf(leaseId), block.timestamp + MIN_RUNWAY + 600, "depletion time");
         vm.prank(operator);
         vm.expectRevert(
-            abi.encodeWithSelector(ILeaseEscrow.RunwayAboveMinimum.selector, leaseId, block.timestamp + MIN_RUNWAY + 600)
+            abi.encodeWithSelector(
+                ILeaseEscrow.RunwayAboveMinimum.selector, leaseId, block.timestamp + MIN_RUNWAY + 600
+            )
         );
         escrow.terminateLease(leaseId);
         vm.warp(block.timestamp + 601);
@@ -760,6 +823,11 @@ abstract contract LeaseEscrowTest is BerthFixture {
         new LeaseEscrow(admin, registry, address(0), 1, 1, 1, 1);
         vm.expectRevert(ILeaseEscrow.ZeroAddress.selector);
         new LeaseEscrow(admin, IProviderRegistry(address(0)), arbiter, 1, 1, 1, 1);
+        uint256 tooLong = escrow.MAX_WINDOW() + 1;
+        vm.expectRevert(ILeaseEscrow.WindowTooLong.selector);
+        new LeaseEscrow(admin, registry, arbiter, tooLong, 1, 1, 1);
+        vm.expectRevert(ILeaseEscrow.WindowTooLong.selector);
+        new LeaseEscrow(admin, registry, arbiter, 1, 1, 1, tooLong);
     }
 
     function test_views_unknownLease() public {

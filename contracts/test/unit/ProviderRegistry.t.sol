@@ -69,7 +69,9 @@ contract ProviderRegistryTest is BerthFixture {
 
     function test_register_revertsOnTokenNotAllowed() public {
         _fundStranger(100e18);
-        vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.TokenNotAllowed.selector, address(stakeToken)));
+        vm.expectRevert(
+            abi.encodeWithSelector(IProviderRegistry.TokenNotAllowed.selector, address(stakeToken))
+        );
         _register(operator, address(stakeToken), "https://p", 1000, 100e18);
     }
 
@@ -102,7 +104,9 @@ contract ProviderRegistryTest is BerthFixture {
         vm.expectRevert(
             abi.encodeWithSelector(IProviderRegistry.FeeOnTransferToken.selector, address(fot), 100e18, 99e18)
         );
-        r.register(operator, address(token), "https://p", "", [uint32(1), uint32(1), uint32(0)], prices(), 100e18);
+        r.register(
+            operator, address(token), "https://p", "", [uint32(1), uint32(1), uint32(0)], prices(), 100e18
+        );
         vm.stopPrank();
     }
 
@@ -122,7 +126,9 @@ contract ProviderRegistryTest is BerthFixture {
 
     function test_updatePrices_revertsForNonOwner() public {
         vm.prank(stranger);
-        vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.NotProviderOwner.selector, providerId, stranger));
+        vm.expectRevert(
+            abi.encodeWithSelector(IProviderRegistry.NotProviderOwner.selector, providerId, stranger)
+        );
         registry.updatePrices(providerId, 1, 2, 3, 4);
     }
 
@@ -185,7 +191,9 @@ contract ProviderRegistryTest is BerthFixture {
         registry.pause(providerId);
         vm.prank(tenant);
         vm.expectRevert(
-            abi.encodeWithSelector(IProviderRegistry.ProviderNotActive.selector, providerId, ProviderStatus.Paused)
+            abi.encodeWithSelector(
+                IProviderRegistry.ProviderNotActive.selector, providerId, ProviderStatus.Paused
+            )
         );
         escrow.openLease(providerId, CPU, MEM, STO, MANIFEST_HASH, "", depositFor(2 hours), type(uint256).max);
         vm.prank(providerOwner);
@@ -197,12 +205,16 @@ contract ProviderRegistryTest is BerthFixture {
         vm.startPrank(providerOwner);
         registry.pause(providerId);
         vm.expectRevert(
-            abi.encodeWithSelector(IProviderRegistry.InvalidProviderStatus.selector, providerId, ProviderStatus.Paused)
+            abi.encodeWithSelector(
+                IProviderRegistry.InvalidProviderStatus.selector, providerId, ProviderStatus.Paused
+            )
         );
         registry.pause(providerId);
         registry.unpause(providerId);
         vm.expectRevert(
-            abi.encodeWithSelector(IProviderRegistry.InvalidProviderStatus.selector, providerId, ProviderStatus.Active)
+            abi.encodeWithSelector(
+                IProviderRegistry.InvalidProviderStatus.selector, providerId, ProviderStatus.Active
+            )
         );
         registry.unpause(providerId);
         vm.stopPrank();
@@ -252,7 +264,9 @@ contract ProviderRegistryTest is BerthFixture {
     function test_withdrawStake_revertsWhenNotExiting() public {
         vm.prank(providerOwner);
         vm.expectRevert(
-            abi.encodeWithSelector(IProviderRegistry.InvalidProviderStatus.selector, providerId, ProviderStatus.Active)
+            abi.encodeWithSelector(
+                IProviderRegistry.InvalidProviderStatus.selector, providerId, ProviderStatus.Active
+            )
         );
         registry.withdrawStake(providerId);
     }
@@ -277,7 +291,9 @@ contract ProviderRegistryTest is BerthFixture {
         vm.prank(providerOwner);
         registry.withdrawStake(providerId);
         vm.expectRevert(
-            abi.encodeWithSelector(IProviderRegistry.InvalidProviderStatus.selector, providerId, ProviderStatus.Exited)
+            abi.encodeWithSelector(
+                IProviderRegistry.InvalidProviderStatus.selector, providerId, ProviderStatus.Exited
+            )
         );
         registry.addStake(providerId, 1);
     }
@@ -359,6 +375,8 @@ contract ProviderRegistryTest is BerthFixture {
     function test_constructor_revertsOnZeroStakeToken() public {
         vm.expectRevert(IProviderRegistry.ZeroAddress.selector);
         new ProviderRegistry(admin, IERC20(address(0)), 1, 1);
+        vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.UnbondingDelayTooLong.selector, 366 days));
+        new ProviderRegistry(admin, stakeToken, 1, 366 days);
     }
 
     function test_listProviders_pages() public {

@@ -90,7 +90,9 @@ abstract contract BerthFixture is Test {
 
     /// @dev The maximum charge per second of a CPU/MEM/STO lease, scaled.
     function leaseRate() internal pure returns (uint256) {
-        return baseRate() + uint256(CPU) * cpuPrice() + uint256(MEM) * memoryPrice() + uint256(STO) * storagePrice();
+        return
+            baseRate() + uint256(CPU) * cpuPrice() + uint256(MEM) * memoryPrice() + uint256(STO)
+                * storagePrice();
     }
 
     /// @dev A deposit covering `secs` seconds at the maximum rate (rounded up).
@@ -135,7 +137,14 @@ abstract contract BerthFixture is Test {
         uint256 before = l.balance;
         vm.prank(operator);
         escrow.reportUsage(
-            leaseId, l.reportCount + 1, l.billedUntil, to, cpuUnits, memoryUnits, storageUnits, keccak256("samples")
+            leaseId,
+            l.reportCount + 1,
+            l.billedUntil,
+            to,
+            cpuUnits,
+            memoryUnits,
+            storageUnits,
+            keccak256("samples")
         );
         charge = before - escrow.getLease(leaseId).balance;
     }
@@ -152,7 +161,13 @@ abstract contract BerthFixture is Test {
         pure
         returns (uint256)
     {
-        return (period * baseRate() + cpuUnits * cpuPrice() + memoryUnits * memoryPrice() + storageUnits
+        return (period
+                * baseRate()
+                + cpuUnits
+                * cpuPrice()
+                + memoryUnits
+                * memoryPrice()
+                + storageUnits
                 * storagePrice()) / PRICE_SCALE;
     }
 
@@ -163,5 +178,4 @@ abstract contract BerthFixture is Test {
     {
         return UsageReport(leaseId, sequence, from, to, cpuUnits, 0, 0, bytes32(uint256(sequence)));
     }
-
 }

@@ -55,7 +55,10 @@ interface Vm {
     // scripting
     function envOr(string calldata name, uint256 defaultValue) external view returns (uint256 value);
     function envOr(string calldata name, address defaultValue) external view returns (address value);
-    function envOr(string calldata name, string calldata defaultValue) external view returns (string memory value);
+    function envOr(string calldata name, string calldata defaultValue)
+        external
+        view
+        returns (string memory value);
     function startBroadcast(uint256 privateKey) external;
     function stopBroadcast() external;
     function serializeAddress(string calldata objectKey, string calldata valueKey, address value)
