@@ -1,0 +1,60 @@
+# Shared helpers of scripts/test and scripts/devnet: idempotent installation of what Berth
+# needs on a Debian/Ubuntu machine with Rust, Node and root (or sudo).
+# shellcheck shell=bash
+
+BERTH_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export BERTH_ROOT
+export PATH="$BERTH_ROOT/node_modules/.bin:$PATH"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Runs a command as root: directly when we are root, else through sudo.
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+# Installs Debian packages that are not installed yet (one apt-get update per run at most).
+ensure_apt() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  if [[ -z "${BERTH_APT_UPDATED:-}" ]]; then
+    as_root apt-get update -qq
+    BERTH_APT_UPDATED=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# `npm ci`, skipped when node_modules already matches package-lock.json.
+ensure_node_modules() {
+  command -v node >/dev/null || die "node is required (Node.js 18 or newer)"
+  command -v npm >/dev/null || die "npm is required"
+  local stamp="$BERTH_ROOT/node_modules/.berth-lock-sha256"
+  local want
+  want="$(sha256sum "$BERTH_ROOT/package-lock.json" | cut -d' ' -f1)"
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return 0; fi
+  log "npm ci (Foundry binaries, solcjs, OpenZeppelin)"
+  (cd "$BERTH_ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" >"$stamp"
+}
+
+# rustfmt and clippy for the lint steps.
+ensure_rust_components() {
+  command -v cargo >/dev/null || die "cargo is required (install Rust with rustup)"
+  if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    command -v rustup >/dev/null || die "rustfmt and clippy are required"
+    log "rustup component add rustfmt clippy"
+    rustup component add rustfmt clippy
+  fi
+}
+
+# A Foundry tool from the pinned npm package (a symlink to the native binary).
+foundry_bin() {
+  local bin="$BERTH_ROOT/node_modules/.bin/$1"
+  [[ -x "$bin" ]] || die "no $1 under node_modules/.bin: run npm ci"
+  echo "$bin"
+}

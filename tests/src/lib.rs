@@ -1,0 +1,197 @@
+//! Support for Berth's end-to-end tests: a local chain (anvil from the pinned npm package),
+//! the contracts deployed through the generated bindings, and funded actors.
+
+use std::path::{Path, PathBuf};
+
+use alloy::{
+    network::EthereumWallet,
+    node_bindings::{Anvil, AnvilInstance},
+    primitives::{Address, U256},
+    providers::{DynProvider, Provider, ProviderBuilder},
+    signers::local::PrivateKeySigner,
+};
+use berth_bindings::{LeaseEscrow, ProviderRegistry, TestToken};
+use eyre::{Context, OptionExt, Result, ensure};
+
+/// The repository root (the workspace that holds `node_modules/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A Foundry tool: `$ANVIL`/`$FORGE`/`$CAST`, or the native binary of the pinned npm package.
+pub fn foundry_binary(tool: &str) -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(tool.to_uppercase()) {
+        return Ok(PathBuf::from(path));
+    }
+    let bin = repo_root().join("node_modules/.bin").join(tool);
+    ensure!(
+        bin.exists(),
+        "{} is missing: run `npm ci` first",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+/// A fresh anvil chain; killed when dropped.
+#[derive(Debug)]
+pub struct Chain {
+    anvil: AnvilInstance,
+}
+
+impl Chain {
+    /// Starts anvil on a free port with instant mining.
+    pub fn start() -> Result<Self> {
+        // anvil's startup banner carries the port it picked: it must not run with --silent.
+        let anvil = Anvil::at(foundry_binary("anvil")?)
+            .timeout(20_000)
+            .try_spawn()
+            .wrap_err("starting anvil")?;
+        Ok(Self { anvil })
+    }
+
+    /// The HTTP RPC endpoint.
+    pub fn rpc_url(&self) -> String {
+        self.anvil.endpoint()
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.anvil.chain_id()
+    }
+
+    /// Anvil's `index`-th funded dev account.
+    pub fn signer(&self, index: usize) -> Result<PrivateKeySigner> {
+        let key = self
+            .anvil
+            .keys()
+            .get(index)
+            .ok_or_eyre("anvil has fewer dev accounts")?;
+        Ok(PrivateKeySigner::from(key.clone()))
+    }
+
+    /// A provider that signs with anvil's `index`-th dev account.
+    pub fn wallet(&self, index: usize) -> Result<DynProvider> {
+        let signer = self.signer(index)?;
+        let url = self.rpc_url().parse().wrap_err("anvil endpoint")?;
+        Ok(ProviderBuilder::new()
+            .wallet(EthereumWallet::from(signer))
+            .connect_http(url)
+            .erased())
+    }
+
+    /// Moves the chain's clock forward by `secs` and mines a block at the new time.
+    pub async fn advance(&self, secs: u64) -> Result<()> {
+        let p = self.wallet(0)?;
+        let _: serde_json::Value = p.raw_request("evm_increaseTime".into(), (secs,)).await?;
+        let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await?;
+        Ok(())
+    }
+
+    /// The timestamp of the latest block.
+    pub async fn now(&self) -> Result<u64> {
+        let p = self.wallet(0)?;
+        let block = p
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await?
+            .ok_or_eyre("no latest block")?;
+        Ok(block.header.timestamp)
+    }
+}
+
+/// Settings of a test deployment (seconds and base units).
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Minimum provider stake.
+    pub min_stake: u128,
+    /// Provider unbonding delay.
+    pub unbonding_delay: u64,
+    /// Seconds before a tenant may cancel an unconfirmed lease.
+    pub accept_timeout: u64,
+    /// Seconds a charge stays disputable.
+    pub challenge_window: u64,
+    /// Seconds the provider has to report after a close.
+    pub final_report_window: u64,
+    /// Seconds of maximum-rate billing a deposit must cover.
+    pub min_runway: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            min_stake: 100_000_000,
+            unbonding_delay: 7 * 24 * 3600,
+            accept_timeout: 900,
+            challenge_window: 3600,
+            final_report_window: 600,
+            min_runway: 600,
+        }
+    }
+}
+
+/// Contracts deployed by [`deploy`].
+#[derive(Debug, Clone, Copy)]
+pub struct Contracts {
+    /// `ProviderRegistry`.
+    pub registry: Address,
+    /// `LeaseEscrow`.
+    pub escrow: Address,
+    /// A 6-decimal `TestToken`, allowlisted and used as the stake token too.
+    pub token: Address,
+    /// The arbiter (anvil account 1).
+    pub arbiter: Address,
+}
+
+/// Deploys the token, the registry and the escrow through the bindings with anvil account 0
+/// as owner and account 1 as arbiter, and binds them together.
+pub async fn deploy(chain: &Chain, settings: Settings) -> Result<Contracts> {
+    let admin = chain.wallet(0)?;
+    let owner = chain.signer(0)?.address();
+    let arbiter = chain.signer(1)?.address();
+    let token = TestToken::deploy(&admin, "Berth Test USD".into(), "tUSD".into(), 6)
+        .await
+        .wrap_err("deploying TestToken")?;
+    let registry = ProviderRegistry::deploy(
+        &admin,
+        owner,
+        *token.address(),
+        U256::from(settings.min_stake),
+        U256::from(settings.unbonding_delay),
+    )
+    .await
+    .wrap_err("deploying ProviderRegistry")?;
+    let escrow = LeaseEscrow::deploy(
+        &admin,
+        owner,
+        *registry.address(),
+        arbiter,
+        U256::from(settings.accept_timeout),
+        U256::from(settings.challenge_window),
+        U256::from(settings.final_report_window),
+        U256::from(settings.min_runway),
+    )
+    .await
+    .wrap_err("deploying LeaseEscrow")?;
+    let receipt = registry
+        .setEscrow(*escrow.address())
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    ensure!(receipt.status(), "setEscrow reverted");
+    let receipt = registry
+        .setPaymentToken(*token.address(), true)
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    ensure!(receipt.status(), "setPaymentToken reverted");
+    Ok(Contracts {
+        registry: *registry.address(),
+        escrow: *escrow.address(),
+        token: *token.address(),
+        arbiter,
+    })
+}
