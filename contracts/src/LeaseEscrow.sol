@@ -173,7 +173,10 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
             if (block.timestamp <= withdrawableAt) revert FinalReportWindowOpen(leaseId, withdrawableAt);
         }
         l.status = LeaseStatus.Closed;
-        _refund(l, leaseId, l.balance, true);
+        uint256 amount = l.balance;
+        l.balance = 0;
+        emit LeaseWithdrawn(leaseId, msg.sender, amount);
+        if (amount > 0) IERC20(registry.tokenOf(l.providerId)).safeTransfer(msg.sender, amount);
     }
 
     /// @inheritdoc ILeaseEscrow
@@ -602,14 +605,15 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
     }
 
     /// @dev Pays `amount` to the tenant; `fromBalance` says whether it leaves the lease balance
-    /// (rejection, cancellation, withdrawal) or comes from a dispute ruling.
+    /// (rejection, cancellation: emits `Refunded`) or comes from a dispute ruling (whose
+    /// `DisputeResolved` already carries it).
     function _refund(Lease storage l, uint256 leaseId, uint256 amount, bool fromBalance) private {
-        // forge-lint: disable-next-line(unsafe-typecast) -- amount is the uint128 balance itself
-        if (fromBalance) l.balance -= uint128(amount);
-        if (amount == 0) return;
-        address tenant = l.tenant;
-        emit Refunded(leaseId, tenant, amount);
-        IERC20(registry.tokenOf(l.providerId)).safeTransfer(tenant, amount);
+        if (fromBalance) {
+            // forge-lint: disable-next-line(unsafe-typecast) -- amount is the uint128 balance itself
+            l.balance -= uint128(amount);
+            if (amount > 0) emit Refunded(leaseId, l.tenant, amount);
+        }
+        if (amount > 0) IERC20(registry.tokenOf(l.providerId)).safeTransfer(l.tenant, amount);
     }
 
     function _maxRate(Lease storage l) private view returns (uint256) {

@@ -60,8 +60,10 @@ interface ILeaseEscrow {
     event ChargesClaimed(
         uint256 indexed leaseId, uint256 indexed providerId, address indexed to, uint256 amount
     );
-    /// @notice Funds went back to the tenant (rejection, cancellation, withdrawal, dispute).
+    /// @notice The deposit of a rejected or cancelled lease went back to the tenant.
     event Refunded(uint256 indexed leaseId, address indexed tenant, uint256 amount);
+    /// @notice The tenant withdrew the unearned rest of a closed lease (possibly zero); the lease is Closed.
+    event LeaseWithdrawn(uint256 indexed leaseId, address indexed tenant, uint256 amount);
 
     // ---------------------------------------------------------------- errors
 

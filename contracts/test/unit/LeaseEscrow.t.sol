@@ -703,6 +703,8 @@ abstract contract LeaseEscrowTest is BerthFixture {
         uint256 charge = reportFull(leaseId); // final report up to closedAt
         assertEq(escrow.refundableOf(leaseId), deposit - charge, "refundable once the final report is in");
         uint256 before = token.balanceOf(tenant);
+        vm.expectEmit(address(escrow));
+        emit ILeaseEscrow.LeaseWithdrawn(leaseId, tenant, deposit - charge);
         vm.prank(tenant);
         escrow.withdraw(leaseId);
         assertEq(token.balanceOf(tenant) - before, deposit - charge, "unearned rest refunded");
