@@ -58,3 +58,30 @@ foundry_bin() {
   [[ -x "$bin" ]] || die "no $1 under node_modules/.bin: run npm ci"
   echo "$bin"
 }
+
+# A Postgres the tests can create databases in; exports DATABASE_URL. Uses $DATABASE_URL or
+# the local server when reachable, else installs and starts Debian's PostgreSQL.
+ensure_postgres() {
+  command -v psql >/dev/null || ensure_apt postgresql-client
+  local url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+  if psql "$url" -qtAc 'SELECT 1' >/dev/null 2>&1; then
+    export DATABASE_URL="$url"
+    return 0
+  fi
+  [[ -n "${DATABASE_URL:-}" ]] && die "DATABASE_URL=$DATABASE_URL does not answer"
+  ensure_apt postgresql
+  local version
+  version="$(ls /etc/postgresql | sort -V | tail -1)"
+  [[ -n "$version" ]] || die "postgresql installed but no cluster under /etc/postgresql"
+  log "starting PostgreSQL $version"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    as_root su postgres -c "psql -qtAc 'SELECT 1'" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  # A password lets the tests connect over TCP under Debian's default scram authentication.
+  as_root su postgres -c "psql -qc \"ALTER ROLE postgres PASSWORD 'berth'\"" >/dev/null
+  url="postgres://postgres:berth@127.0.0.1:5432/postgres"
+  psql "$url" -qtAc 'SELECT 1' >/dev/null 2>&1 || die "PostgreSQL does not answer on 127.0.0.1:5432"
+  export DATABASE_URL="$url"
+}

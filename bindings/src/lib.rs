@@ -37,6 +37,17 @@ mod generated {
 
 pub use generated::{LeaseEscrow, ProviderRegistry, TestToken};
 
+/// The compiled artifacts (ABI and bytecode) the bindings are generated from, for code that
+/// needs the ABI at run time (e.g. the indexer's generic event decoding).
+pub mod artifacts {
+    /// `ProviderRegistry`'s artifact.
+    pub const PROVIDER_REGISTRY: &str = include_str!("../artifacts/ProviderRegistry.json");
+    /// `LeaseEscrow`'s artifact.
+    pub const LEASE_ESCROW: &str = include_str!("../artifacts/LeaseEscrow.json");
+    /// `TestToken`'s artifact.
+    pub const TEST_TOKEN: &str = include_str!("../artifacts/TestToken.json");
+}
+
 /// `LeaseStatus` of the contracts, as stored in `Lease.status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,18 +1,30 @@
-//! Decoding raw logs of the watched contracts into typed Berth events.
+//! Decoding raw logs of the watched contracts into named events.
+//!
+//! The event tables come from the same compiled artifacts the typed bindings are generated
+//! from (`berth_bindings::artifacts`), so every event of both contracts decodes, including
+//! ones added later, and an unknown or malformed log is reported instead of crashing.
 
-use alloy::{
-    primitives::{Address, B256, Log, LogData},
-    sol_types::SolEventInterface,
-};
-use berth_bindings::{LeaseEscrow::LeaseEscrowEvents, ProviderRegistry::ProviderRegistryEvents};
+use alloy::primitives::{Address, B256, LogData};
 
-/// A decoded event of one of the two Berth contracts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BerthEvent {
-    /// An event of `ProviderRegistry`.
-    Registry(ProviderRegistryEvents),
-    /// An event of `LeaseEscrow`.
-    Escrow(LeaseEscrowEvents),
+use crate::abi::{EventTable, NamedEvent};
+
+/// Which Berth contract emitted a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// `ProviderRegistry`.
+    Registry,
+    /// `LeaseEscrow`.
+    Escrow,
+}
+
+impl Contract {
+    /// The name stored in `berth.events.contract`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registry => "registry",
+            Self::Escrow => "escrow",
+        }
+    }
 }
 
 /// Why a log could not be decoded; the indexer records it and carries on.
@@ -53,58 +65,62 @@ pub struct Watched {
     pub escrow: Address,
 }
 
-impl Watched {
-    /// Decodes one raw log (address, topics, data) into a typed event.
-    pub fn decode(&self, address: Address, data: &LogData) -> Result<BerthEvent, DecodeError> {
+/// Decodes logs of the two watched contracts.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    watched: Watched,
+    registry: EventTable,
+    escrow: EventTable,
+}
+
+impl Decoder {
+    /// A decoder for the contracts at `watched`.
+    pub fn new(watched: Watched) -> Self {
+        let table = |artifact: &str| {
+            EventTable::from_artifact(artifact).unwrap_or_else(|e| {
+                // The artifacts are compiled into the binary and checked by the test suite.
+                unreachable!("embedded artifact does not parse: {e}")
+            })
+        };
+        Self {
+            watched,
+            registry: table(berth_bindings::artifacts::PROVIDER_REGISTRY),
+            escrow: table(berth_bindings::artifacts::LEASE_ESCROW),
+        }
+    }
+
+    /// The addresses this decoder watches.
+    pub fn watched(&self) -> Watched {
+        self.watched
+    }
+
+    /// Decodes one raw log (address, topics, data).
+    pub fn decode(
+        &self,
+        address: Address,
+        data: &LogData,
+    ) -> Result<(Contract, NamedEvent), DecodeError> {
         let topic = *data
             .topics()
             .first()
             .ok_or(DecodeError::Anonymous(address))?;
-        let log = Log {
-            address,
-            data: data.clone(),
-        };
-        if address == self.registry {
-            decode_with::<ProviderRegistryEvents>(&log, topic).map(BerthEvent::Registry)
-        } else if address == self.escrow {
-            decode_with::<LeaseEscrowEvents>(&log, topic).map(BerthEvent::Escrow)
+        let (contract, table) = if address == self.watched.registry {
+            (Contract::Registry, &self.registry)
+        } else if address == self.watched.escrow {
+            (Contract::Escrow, &self.escrow)
         } else {
-            Err(DecodeError::UnwatchedAddress(address))
+            return Err(DecodeError::UnwatchedAddress(address));
+        };
+        match table.decode(data) {
+            None => Err(DecodeError::UnknownEvent { address, topic }),
+            Some(Err(reason)) => Err(DecodeError::Undecodable {
+                address,
+                topic,
+                reason,
+            }),
+            Some(Ok(event)) => Ok((contract, event)),
         }
     }
-}
-
-/// The event signature hashes a generated events enum knows.
-trait KnownEvents: SolEventInterface {
-    fn selectors() -> &'static [[u8; 32]];
-}
-
-impl KnownEvents for ProviderRegistryEvents {
-    fn selectors() -> &'static [[u8; 32]] {
-        Self::SELECTORS
-    }
-}
-
-impl KnownEvents for LeaseEscrowEvents {
-    fn selectors() -> &'static [[u8; 32]] {
-        Self::SELECTORS
-    }
-}
-
-fn decode_with<E: KnownEvents>(log: &Log, topic: B256) -> Result<E, DecodeError> {
-    if !E::selectors().contains(&topic.0) {
-        return Err(DecodeError::UnknownEvent {
-            address: log.address,
-            topic,
-        });
-    }
-    E::decode_log(log)
-        .map(|decoded| decoded.data)
-        .map_err(|e| DecodeError::Undecodable {
-            address: log.address,
-            topic,
-            reason: e.to_string(),
-        })
 }
 
 #[cfg(test)]
@@ -128,36 +144,46 @@ mod tests {
             providerId: U256::from(2),
             tenant: address!("0x00000000000000000000000000000000000000cc"),
             reason: 2,
-            closedAt: U256::from(1_700_000_000u64),
+            closedAt: U256::MAX,
         }
     }
 
     #[test]
-    fn decodes_an_escrow_event_from_its_raw_log() {
-        let event = closed_event();
-        let decoded = WATCHED
-            .decode(WATCHED.escrow, &event.encode_log_data())
+    fn decodes_an_escrow_event_with_named_arguments() {
+        let decoder = Decoder::new(WATCHED);
+        let (contract, event) = decoder
+            .decode(WATCHED.escrow, &closed_event().encode_log_data())
             .expect("decodes");
+        assert_eq!(contract, Contract::Escrow);
+        assert_eq!(event.name, "LeaseClosed");
+        assert_eq!(event.args["leaseId"], "7");
+        assert_eq!(event.args["reason"], "2");
         assert_eq!(
-            decoded,
-            BerthEvent::Escrow(LeaseEscrowEvents::LeaseClosed(event))
+            event.args["tenant"],
+            "0x00000000000000000000000000000000000000cC"
+        );
+        assert_eq!(
+            event.args["closedAt"],
+            U256::MAX.to_string(),
+            "uint256 survives as a decimal string"
         );
     }
 
     #[test]
     fn the_same_log_from_the_registry_is_an_unknown_event() {
-        let data = closed_event().encode_log_data();
-        let err = WATCHED
-            .decode(WATCHED.registry, &data)
+        let decoder = Decoder::new(WATCHED);
+        let err = decoder
+            .decode(WATCHED.registry, &closed_event().encode_log_data())
             .expect_err("not a registry event");
         assert!(matches!(err, DecodeError::UnknownEvent { .. }), "{err}");
     }
 
     #[test]
     fn truncated_data_is_undecodable_not_a_panic() {
-        let mut data = closed_event().encode_log_data();
-        data = LogData::new_unchecked(data.topics().to_vec(), data.data.slice(..10));
-        let err = WATCHED
+        let decoder = Decoder::new(WATCHED);
+        let data = closed_event().encode_log_data();
+        let data = LogData::new_unchecked(data.topics().to_vec(), data.data.slice(..10));
+        let err = decoder
             .decode(WATCHED.escrow, &data)
             .expect_err("truncated");
         assert!(matches!(err, DecodeError::Undecodable { .. }), "{err}");
@@ -165,15 +191,16 @@ mod tests {
 
     #[test]
     fn anonymous_and_foreign_logs_are_reported() {
+        let decoder = Decoder::new(WATCHED);
         let foreign = address!("0x00000000000000000000000000000000000000dd");
         let data = closed_event().encode_log_data();
         assert_eq!(
-            WATCHED.decode(foreign, &data),
+            decoder.decode(foreign, &data),
             Err(DecodeError::UnwatchedAddress(foreign))
         );
         let anonymous = LogData::new_unchecked(vec![], Default::default());
         assert_eq!(
-            WATCHED.decode(WATCHED.escrow, &anonymous),
+            decoder.decode(WATCHED.escrow, &anonymous),
             Err(DecodeError::Anonymous(WATCHED.escrow))
         );
         let unknown = LogData::new_unchecked(
@@ -183,7 +210,7 @@ mod tests {
             Default::default(),
         );
         assert!(matches!(
-            WATCHED.decode(WATCHED.escrow, &unknown),
+            decoder.decode(WATCHED.escrow, &unknown),
             Err(DecodeError::UnknownEvent { .. })
         ));
     }

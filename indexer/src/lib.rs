@@ -1,8 +1,15 @@
 //! Berth indexer: follows the chain and mirrors every event of the Berth contracts into
 //! Postgres (DESIGN.md, "Indexer rules").
 //!
-//! This crate starts with the piece every other part of the indexer rests on: turning a raw
-//! log of a watched contract into a typed event, with an unknown or undecodable log reported
-//! as such instead of crashing the indexer.
+//! - [`events`] decodes every log of the watched contracts from the compiled artifacts;
+//! - [`store`] writes batches idempotently with the checkpoint in one transaction, and rolls
+//!   back above a common ancestor;
+//! - [`sync`] walks the chain: adaptive `eth_getLogs` ranges, head following, reorg detection;
+//! - [`config`] and [`metrics`] serve the `berth-indexer` binary.
 
+pub mod abi;
+pub mod config;
 pub mod events;
+pub mod metrics;
+pub mod store;
+pub mod sync;

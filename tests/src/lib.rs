@@ -195,3 +195,23 @@ pub async fn deploy(chain: &Chain, settings: Settings) -> Result<Contracts> {
         arbiter,
     })
 }
+
+/// Sends a transaction and fails unless it was mined successfully.
+pub async fn mined<P, D, N>(call: alloy::contract::CallBuilder<P, D, N>, what: &str) -> Result<()>
+where
+    P: Provider<N>,
+    D: alloy::contract::CallDecoder,
+    N: alloy::network::Network,
+{
+    let receipt = call
+        .send()
+        .await
+        .wrap_err_with(|| format!("sending {what}"))?
+        .get_receipt()
+        .await?;
+    ensure!(
+        alloy::network::ReceiptResponse::status(&receipt),
+        "{what} reverted"
+    );
+    Ok(())
+}

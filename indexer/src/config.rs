@@ -1,0 +1,297 @@
+//! Indexer configuration: a TOML file, `BERTH_*` environment overrides, validated at start
+//! with errors that name the bad field.
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+/// Everything the indexer service needs.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Postgres connection string (`BERTH_DATABASE_URL`, or `DATABASE_URL`).
+    #[serde(default)]
+    pub database_url: String,
+    /// JSON-RPC endpoint (`BERTH_RPC_URL`).
+    #[serde(default)]
+    pub rpc_url: String,
+    /// `deployments/<chainId>.json` written by the deploy script (`BERTH_DEPLOYMENT`).
+    #[serde(default)]
+    pub deployment: PathBuf,
+    /// First block to index; defaults to the deployment's start block (`BERTH_START_BLOCK`).
+    #[serde(default)]
+    pub start_block: Option<u64>,
+    /// Blocks behind the head to stay (`BERTH_CONFIRMATIONS`).
+    #[serde(default = "defaults::confirmations")]
+    pub confirmations: u64,
+    /// Poll interval at the head, in milliseconds (`BERTH_POLL_INTERVAL_MS`).
+    #[serde(default = "defaults::poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// First `eth_getLogs` block range (`BERTH_INITIAL_RANGE`).
+    #[serde(default = "defaults::initial_range")]
+    pub initial_range: u64,
+    /// Largest block range (`BERTH_MAX_RANGE`).
+    #[serde(default = "defaults::max_range")]
+    pub max_range: u64,
+    /// Recent blocks kept for reorg handling (`BERTH_REORG_WINDOW`).
+    #[serde(default = "defaults::reorg_window")]
+    pub reorg_window: u64,
+    /// Address of the metrics endpoint, empty to disable (`BERTH_METRICS_ADDR`).
+    #[serde(default = "defaults::metrics_addr")]
+    pub metrics_addr: String,
+    /// `text` or `json` logs (`BERTH_LOG_FORMAT`).
+    #[serde(default = "defaults::log_format")]
+    pub log_format: String,
+}
+
+mod defaults {
+    pub fn confirmations() -> u64 {
+        0
+    }
+    pub fn poll_interval_ms() -> u64 {
+        1000
+    }
+    pub fn initial_range() -> u64 {
+        1000
+    }
+    pub fn max_range() -> u64 {
+        50_000
+    }
+    pub fn reorg_window() -> u64 {
+        256
+    }
+    pub fn metrics_addr() -> String {
+        "127.0.0.1:9464".into()
+    }
+    pub fn log_format() -> String {
+        "text".into()
+    }
+}
+
+/// A configuration problem, naming the field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        reason: String,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("config file {path}: {reason}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What the parser said (it names the field).
+        reason: String,
+    },
+    /// A field has a bad value.
+    #[error("config field `{field}` ({env}): {reason}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Its environment variable.
+        env: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Reads `path` (if any), applies the environment `env` (`BERTH_*`) and validates.
+    pub fn load(
+        path: Option<&std::path::Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
+                path: p.display().to_string(),
+                reason: e.to_string(),
+            })?,
+            None => String::new(),
+        };
+        let mut cfg: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.map(|p| p.display().to_string()).unwrap_or_default(),
+            reason: e.to_string(),
+        })?;
+        cfg.apply_env(env)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn num(field: &'static str, env: &'static str, v: &str) -> Result<u64, ConfigError> {
+            v.trim().parse().map_err(|_| ConfigError::Invalid {
+                field,
+                env,
+                reason: format!("`{v}` is not a non-negative integer"),
+            })
+        }
+        if let Some(v) = env("BERTH_DATABASE_URL").or_else(|| env("DATABASE_URL")) {
+            self.database_url = v;
+        }
+        if let Some(v) = env("BERTH_RPC_URL") {
+            self.rpc_url = v;
+        }
+        if let Some(v) = env("BERTH_DEPLOYMENT") {
+            self.deployment = v.into();
+        }
+        if let Some(v) = env("BERTH_START_BLOCK") {
+            self.start_block = Some(num("start_block", "BERTH_START_BLOCK", &v)?);
+        }
+        if let Some(v) = env("BERTH_CONFIRMATIONS") {
+            self.confirmations = num("confirmations", "BERTH_CONFIRMATIONS", &v)?;
+        }
+        if let Some(v) = env("BERTH_POLL_INTERVAL_MS") {
+            self.poll_interval_ms = num("poll_interval_ms", "BERTH_POLL_INTERVAL_MS", &v)?;
+        }
+        if let Some(v) = env("BERTH_INITIAL_RANGE") {
+            self.initial_range = num("initial_range", "BERTH_INITIAL_RANGE", &v)?;
+        }
+        if let Some(v) = env("BERTH_MAX_RANGE") {
+            self.max_range = num("max_range", "BERTH_MAX_RANGE", &v)?;
+        }
+        if let Some(v) = env("BERTH_REORG_WINDOW") {
+            self.reorg_window = num("reorg_window", "BERTH_REORG_WINDOW", &v)?;
+        }
+        if let Some(v) = env("BERTH_METRICS_ADDR") {
+            self.metrics_addr = v;
+        }
+        if let Some(v) = env("BERTH_LOG_FORMAT") {
+            self.log_format = v;
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field, env, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                env,
+                reason: reason.into(),
+            })
+        };
+        if !self.database_url.starts_with("postgres://")
+            && !self.database_url.starts_with("postgresql://")
+        {
+            return bad(
+                "database_url",
+                "BERTH_DATABASE_URL",
+                "must be a postgres:// URL",
+            );
+        }
+        if !self.rpc_url.starts_with("http://") && !self.rpc_url.starts_with("https://") {
+            return bad(
+                "rpc_url",
+                "BERTH_RPC_URL",
+                "must be an http:// or https:// URL",
+            );
+        }
+        if self.deployment.as_os_str().is_empty() {
+            return bad(
+                "deployment",
+                "BERTH_DEPLOYMENT",
+                "is required (deployments/<chainId>.json)",
+            );
+        }
+        if self.poll_interval_ms == 0 {
+            return bad(
+                "poll_interval_ms",
+                "BERTH_POLL_INTERVAL_MS",
+                "must be at least 1",
+            );
+        }
+        if self.initial_range == 0 || self.max_range == 0 || self.initial_range > self.max_range {
+            return bad(
+                "initial_range",
+                "BERTH_INITIAL_RANGE",
+                "must be between 1 and max_range",
+            );
+        }
+        if self.reorg_window < 2 {
+            return bad("reorg_window", "BERTH_REORG_WINDOW", "must be at least 2");
+        }
+        if !self.metrics_addr.is_empty()
+            && self.metrics_addr.parse::<std::net::SocketAddr>().is_err()
+        {
+            return bad(
+                "metrics_addr",
+                "BERTH_METRICS_ADDR",
+                "must be host:port or empty",
+            );
+        }
+        if self.log_format != "text" && self.log_format != "json" {
+            return bad("log_format", "BERTH_LOG_FORMAT", "must be `text` or `json`");
+        }
+        Ok(())
+    }
+
+    /// The poll interval.
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("DATABASE_URL", "postgres://localhost/berth"),
+        ("BERTH_RPC_URL", "http://127.0.0.1:8545"),
+        ("BERTH_DEPLOYMENT", "deployments/31337.json"),
+    ];
+
+    #[test]
+    fn env_alone_is_enough_and_defaults_apply() {
+        let cfg = Config::load(None, env(BASE)).expect("valid");
+        assert_eq!(cfg.reorg_window, 256);
+        assert_eq!(cfg.confirmations, 0);
+    }
+
+    #[test]
+    fn env_overrides_the_file() {
+        let path = std::env::temp_dir().join(format!("berth-indexer-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "confirmations = 3\nmax_range = 10\ninitial_range = 5\n",
+        )
+        .expect("write");
+        let mut pairs = BASE.to_vec();
+        pairs.push(("BERTH_CONFIRMATIONS", "7"));
+        let cfg = Config::load(Some(&path), env(&pairs)).expect("valid");
+        assert_eq!(cfg.confirmations, 7, "env wins");
+        assert_eq!(cfg.max_range, 10, "file applies");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("BERTH_CONFIRMATIONS", "many"));
+        let err = Config::load(None, env(&pairs)).expect_err("bad number");
+        assert!(
+            err.to_string()
+                .contains("`confirmations` (BERTH_CONFIRMATIONS)"),
+            "{err}"
+        );
+        let err = Config::load(None, env(&BASE[1..])).expect_err("no database");
+        assert!(err.to_string().contains("`database_url`"), "{err}");
+        let path =
+            std::env::temp_dir().join(format!("berth-indexer-bad-{}.toml", std::process::id()));
+        std::fs::write(&path, "confirmatons = 3\n").expect("write");
+        let err = Config::load(Some(&path), env(BASE)).expect_err("typo");
+        assert!(err.to_string().contains("confirmatons"), "{err}");
+    }
+}

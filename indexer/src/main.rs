@@ -1,0 +1,114 @@
+//! `berth-indexer`: the indexer service (systemd unit in `indexer/berth-indexer.service`).
+
+use std::path::PathBuf;
+
+use alloy::providers::{Provider, ProviderBuilder};
+use berth_bindings::Deployment;
+use berth_indexer::{
+    config::Config,
+    events::{Decoder, Watched},
+    metrics::Metrics,
+    store::Store,
+    sync::{Indexer, SyncConfig},
+};
+use clap::Parser;
+use eyre::{Context, Result, ensure};
+use tokio::sync::watch;
+
+/// Mirrors every event of the Berth contracts into Postgres.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// TOML configuration file; every field can be overridden by a `BERTH_*` variable.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let cfg = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+    init_tracing(&cfg.log_format);
+
+    let url = cfg.rpc_url.parse().wrap_err("rpc_url")?;
+    let provider = ProviderBuilder::new().connect_http(url).erased();
+    let chain_id = provider
+        .get_chain_id()
+        .await
+        .wrap_err_with(|| format!("reaching {}", cfg.rpc_url))?;
+    let deployment = Deployment::load_file(&cfg.deployment, Some(chain_id))?;
+    ensure!(
+        deployment.chain_id == chain_id,
+        "deployment is for another chain"
+    );
+
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect(&cfg.database_url)
+        .await
+        .wrap_err("connecting to Postgres (database_url)")?;
+    let store = Store::open(pool, chain_id)
+        .await
+        .wrap_err("applying migrations")?;
+
+    let metrics = Metrics::default();
+    if !cfg.metrics_addr.is_empty() {
+        let listener = tokio::net::TcpListener::bind(&cfg.metrics_addr)
+            .await
+            .wrap_err_with(|| format!("binding metrics_addr {}", cfg.metrics_addr))?;
+        tracing::info!(addr = %cfg.metrics_addr, "metrics endpoint");
+        tokio::spawn(metrics.clone().serve(listener));
+    }
+
+    let decoder = Decoder::new(Watched {
+        registry: deployment.provider_registry,
+        escrow: deployment.lease_escrow,
+    });
+    let sync = SyncConfig {
+        start_block: cfg.start_block.unwrap_or(deployment.start_block),
+        confirmations: cfg.confirmations,
+        initial_range: cfg.initial_range,
+        max_range: cfg.max_range,
+        reorg_window: cfg.reorg_window,
+        poll_interval: cfg.poll_interval(),
+    };
+    tracing::info!(chain_id, escrow = %deployment.lease_escrow, start_block = sync.start_block, "indexing");
+    let mut indexer = Indexer::new(provider, store, decoder, sync, metrics);
+
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down after the current batch");
+        let _ = stop.send(true);
+    });
+    indexer.run(stopped).await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

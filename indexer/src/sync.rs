@@ -1,0 +1,323 @@
+//! The indexing loop: backfill in adaptive block ranges, follow the head, detect reorgs by
+//! block hash and roll back to the common ancestor.
+
+use std::time::Duration;
+
+use alloy::{
+    eips::BlockNumberOrTag,
+    providers::Provider,
+    rpc::types::{Filter, Log},
+};
+use tokio::sync::watch;
+
+use crate::{
+    events::Decoder,
+    metrics::Metrics,
+    store::{BlockRef, DecodedRow, LogRow, Store, StoreError},
+};
+
+/// How the indexer walks the chain.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// First block to index when the database is empty (the deployment's start block).
+    pub start_block: u64,
+    /// Blocks behind the head the indexer stays.
+    pub confirmations: u64,
+    /// Block range of the first `eth_getLogs`.
+    pub initial_range: u64,
+    /// Largest block range the adaptive sizing grows to.
+    pub max_range: u64,
+    /// Recent blocks kept for finding a common ancestor; a deeper reorg stops the indexer.
+    pub reorg_window: u64,
+    /// Pause between polls once at the head.
+    pub poll_interval: Duration,
+}
+
+/// Why indexing stopped or a step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The RPC node failed; retried with backoff.
+    #[error("rpc: {0}")]
+    Rpc(String),
+    /// The database failed; retried with backoff.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The chain reorganised below every block the indexer remembers: fatal by design.
+    #[error(
+        "reorg deeper than the window: stored block {checkpoint} is no longer canonical and none of the last {searched} stored blocks is"
+    )]
+    ReorgTooDeep {
+        /// The orphaned checkpoint.
+        checkpoint: u64,
+        /// How many stored blocks were compared.
+        searched: usize,
+    },
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Indexed `[from, to]`, writing `logs` logs.
+    Indexed {
+        /// First block.
+        from: u64,
+        /// Last block.
+        to: u64,
+        /// Logs written.
+        logs: usize,
+    },
+    /// The node refused the range; it was shrunk to `range` blocks.
+    Shrunk {
+        /// The new range.
+        range: u64,
+    },
+    /// A reorg was found; everything above `ancestor` was rolled back.
+    Rewound {
+        /// The common ancestor.
+        ancestor: u64,
+    },
+    /// Nothing new below the confirmation depth.
+    Idle,
+}
+
+/// The indexer for one chain.
+#[derive(Debug)]
+pub struct Indexer<P> {
+    provider: P,
+    store: Store,
+    decoder: Decoder,
+    cfg: SyncConfig,
+    range: u64,
+    metrics: Metrics,
+}
+
+fn rpc<E: std::fmt::Display>(e: E) -> SyncError {
+    SyncError::Rpc(e.to_string())
+}
+
+/// Whether a node error means "ask for fewer blocks" rather than "the node is down".
+fn is_range_error(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "too many",
+        "limit",
+        "exceed",
+        "too large",
+        "timeout",
+        "timed out",
+        "response size",
+        "range",
+    ]
+    .iter()
+    .any(|needle| m.contains(needle))
+}
+
+impl<P: Provider> Indexer<P> {
+    /// An indexer reading `provider` and writing `store`.
+    pub fn new(
+        provider: P,
+        store: Store,
+        decoder: Decoder,
+        cfg: SyncConfig,
+        metrics: Metrics,
+    ) -> Self {
+        let range = cfg.initial_range.clamp(1, cfg.max_range.max(1));
+        Self {
+            provider,
+            store,
+            decoder,
+            cfg,
+            range,
+            metrics,
+        }
+    }
+
+    /// The current block range of `eth_getLogs`.
+    pub fn range(&self) -> u64 {
+        self.range
+    }
+
+    async fn header(&self, number: u64) -> Result<Option<BlockRef>, SyncError> {
+        let block = self
+            .provider
+            .get_block_by_number(BlockNumberOrTag::Number(number))
+            .await
+            .map_err(rpc)?;
+        Ok(block.map(|b| BlockRef {
+            number,
+            hash: b.header.hash,
+            time: b.header.timestamp,
+        }))
+    }
+
+    /// One unit of work: check for a reorg, then index the next range.
+    pub async fn step(&mut self) -> Result<Step, SyncError> {
+        let checkpoint = self.store.checkpoint().await?;
+        if let Some(cp) = checkpoint {
+            let canonical = self.header(cp.number).await?;
+            if canonical.map(|c| c.hash) != Some(cp.hash) {
+                return self.rewind(cp).await;
+            }
+        }
+        let latest = self.provider.get_block_number().await.map_err(rpc)?;
+        let head = latest.saturating_sub(self.cfg.confirmations);
+        let from = checkpoint.map_or(self.cfg.start_block, |c| c.number + 1);
+        self.metrics
+            .set_head_lag(latest.saturating_sub(checkpoint.map_or(0, |c| c.number)));
+        if from > head {
+            return Ok(Step::Idle);
+        }
+        let to = head.min(from + self.range - 1);
+        let Some(end) = self.header(to).await? else {
+            return Ok(Step::Idle); // the node has not got that far after all
+        };
+        let filter = Filter::new()
+            .address(vec![
+                self.decoder.watched().registry,
+                self.decoder.watched().escrow,
+            ])
+            .from_block(from)
+            .to_block(to);
+        let logs = match self.provider.get_logs(&filter).await {
+            Ok(logs) => logs,
+            Err(e) if self.range > 1 && is_range_error(&e.to_string()) => {
+                self.range = (self.range / 2).max(1);
+                tracing::warn!(error = %e, range = self.range, "node refused the range, shrinking");
+                return Ok(Step::Shrunk { range: self.range });
+            }
+            Err(e) => return Err(rpc(e)),
+        };
+        // The range end must still be canonical after the logs were read (no reorg in between).
+        if self.header(to).await?.map(|b| b.hash) != Some(end.hash) {
+            return Ok(Step::Idle);
+        }
+        let (rows, blocks) = self.rows(&logs, end).await?;
+        self.store
+            .commit_batch(&rows, &blocks, end, self.cfg.reorg_window)
+            .await?;
+        self.metrics.add_events(rows.len() as u64);
+        if (rows.len() as u64) < 10_000 {
+            self.range = (self.range * 2).min(self.cfg.max_range);
+        }
+        Ok(Step::Indexed {
+            from,
+            to,
+            logs: rows.len(),
+        })
+    }
+
+    async fn rows(
+        &self,
+        logs: &[Log],
+        end: BlockRef,
+    ) -> Result<(Vec<LogRow>, Vec<BlockRef>), SyncError> {
+        let mut blocks: Vec<BlockRef> = Vec::new();
+        let mut rows = Vec::with_capacity(logs.len());
+        for log in logs {
+            let (Some(number), Some(hash), Some(index), Some(tx)) = (
+                log.block_number,
+                log.block_hash,
+                log.log_index,
+                log.transaction_hash,
+            ) else {
+                return Err(SyncError::Rpc(
+                    "node returned a pending log without block data".into(),
+                ));
+            };
+            if number == end.number && hash != end.hash {
+                return Err(SyncError::Rpc(format!(
+                    "log of block {number} has an orphaned hash"
+                )));
+            }
+            let time = match (blocks.last(), log.block_timestamp) {
+                (Some(b), _) if b.number == number => b.time,
+                (_, Some(t)) => t,
+                _ => self
+                    .header(number)
+                    .await?
+                    .map(|b| b.time)
+                    .ok_or_else(|| SyncError::Rpc(format!("block {number} vanished")))?,
+            };
+            if blocks.last().map(|b| b.number) != Some(number) && number != end.number {
+                blocks.push(BlockRef { number, hash, time });
+            }
+            let decoded = self
+                .decoder
+                .decode(log.address(), log.data())
+                .map(|(contract, event)| DecodedRow { contract: contract.as_str(), event: event.name, args: event.args })
+                .map_err(|e| {
+                    tracing::warn!(block = number, log_index = index, error = %e, "log skipped: not a known event");
+                    e.to_string()
+                });
+            rows.push(LogRow {
+                block_number: number,
+                block_hash: hash,
+                block_time: time,
+                log_index: u32::try_from(index).unwrap_or(u32::MAX),
+                tx_hash: tx,
+                address: log.address(),
+                topics: log.topics().to_vec(),
+                data: log.data().data.clone(),
+                decoded,
+            });
+        }
+        Ok((rows, blocks))
+    }
+
+    async fn rewind(&mut self, checkpoint: BlockRef) -> Result<Step, SyncError> {
+        let window = i64::try_from(self.cfg.reorg_window).unwrap_or(i64::MAX);
+        let stored = self.store.recent_blocks(window).await?;
+        for block in &stored {
+            if self.header(block.number).await?.map(|b| b.hash) == Some(block.hash) {
+                tracing::warn!(
+                    orphaned = checkpoint.number,
+                    ancestor = block.number,
+                    "reorg: rolling back"
+                );
+                self.store.rewind_to(*block).await?;
+                self.metrics.add_reorg();
+                return Ok(Step::Rewound {
+                    ancestor: block.number,
+                });
+            }
+        }
+        Err(SyncError::ReorgTooDeep {
+            checkpoint: checkpoint.number,
+            searched: stored.len(),
+        })
+    }
+
+    /// Steps until `shutdown` turns true: RPC and database failures are retried with
+    /// exponential backoff (up to 30 s); only a reorg deeper than the window stops it.
+    pub async fn run(&mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), SyncError> {
+        let mut backoff = Duration::from_millis(250);
+        while !*shutdown.borrow() {
+            let pause = match self.step().await {
+                Ok(Step::Idle) => {
+                    backoff = Duration::from_millis(250);
+                    self.cfg.poll_interval
+                }
+                Ok(step) => {
+                    backoff = Duration::from_millis(250);
+                    tracing::debug!(?step, "step");
+                    Duration::ZERO
+                }
+                Err(e @ SyncError::ReorgTooDeep { .. }) => return Err(e),
+                Err(e) => {
+                    self.metrics.add_rpc_error();
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "step failed, retrying");
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    pause
+                }
+            };
+            if !pause.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,407 @@
+//! The indexer against a real anvil and a real Postgres (one database per test).
+
+use alloy::{
+    primitives::{U256, aliases::U40, keccak256},
+    providers::{DynProvider, Provider, ProviderBuilder},
+};
+use berth_bindings::{LeaseEscrow, PRICE_SCALE, ProviderRegistry, RejectReason, TestToken};
+use berth_e2e::{Chain, Contracts, Settings, deploy, mined};
+use berth_indexer::{
+    events::{Decoder, Watched},
+    metrics::Metrics,
+    store::Store,
+    sync::{Indexer, Step, SyncConfig},
+};
+use eyre::{Result, ensure};
+use sqlx::{PgPool, Row};
+
+const RATES: [u128; 4] = [
+    10_000 * PRICE_SCALE as u128 / 3600,
+    20_000 * PRICE_SCALE as u128 / 3_600_000,
+    10_000 * PRICE_SCALE as u128 / (1024 * 3600),
+    0,
+];
+
+/// Anvil accounts: 2 owns the provider, 3 is its operator, 4 and 5 are tenants.
+struct World {
+    chain: Chain,
+    c: Contracts,
+    operator: DynProvider,
+}
+
+impl World {
+    async fn new() -> Result<Self> {
+        let chain = Chain::start()?;
+        let c = deploy(
+            &chain,
+            Settings {
+                min_stake: 0,
+                ..Settings::default()
+            },
+        )
+        .await?;
+        let owner = chain.wallet(2)?;
+        let registry = ProviderRegistry::new(c.registry, &owner);
+        let operator_addr = chain.signer(3)?.address();
+        mined(
+            registry.register(
+                operator_addr,
+                c.token,
+                "http://127.0.0.1:8443".into(),
+                "region=local".into(),
+                [8000, 16_384, 100],
+                RATES,
+                U256::ZERO,
+            ),
+            "register",
+        )
+        .await?;
+        for tenant in [4, 5] {
+            let p = chain.wallet(tenant)?;
+            let token = TestToken::new(c.token, &p);
+            mined(
+                token.mint(chain.signer(tenant)?.address(), U256::from(10u64.pow(12))),
+                "mint",
+            )
+            .await?;
+            mined(token.approve(c.escrow, U256::MAX), "approve").await?;
+        }
+        let operator = chain.wallet(3)?;
+        Ok(Self { chain, c, operator })
+    }
+
+    async fn open(&self, tenant: usize, deposit: u64) -> Result<U256> {
+        let escrow = LeaseEscrow::new(self.c.escrow, self.chain.wallet(tenant)?);
+        let call = escrow.openLease(
+            U256::from(1),
+            500,
+            512,
+            1,
+            keccak256(b"manifest"),
+            String::new(),
+            U256::from(deposit),
+            U256::MAX,
+        );
+        let id = call.call().await?;
+        mined(call, "openLease").await?;
+        Ok(id)
+    }
+
+    fn escrow(&self) -> LeaseEscrow::LeaseEscrowInstance<&DynProvider> {
+        LeaseEscrow::new(self.c.escrow, &self.operator)
+    }
+
+    async fn report_full(&self, lease: U256) -> Result<()> {
+        let l = self.escrow().getLease(lease).call().await?;
+        let to = if l.status == 3 {
+            l.closedAt.to::<u64>()
+        } else {
+            self.chain.now().await?
+        };
+        let period = to - l.billedUntil.to::<u64>();
+        mined(
+            self.escrow().reportUsage(
+                lease,
+                l.reportCount + 1,
+                l.billedUntil,
+                U40::from(to),
+                250 * period,
+                512 * period,
+                period,
+                keccak256(to.to_be_bytes()),
+            ),
+            "reportUsage",
+        )
+        .await
+    }
+
+    fn watched(&self) -> Watched {
+        Watched {
+            registry: self.c.registry,
+            escrow: self.c.escrow,
+        }
+    }
+
+    async fn indexer(&self, pool: PgPool, watched: Watched) -> Result<Indexer<DynProvider>> {
+        let provider = ProviderBuilder::new()
+            .connect_http(self.chain.rpc_url().parse()?)
+            .erased();
+        let store = Store::open(pool, self.chain.chain_id()).await?;
+        let cfg = SyncConfig {
+            start_block: 0,
+            confirmations: 0,
+            initial_range: 4,
+            max_range: 1000,
+            reorg_window: 64,
+            poll_interval: std::time::Duration::from_millis(50),
+        };
+        Ok(Indexer::new(
+            provider,
+            store,
+            Decoder::new(watched),
+            cfg,
+            Metrics::default(),
+        ))
+    }
+}
+
+async fn catch_up(indexer: &mut Indexer<DynProvider>) -> Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    for _ in 0..1000 {
+        let step = indexer.step().await?;
+        if step == Step::Idle {
+            return Ok(steps);
+        }
+        steps.push(step);
+    }
+    eyre::bail!("indexer did not catch up in 1000 steps")
+}
+
+/// Compares every lease's row in `berth.leases` with `getLease` on chain.
+async fn assert_leases_match_chain(world: &World, pool: &PgPool) -> Result<usize> {
+    let escrow = world.escrow();
+    let count: u64 = escrow.leaseCount().call().await?.to();
+    let rows = sqlx::query(
+        "SELECT lease_id::TEXT AS id, status, balance::TEXT AS balance, report_count, disputed::TEXT AS disputed,
+                earned_unpaid::TEXT AS earned, EXTRACT(EPOCH FROM billed_until)::BIGINT AS billed,
+                EXTRACT(EPOCH FROM closed_at)::BIGINT AS closed, endpoint
+         FROM berth.leases ORDER BY lease_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    ensure!(
+        rows.len() as u64 == count,
+        "{} leases indexed, {count} on chain",
+        rows.len()
+    );
+    let names = [
+        "none",
+        "pending",
+        "active",
+        "closing",
+        "closed",
+        "rejected",
+        "cancelled",
+    ];
+    for row in rows {
+        let id: U256 = row.get::<String, _>("id").parse()?;
+        let l = escrow.getLease(id).call().await?;
+        let on_chain_earned = l.claimable + l.pendingA + l.pendingB;
+        ensure!(
+            row.get::<String, _>("status") == names[l.status as usize],
+            "lease {id}: status"
+        );
+        ensure!(
+            row.get::<String, _>("balance") == l.balance.to_string(),
+            "lease {id}: balance"
+        );
+        ensure!(
+            row.get::<i64, _>("report_count") == i64::from(l.reportCount),
+            "lease {id}: reportCount"
+        );
+        ensure!(
+            row.get::<String, _>("disputed") == l.disputed.to_string(),
+            "lease {id}: disputed"
+        );
+        ensure!(
+            row.get::<String, _>("earned") == on_chain_earned.to_string(),
+            "lease {id}: earned"
+        );
+        let billed: Option<i64> = row.get("billed");
+        ensure!(
+            billed.unwrap_or(0) == l.billedUntil.to::<i64>(),
+            "lease {id}: billedUntil"
+        );
+        let closed: Option<i64> = row.get("closed");
+        ensure!(
+            closed.unwrap_or(0) == l.closedAt.to::<i64>(),
+            "lease {id}: closedAt"
+        );
+        let endpoint: Option<String> = row.get("endpoint");
+        ensure!(
+            endpoint.unwrap_or_default() == l.endpoint,
+            "lease {id}: endpoint"
+        );
+    }
+    Ok(count as usize)
+}
+
+#[sqlx::test(migrations = false)]
+async fn database_equals_chain_after_a_scripted_history(pool: PgPool) -> Result<()> {
+    let w = World::new().await?;
+    let escrow = w.escrow();
+    let deposit = 50_000_000;
+    let (a, b, c, d) = (
+        w.open(4, deposit).await?,
+        w.open(4, deposit).await?,
+        w.open(5, deposit).await?,
+        w.open(5, deposit).await?,
+    );
+    mined(
+        escrow.confirmLease(a, "http://127.0.0.1:30001".into()),
+        "confirm a",
+    )
+    .await?;
+    mined(
+        escrow.confirmLease(b, "http://127.0.0.1:30002".into()),
+        "confirm b",
+    )
+    .await?;
+    mined(
+        escrow.rejectLease(c, RejectReason::PolicyViolation as u8),
+        "reject c",
+    )
+    .await?;
+    w.chain.advance(600).await?;
+    w.report_full(a).await?;
+    w.report_full(b).await?;
+    // b: a top-up by someone else, a dispute ruled half and half.
+    let t5 = LeaseEscrow::new(w.c.escrow, w.chain.wallet(5)?);
+    mined(t5.topUp(b, U256::from(1_000_000)), "topUp").await?;
+    let t4 = LeaseEscrow::new(w.c.escrow, w.chain.wallet(4)?);
+    mined(t4.dispute(b), "dispute").await?;
+    let disputed = escrow.getLease(b).call().await?.disputed;
+    let arbiter = LeaseEscrow::new(w.c.escrow, w.chain.wallet(1)?);
+    mined(
+        arbiter.resolveDispute(b, U256::from(disputed / 2)),
+        "resolve",
+    )
+    .await?;
+    // a: matures and is claimed, then closed, final report, withdrawn.
+    w.chain
+        .advance(Settings::default().challenge_window + 1)
+        .await?;
+    mined(escrow.claim(a), "claim").await?;
+    mined(t4.closeLease(a), "close").await?;
+    w.report_full(a).await?;
+    mined(t4.withdraw(a), "withdraw").await?;
+    // d stays pending.
+    let _ = d;
+
+    let mut indexer = w.indexer(pool.clone(), w.watched()).await?;
+    catch_up(&mut indexer).await?;
+    let n = assert_leases_match_chain(&w, &pool).await?;
+    ensure!(n == 4, "four leases");
+    let statuses: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM berth.leases ORDER BY lease_id")
+            .fetch_all(&pool)
+            .await?;
+    ensure!(
+        statuses == ["closed", "active", "rejected", "pending"],
+        "statuses {statuses:?}"
+    );
+    let reason: String =
+        sqlx::query_scalar("SELECT close_reason FROM berth.leases WHERE lease_id = 3")
+            .fetch_one(&pool)
+            .await?;
+    ensure!(reason == "policy_violation", "reject reason {reason}");
+    let p = ProviderRegistry::new(w.c.registry, &w.operator)
+        .getProvider(U256::from(1))
+        .call()
+        .await?;
+    let (active, cpu): (i64, i64) = sqlx::query_as(
+        "SELECT active_leases, allocated_cpu_millis FROM berth.providers WHERE provider_id = 1",
+    )
+    .fetch_one(&pool)
+    .await?;
+    ensure!(
+        active == i64::from(p.activeLeases),
+        "provider active leases {active}"
+    );
+    ensure!(
+        cpu == i64::from(p.allocatedCpuMillis),
+        "provider allocated cpu {cpu}"
+    );
+
+    // Indexing again from scratch over the same history adds no duplicate.
+    let before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM berth.events")
+        .fetch_one(&pool)
+        .await?;
+    sqlx::query("DELETE FROM berth.checkpoint")
+        .execute(&pool)
+        .await?;
+    catch_up(&mut indexer).await?;
+    let after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM berth.events")
+        .fetch_one(&pool)
+        .await?;
+    ensure!(
+        before == after && before > 0,
+        "re-indexing duplicated rows: {before} -> {after}"
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_reorg_removes_orphaned_rows_and_indexes_the_new_branch(pool: PgPool) -> Result<()> {
+    let w = World::new().await?;
+    let mut indexer = w.indexer(pool.clone(), w.watched()).await?;
+    catch_up(&mut indexer).await?;
+    let p = w.chain.wallet(0)?;
+    let snapshot: U256 = p.raw_request("evm_snapshot".into(), ()).await?;
+
+    // Branch 1: a lease with deposit 11, indexed.
+    let orphan = w.open(4, 11_000_000).await?;
+    catch_up(&mut indexer).await?;
+    let deposit: String =
+        sqlx::query_scalar("SELECT deposit::TEXT FROM berth.leases WHERE lease_id = $1::NUMERIC")
+            .bind(orphan.to_string())
+            .fetch_one(&pool)
+            .await?;
+    ensure!(deposit == "11000000", "branch 1 indexed");
+
+    // Branch 2 replaces it: same lease id, another deposit, and a longer chain.
+    let _: bool = p.raw_request("evm_revert".into(), (snapshot,)).await?;
+    let replacement = w.open(5, 22_000_000).await?;
+    ensure!(replacement == orphan, "the new branch reuses the lease id");
+    for _ in 0..3 {
+        let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await?;
+    }
+    let steps = catch_up(&mut indexer).await?;
+    ensure!(
+        matches!(steps.first(), Some(Step::Rewound { .. })),
+        "reorg detected: {steps:?}"
+    );
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT deposit::TEXT, tenant FROM berth.leases WHERE lease_id = $1::NUMERIC",
+    )
+    .bind(orphan.to_string())
+    .fetch_all(&pool)
+    .await?;
+    ensure!(
+        rows.len() == 1,
+        "exactly one row for the lease id: {rows:?}"
+    );
+    ensure!(
+        rows[0].0 == "22000000",
+        "the new branch's deposit: {rows:?}"
+    );
+    assert_leases_match_chain(&w, &pool).await?;
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn logs_that_do_not_decode_are_recorded_and_skipped(pool: PgPool) -> Result<()> {
+    let w = World::new().await?;
+    // Watch the token as if it were the registry: its Transfer/Approval logs are unknown events.
+    let watched = Watched {
+        registry: w.c.token,
+        escrow: w.c.escrow,
+    };
+    w.open(4, 5_000_000).await?;
+    let mut indexer = w.indexer(pool.clone(), watched).await?;
+    catch_up(&mut indexer).await?;
+    let undecoded: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM berth.raw_logs WHERE event IS NULL AND decode_error LIKE 'unknown event%'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    ensure!(
+        undecoded >= 4,
+        "token logs recorded as unknown events: {undecoded}"
+    );
+    let opened: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM berth.lease_openings")
+        .fetch_one(&pool)
+        .await?;
+    ensure!(opened == 1, "the escrow's event is still indexed");
+    Ok(())
+}
