@@ -160,7 +160,8 @@ mod tests {
         assert_eq!(event.args["reason"], "2");
         assert_eq!(
             event.args["tenant"],
-            "0x00000000000000000000000000000000000000cC"
+            closed_event().tenant.to_checksum(None),
+            "addresses in their checksummed form"
         );
         assert_eq!(
             event.args["closedAt"],
