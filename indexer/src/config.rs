@@ -36,6 +36,9 @@ pub struct Config {
     /// Recent blocks kept for reorg handling (`BERTH_REORG_WINDOW`).
     #[serde(default = "defaults::reorg_window")]
     pub reorg_window: u64,
+    /// Timeout of one RPC request, in milliseconds (`BERTH_RPC_TIMEOUT_MS`).
+    #[serde(default = "defaults::rpc_timeout_ms")]
+    pub rpc_timeout_ms: u64,
     /// Address of the metrics endpoint, empty to disable (`BERTH_METRICS_ADDR`).
     #[serde(default = "defaults::metrics_addr")]
     pub metrics_addr: String,
@@ -50,6 +53,9 @@ mod defaults {
     }
     pub fn poll_interval_ms() -> u64 {
         1000
+    }
+    pub fn rpc_timeout_ms() -> u64 {
+        10_000
     }
     pub fn initial_range() -> u64 {
         1000
@@ -147,6 +153,9 @@ impl Config {
         if let Some(v) = env("BERTH_POLL_INTERVAL_MS") {
             self.poll_interval_ms = num("poll_interval_ms", "BERTH_POLL_INTERVAL_MS", &v)?;
         }
+        if let Some(v) = env("BERTH_RPC_TIMEOUT_MS") {
+            self.rpc_timeout_ms = num("rpc_timeout_ms", "BERTH_RPC_TIMEOUT_MS", &v)?;
+        }
         if let Some(v) = env("BERTH_INITIAL_RANGE") {
             self.initial_range = num("initial_range", "BERTH_INITIAL_RANGE", &v)?;
         }
@@ -203,6 +212,13 @@ impl Config {
                 "must be at least 1",
             );
         }
+        if self.rpc_timeout_ms == 0 {
+            return bad(
+                "rpc_timeout_ms",
+                "BERTH_RPC_TIMEOUT_MS",
+                "must be at least 1",
+            );
+        }
         if self.initial_range == 0 || self.max_range == 0 || self.initial_range > self.max_range {
             return bad(
                 "initial_range",
@@ -226,6 +242,11 @@ impl Config {
             return bad("log_format", "BERTH_LOG_FORMAT", "must be `text` or `json`");
         }
         Ok(())
+    }
+
+    /// The timeout of one RPC request.
+    pub fn rpc_timeout(&self) -> Duration {
+        Duration::from_millis(self.rpc_timeout_ms)
     }
 
     /// The poll interval.

@@ -5,11 +5,12 @@
 //! - [`store`] writes batches idempotently with the checkpoint in one transaction, and rolls
 //!   back above a common ancestor;
 //! - [`sync`] walks the chain: adaptive `eth_getLogs` ranges, head following, reorg detection;
-//! - [`config`] and [`metrics`] serve the `berth-indexer` binary.
+//! - [`config`], [`metrics`] and [`rpc`] serve the `berth-indexer` binary.
 
 pub mod abi;
 pub mod config;
 pub mod events;
 pub mod metrics;
+pub mod rpc;
 pub mod store;
 pub mod sync;

@@ -2,12 +2,13 @@
 
 use std::path::PathBuf;
 
-use alloy::providers::{Provider, ProviderBuilder};
+use alloy::providers::Provider;
 use berth_bindings::Deployment;
 use berth_indexer::{
     config::Config,
     events::{Decoder, Watched},
     metrics::Metrics,
+    rpc::http_provider,
     store::Store,
     sync::{Indexer, SyncConfig},
 };
@@ -30,8 +31,7 @@ async fn main() -> Result<()> {
     let cfg = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
     init_tracing(&cfg.log_format);
 
-    let url = cfg.rpc_url.parse().wrap_err("rpc_url")?;
-    let provider = ProviderBuilder::new().connect_http(url).erased();
+    let provider = http_provider(&cfg.rpc_url, cfg.rpc_timeout())?;
     let chain_id = provider
         .get_chain_id()
         .await

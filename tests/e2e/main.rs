@@ -1,4 +1,5 @@
 //! Berth's end-to-end tests: one binary, one module per scenario.
 
 mod indexer;
+mod indexer_process;
 mod lease_lifecycle;

@@ -52,6 +52,11 @@ impl Chain {
         Ok(Self { anvil })
     }
 
+    /// The process id of anvil (to freeze it in outage tests).
+    pub fn pid(&self) -> u32 {
+        self.anvil.child().id()
+    }
+
     /// The HTTP RPC endpoint.
     pub fn rpc_url(&self) -> String {
         self.anvil.endpoint()
@@ -214,4 +219,62 @@ where
         "{what} reverted"
     );
     Ok(())
+}
+
+/// The `berth-indexer` binary of this build, built first if needed (integration tests of
+/// another package do not get it built by cargo).
+pub fn indexer_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_eyre("test binary is not under target/<profile>/deps")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "berth-indexer",
+            "--bin",
+            "berth-indexer",
+        ])
+        .current_dir(repo_root())
+        .status()
+        .wrap_err("running cargo build for berth-indexer")?;
+    ensure!(status.success(), "building berth-indexer failed");
+    let bin = profile_dir.join("berth-indexer");
+    ensure!(bin.exists(), "{} was not built", bin.display());
+    Ok(bin)
+}
+
+/// Writes a `deployments/<chainId>.json` for `contracts` into a fresh temp dir; returns its path.
+pub fn write_deployment(
+    chain: &Chain,
+    contracts: &Contracts,
+    settings: Settings,
+) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "berth-deployment-{}-{}",
+        std::process::id(),
+        contracts.escrow
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let deployment = berth_bindings::Deployment {
+        chain_id: chain.chain_id(),
+        start_block: 0,
+        provider_registry: contracts.registry,
+        lease_escrow: contracts.escrow,
+        payment_token: contracts.token,
+        stake_token: contracts.token,
+        arbiter: contracts.arbiter,
+        accept_timeout: settings.accept_timeout,
+        challenge_window: settings.challenge_window,
+        final_report_window: settings.final_report_window,
+        min_runway: settings.min_runway,
+        unbonding_delay: settings.unbonding_delay,
+    };
+    let path = dir.join(format!("{}.json", chain.chain_id()));
+    std::fs::write(&path, serde_json::to_string_pretty(&deployment)?)?;
+    Ok(path)
 }

@@ -1,0 +1,256 @@
+//! The `berth-indexer` binary as a real process: killed with SIGKILL mid-backfill, and facing a
+//! node that stops answering.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use alloy::{
+    primitives::{U256, keccak256},
+    providers::Provider,
+    rpc::types::Filter,
+};
+use berth_bindings::{LeaseEscrow, ProviderRegistry, TestToken};
+use berth_e2e::{Chain, Contracts, Settings, deploy, indexer_binary, mined, write_deployment};
+use eyre::{Result, WrapErr, ensure};
+use sqlx::PgPool;
+
+struct History {
+    chain: Chain,
+    c: Contracts,
+    settings: Settings,
+}
+
+/// A provider, one lease and `topups` top-ups: one block with events each.
+async fn history(topups: usize) -> Result<History> {
+    let chain = Chain::start()?;
+    let settings = Settings {
+        min_stake: 0,
+        ..Settings::default()
+    };
+    let c = deploy(&chain, settings).await?;
+    let owner = chain.wallet(2)?;
+    mined(
+        ProviderRegistry::new(c.registry, &owner).register(
+            chain.signer(3)?.address(),
+            c.token,
+            "http://127.0.0.1:8443".into(),
+            String::new(),
+            [8000, 16_384, 100],
+            [1_000_000, 1000, 1000, 0],
+            U256::ZERO,
+        ),
+        "register",
+    )
+    .await?;
+    let tenant = chain.wallet(4)?;
+    let token = TestToken::new(c.token, &tenant);
+    mined(
+        token.mint(chain.signer(4)?.address(), U256::from(10u64.pow(15))),
+        "mint",
+    )
+    .await?;
+    mined(token.approve(c.escrow, U256::MAX), "approve").await?;
+    let escrow = LeaseEscrow::new(c.escrow, &tenant);
+    let open = escrow.openLease(
+        U256::from(1),
+        100,
+        128,
+        0,
+        keccak256(b"m"),
+        String::new(),
+        U256::from(10_000_000),
+        U256::MAX,
+    );
+    mined(open, "openLease").await?;
+    for _ in 0..topups {
+        mined(escrow.topUp(U256::from(1), U256::from(1)), "topUp").await?;
+    }
+    Ok(History { chain, c, settings })
+}
+
+fn spawn_indexer(h: &History, extra: &[(&str, String)]) -> Result<Child> {
+    let deployment = write_deployment(&h.chain, &h.c, h.settings)?;
+    let database_url = std::env::var("DATABASE_URL").wrap_err("DATABASE_URL")?;
+    let mut cmd = Command::new(indexer_binary()?);
+    cmd.env_clear()
+        .env("BERTH_DATABASE_URL", database_url)
+        .env("BERTH_RPC_URL", h.chain.rpc_url())
+        .env("BERTH_DEPLOYMENT", deployment)
+        .env("BERTH_METRICS_ADDR", "")
+        .env("BERTH_POLL_INTERVAL_MS", "20")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd.spawn().wrap_err("spawning berth-indexer")
+}
+
+/// Logs of the watched contracts on chain, counted with one eth_getLogs.
+async fn chain_log_count(h: &History) -> Result<i64> {
+    let p = h.chain.wallet(0)?;
+    let logs = p
+        .get_logs(
+            &Filter::new()
+                .address(vec![h.c.registry, h.c.escrow])
+                .from_block(0u64),
+        )
+        .await?;
+    Ok(logs.len() as i64)
+}
+
+async fn wait_until_indexed(pool: &PgPool, want: i64, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        let have: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM berth.raw_logs")
+            .fetch_one(pool)
+            .await
+            .unwrap_or(0); // before the indexer first starts, the schema may not exist yet
+        if have == want {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "indexed {have} of {want} logs within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn sigkill_during_backfill_leaves_no_gap_and_no_duplicate(
+    pool_opts: sqlx::postgres::PgPoolOptions,
+    connect: sqlx::postgres::PgConnectOptions,
+) -> Result<()> {
+    let pool = pool_opts.connect_with(connect.clone()).await?;
+    let h = history(150).await?;
+    let want = chain_log_count(&h).await?;
+    // One block per batch, so the backfill takes long enough to be killed several times.
+    let db = format!(
+        "postgres://{}@{}:{}/{}",
+        connect.get_username(),
+        connect.get_host(),
+        connect.get_port(),
+        connect.get_database().unwrap_or("postgres")
+    );
+    let ranges = [
+        ("BERTH_INITIAL_RANGE", "1".to_owned()),
+        ("BERTH_MAX_RANGE", "1".to_owned()),
+        ("BERTH_DATABASE_URL", db),
+    ];
+    for delay_ms in [150u64, 230, 90, 310] {
+        let mut child = spawn_indexer(&h, &ranges)?;
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        child.kill()?; // SIGKILL
+        child.wait()?;
+    }
+    let partial: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM berth.raw_logs")
+        .fetch_one(&pool)
+        .await?;
+    ensure!(
+        partial < want,
+        "the kills landed mid-backfill ({partial} of {want} logs)"
+    );
+    let mut child = spawn_indexer(&h, &ranges)?;
+    let result = wait_until_indexed(&pool, want, Duration::from_secs(60)).await;
+    child.kill()?;
+    child.wait()?;
+    result?;
+    // No gap: every block with a log of ours is present once, in order.
+    let (events, distinct_blocks, max_block): (i64, i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(DISTINCT block_number), MAX(block_number) FROM berth.events",
+    )
+    .fetch_one(&pool)
+    .await?;
+    ensure!(events == want, "events {events} == logs on chain {want}");
+    let topups: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM berth.topups")
+        .fetch_one(&pool)
+        .await?;
+    ensure!(topups == 150, "all 150 top-ups, once each: {topups}");
+    let checkpoint: i64 = sqlx::query_scalar("SELECT block_number FROM berth.checkpoint")
+        .fetch_one(&pool)
+        .await?;
+    ensure!(
+        checkpoint >= max_block && distinct_blocks > 150,
+        "checkpoint {checkpoint} covers block {max_block}"
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_node_outage_is_retried_with_backoff_and_caught_up(
+    pool_opts: sqlx::postgres::PgPoolOptions,
+    connect: sqlx::postgres::PgConnectOptions,
+) -> Result<()> {
+    let pool = pool_opts.connect_with(connect.clone()).await?;
+    let h = history(5).await?;
+    let db = format!(
+        "postgres://{}@{}:{}/{}",
+        connect.get_username(),
+        connect.get_host(),
+        connect.get_port(),
+        connect.get_database().unwrap_or("postgres")
+    );
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = spawn_indexer(
+        &h,
+        &[
+            ("BERTH_DATABASE_URL", db),
+            ("BERTH_RPC_TIMEOUT_MS", "300".to_owned()),
+            ("BERTH_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
+        ],
+    )?;
+    let outcome = async {
+        wait_until_indexed(&pool, chain_log_count(&h).await?, Duration::from_secs(30)).await?;
+        // The node stops answering (frozen, so requests hang until the client's timeout).
+        let pid = h.chain.pid().to_string();
+        ensure!(
+            Command::new("kill")
+                .args(["-STOP", &pid])
+                .status()?
+                .success(),
+            "SIGSTOP anvil"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        ensure!(
+            Command::new("kill")
+                .args(["-CONT", &pid])
+                .status()?
+                .success(),
+            "SIGCONT anvil"
+        );
+        // New events after the outage are picked up without any manual action.
+        let escrow = LeaseEscrow::new(h.c.escrow, h.chain.wallet(4)?);
+        for _ in 0..3 {
+            mined(escrow.topUp(U256::from(1), U256::from(1)), "topUp").await?;
+        }
+        wait_until_indexed(&pool, chain_log_count(&h).await?, Duration::from_secs(30)).await?;
+        let metrics = scrape(metrics_port).await?;
+        let errors = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("berth_indexer_rpc_errors_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        ensure!(errors > 0, "the outage showed in the metrics:\n{metrics}");
+        Ok(())
+    }
+    .await;
+    child.kill()?;
+    child.wait()?;
+    outcome
+}
+
+async fn scrape(port: u16) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out)).await??;
+    Ok(out)
+}
