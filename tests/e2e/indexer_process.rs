@@ -126,7 +126,7 @@ async fn sigkill_during_backfill_leaves_no_gap_and_no_duplicate(
     connect: sqlx::postgres::PgConnectOptions,
 ) -> Result<()> {
     let pool = pool_opts.connect_with(connect.clone()).await?;
-    let h = history(150).await?;
+    let h = history(400).await?;
     let want = chain_log_count(&h).await?;
     // One block per batch, so the backfill takes long enough to be killed several times.
     let db = format!(
@@ -169,12 +169,12 @@ async fn sigkill_during_backfill_leaves_no_gap_and_no_duplicate(
     let topups: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM berth.topups")
         .fetch_one(&pool)
         .await?;
-    ensure!(topups == 150, "all 150 top-ups, once each: {topups}");
+    ensure!(topups == 400, "all 400 top-ups, once each: {topups}");
     let checkpoint: i64 = sqlx::query_scalar("SELECT block_number FROM berth.checkpoint")
         .fetch_one(&pool)
         .await?;
     ensure!(
-        checkpoint >= max_block && distinct_blocks > 150,
+        checkpoint >= max_block && distinct_blocks > 400,
         "checkpoint {checkpoint} covers block {max_block}"
     );
     Ok(())
