@@ -4,8 +4,10 @@ use alloy::{
     primitives::{U256, aliases::U40, keccak256},
     providers::{DynProvider, Provider, ProviderBuilder},
 };
-use berth_bindings::{LeaseEscrow, PRICE_SCALE, ProviderRegistry, RejectReason, TestToken};
-use berth_e2e::{Chain, Contracts, Settings, deploy, mined};
+use berth_bindings::{LeaseEscrow, PRICE_SCALE, ProviderRegistry, RejectReason};
+use berth_e2e::{
+    Chain, Contracts, Settings, deploy, fund_tenant, mined, open_lease, register_provider,
+};
 use berth_indexer::{
     events::{Decoder, Watched},
     metrics::Metrics,
@@ -40,51 +42,16 @@ impl World {
             },
         )
         .await?;
-        let owner = chain.wallet(2)?;
-        let registry = ProviderRegistry::new(c.registry, &owner);
-        let operator_addr = chain.signer(3)?.address();
-        mined(
-            registry.register(
-                operator_addr,
-                c.token,
-                "http://127.0.0.1:8443".into(),
-                "region=local".into(),
-                [8000, 16_384, 100],
-                RATES,
-                U256::ZERO,
-            ),
-            "register",
-        )
-        .await?;
+        register_provider(&chain, &c, RATES).await?;
         for tenant in [4, 5] {
-            let p = chain.wallet(tenant)?;
-            let token = TestToken::new(c.token, &p);
-            mined(
-                token.mint(chain.signer(tenant)?.address(), U256::from(10u64.pow(12))),
-                "mint",
-            )
-            .await?;
-            mined(token.approve(c.escrow, U256::MAX), "approve").await?;
+            fund_tenant(&chain, &c, tenant, U256::from(10u64.pow(12))).await?;
         }
         let operator = chain.wallet(3)?;
         Ok(Self { chain, c, operator })
     }
 
     async fn open(&self, tenant: usize, deposit: u64) -> Result<U256> {
-        let escrow = LeaseEscrow::new(self.c.escrow, self.chain.wallet(tenant)?);
-        let call = escrow.openLease(
-            U256::from(1),
-            500,
-            512,
-            1,
-            keccak256(b"manifest"),
-            String::new(),
-            U256::from(deposit),
-            U256::MAX,
-        );
-        let id = call.call().await?;
-        mined(call, "openLease").await?;
-        Ok(id)
+        open_lease(&self.chain, &self.c, tenant, deposit).await
     }
 
     fn escrow(&self) -> LeaseEscrow::LeaseEscrowInstance<&DynProvider> {

@@ -6,13 +6,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use alloy::{
-    primitives::{U256, keccak256},
-    providers::Provider,
-    rpc::types::Filter,
+use alloy::{primitives::U256, providers::Provider, rpc::types::Filter};
+use berth_bindings::LeaseEscrow;
+use berth_e2e::{
+    Chain, Contracts, Settings, database_url, deploy, fund_tenant, indexer_binary, mined,
+    open_lease, register_provider, write_deployment,
 };
-use berth_bindings::{LeaseEscrow, ProviderRegistry, TestToken};
-use berth_e2e::{Chain, Contracts, Settings, deploy, indexer_binary, mined, write_deployment};
 use eyre::{Result, WrapErr, ensure};
 use sqlx::PgPool;
 
@@ -30,40 +29,10 @@ async fn history(topups: usize) -> Result<History> {
         ..Settings::default()
     };
     let c = deploy(&chain, settings).await?;
-    let owner = chain.wallet(2)?;
-    mined(
-        ProviderRegistry::new(c.registry, &owner).register(
-            chain.signer(3)?.address(),
-            c.token,
-            "http://127.0.0.1:8443".into(),
-            String::new(),
-            [8000, 16_384, 100],
-            [1_000_000, 1000, 1000, 0],
-            U256::ZERO,
-        ),
-        "register",
-    )
-    .await?;
-    let tenant = chain.wallet(4)?;
-    let token = TestToken::new(c.token, &tenant);
-    mined(
-        token.mint(chain.signer(4)?.address(), U256::from(10u64.pow(15))),
-        "mint",
-    )
-    .await?;
-    mined(token.approve(c.escrow, U256::MAX), "approve").await?;
-    let escrow = LeaseEscrow::new(c.escrow, &tenant);
-    let open = escrow.openLease(
-        U256::from(1),
-        100,
-        128,
-        0,
-        keccak256(b"m"),
-        String::new(),
-        U256::from(10_000_000),
-        U256::MAX,
-    );
-    mined(open, "openLease").await?;
+    register_provider(&chain, &c, [1_000_000, 1000, 1000, 0]).await?;
+    fund_tenant(&chain, &c, 4, U256::from(10u64.pow(15))).await?;
+    open_lease(&chain, &c, 4, 10_000_000).await?;
+    let escrow = LeaseEscrow::new(c.escrow, chain.wallet(4)?);
     for _ in 0..topups {
         mined(escrow.topUp(U256::from(1), U256::from(1)), "topUp").await?;
     }
@@ -129,13 +98,7 @@ async fn sigkill_during_backfill_leaves_no_gap_and_no_duplicate(
     let h = history(400).await?;
     let want = chain_log_count(&h).await?;
     // One block per batch, so the backfill takes long enough to be killed several times.
-    let db = format!(
-        "postgres://{}@{}:{}/{}",
-        connect.get_username(),
-        connect.get_host(),
-        connect.get_port(),
-        connect.get_database().unwrap_or("postgres")
-    );
+    let db = database_url(&connect);
     let ranges = [
         ("BERTH_INITIAL_RANGE", "1".to_owned()),
         ("BERTH_MAX_RANGE", "1".to_owned()),
@@ -187,13 +150,7 @@ async fn a_node_outage_is_retried_with_backoff_and_caught_up(
 ) -> Result<()> {
     let pool = pool_opts.connect_with(connect.clone()).await?;
     let h = history(5).await?;
-    let db = format!(
-        "postgres://{}@{}:{}/{}",
-        connect.get_username(),
-        connect.get_host(),
-        connect.get_port(),
-        connect.get_database().unwrap_or("postgres")
-    );
+    let db = database_url(&connect);
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();

@@ -278,3 +278,60 @@ pub fn write_deployment(
     std::fs::write(&path, serde_json::to_string_pretty(&deployment)?)?;
     Ok(path)
 }
+
+/// Registers provider 1 with anvil account 2 as owner and account 3 as operator, no stake,
+/// capacity 8 cores / 16 GiB / 100 GiB, at `prices` (scaled, see `PRICE_SCALE`).
+pub async fn register_provider(chain: &Chain, c: &Contracts, prices: [u128; 4]) -> Result<()> {
+    let owner = chain.wallet(2)?;
+    mined(
+        ProviderRegistry::new(c.registry, &owner).register(
+            chain.signer(3)?.address(),
+            c.token,
+            "http://127.0.0.1:8443".into(),
+            "region=local".into(),
+            [8000, 16_384, 100],
+            prices,
+            U256::ZERO,
+        ),
+        "register",
+    )
+    .await
+}
+
+/// Mints `amount` to anvil account `tenant` and approves the escrow for everything.
+pub async fn fund_tenant(chain: &Chain, c: &Contracts, tenant: usize, amount: U256) -> Result<()> {
+    let p = chain.wallet(tenant)?;
+    let token = TestToken::new(c.token, &p);
+    mined(token.mint(chain.signer(tenant)?.address(), amount), "mint").await?;
+    mined(token.approve(c.escrow, U256::MAX), "approve").await
+}
+
+/// Opens a lease with provider 1 as anvil account `tenant`: 500 millicores, 512 MiB, 1 GiB.
+pub async fn open_lease(chain: &Chain, c: &Contracts, tenant: usize, deposit: u64) -> Result<U256> {
+    let escrow = LeaseEscrow::new(c.escrow, chain.wallet(tenant)?);
+    let call = escrow.openLease(
+        U256::from(1),
+        500,
+        512,
+        1,
+        alloy::primitives::keccak256(b"manifest"),
+        String::new(),
+        U256::from(deposit),
+        U256::MAX,
+    );
+    let id = call.call().await?;
+    mined(call, "openLease").await?;
+    Ok(id)
+}
+
+/// A `postgres://` URL for the database `connect` points at (as `#[sqlx::test]` hands it out),
+/// for processes that take a URL.
+pub fn database_url(connect: &sqlx::postgres::PgConnectOptions) -> String {
+    format!(
+        "postgres://{}@{}:{}/{}",
+        connect.get_username(),
+        connect.get_host(),
+        connect.get_port(),
+        connect.get_database().unwrap_or("postgres")
+    )
+}

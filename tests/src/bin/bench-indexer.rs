@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 use alloy::{
     eips::eip2718::Encodable2718,
     network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder},
-    primitives::{U256, keccak256},
+    primitives::U256,
     providers::{DynProvider, Provider},
     rpc::types::TransactionRequest,
     sol_types::SolCall,
 };
-use berth_bindings::{LeaseEscrow, ProviderRegistry, TestToken};
-use berth_e2e::{Chain, Settings, deploy, mined};
+use berth_bindings::LeaseEscrow;
+use berth_e2e::{Chain, Settings, deploy, fund_tenant, mined, open_lease, register_provider};
 use berth_indexer::{
     events::{Decoder, Watched},
     metrics::Metrics,
@@ -43,42 +43,10 @@ async fn main() -> Result<()> {
         ..Settings::default()
     };
     let c = deploy(&chain, settings).await?;
-    let owner = chain.wallet(2)?;
-    mined(
-        ProviderRegistry::new(c.registry, &owner).register(
-            chain.signer(3)?.address(),
-            c.token,
-            "http://127.0.0.1:8443".into(),
-            String::new(),
-            [8000, 16_384, 100],
-            [1_000_000, 1000, 1000, 0],
-            U256::ZERO,
-        ),
-        "register",
-    )
-    .await?;
+    register_provider(&chain, &c, [1_000_000, 1000, 1000, 0]).await?;
+    fund_tenant(&chain, &c, 4, U256::from(u64::MAX)).await?;
+    open_lease(&chain, &c, 4, 10_000_000).await?;
     let tenant = chain.wallet(4)?;
-    let token = TestToken::new(c.token, &tenant);
-    mined(
-        token.mint(chain.signer(4)?.address(), U256::from(u64::MAX)),
-        "mint",
-    )
-    .await?;
-    mined(token.approve(c.escrow, U256::MAX), "approve").await?;
-    mined(
-        LeaseEscrow::new(c.escrow, &tenant).openLease(
-            U256::from(1),
-            100,
-            128,
-            0,
-            keccak256(b"bench"),
-            String::new(),
-            U256::from(10_000_000),
-            U256::MAX,
-        ),
-        "openLease",
-    )
-    .await?;
 
     let started = Instant::now();
     generate(&chain, &tenant, c.escrow, target).await?;
