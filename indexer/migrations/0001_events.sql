@@ -56,4 +56,3 @@ CREATE TABLE berth.events (
 CREATE INDEX events_block ON berth.events (chain_id, block_number);
 CREATE INDEX events_lease ON berth.events (lease_id, block_number, log_index) WHERE lease_id IS NOT NULL;
 CREATE INDEX events_provider ON berth.events (provider_id, block_number, log_index) WHERE provider_id IS NOT NULL;
-CREATE INDEX events_event ON berth.events (event);

@@ -9,6 +9,7 @@
 
 pub mod abi;
 pub mod config;
+pub mod copy;
 pub mod events;
 pub mod metrics;
 pub mod rpc;

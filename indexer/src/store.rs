@@ -4,6 +4,8 @@
 use alloy::primitives::{Address, B256, Bytes};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use crate::copy::CopyBuf;
+
 /// The schema, embedded and applied at start.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -152,19 +154,30 @@ impl Store {
             .collect()
     }
 
-    /// Writes a batch of logs and the blocks seen, and moves the checkpoint to `head`, in one
-    /// transaction; blocks older than `keep_blocks` below `head` are pruned. Idempotent: a
-    /// batch written twice (e.g. after a crash between commit and acknowledgement) adds nothing.
+    /// Writes the logs of blocks `from..=head` and the blocks seen, and moves the checkpoint
+    /// to `head`, in one transaction; blocks older than `keep_blocks` below `head` are pruned.
+    /// Idempotent: rows already stored for that block range are replaced, so a batch written
+    /// twice (e.g. re-indexing after a lost checkpoint) adds nothing.
     pub async fn commit_batch(
         &self,
+        from: u64,
         logs: &[LogRow],
         blocks: &[BlockRef],
         head: BlockRef,
         keep_blocks: u64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        self.insert_raw_logs(&mut tx, logs).await?;
-        self.insert_events(&mut tx, logs).await?;
+        for table in ["berth.events", "berth.raw_logs"] {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3"
+            ))
+            .bind(self.chain_id)
+            .bind(i64_of(from)?)
+            .bind(i64_of(head.number)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        self.copy_logs(&mut tx, logs).await?;
         let mut numbers = Vec::with_capacity(blocks.len() + 1);
         let mut hashes = Vec::with_capacity(blocks.len() + 1);
         let mut times = Vec::with_capacity(blocks.len() + 1);
@@ -205,7 +218,8 @@ impl Store {
         Ok(())
     }
 
-    async fn insert_raw_logs(
+    /// Loads the batch into `raw_logs` and `events` with COPY.
+    async fn copy_logs(
         &self,
         tx: &mut Transaction<'_, Postgres>,
         logs: &[LogRow],
@@ -213,69 +227,62 @@ impl Store {
         if logs.is_empty() {
             return Ok(());
         }
-        let mut cols = RawColumns::default();
+        let mut raw = CopyBuf::new();
+        let mut events = CopyBuf::new();
         for l in logs {
-            cols.push(l)?;
-        }
-        sqlx::query(
-            "INSERT INTO berth.raw_logs
-               (chain_id, block_number, block_hash, log_index, tx_hash, address, topics, data, event, decode_error)
-             SELECT $1, n, h, i, tx, a, tp, d, e, err
-             FROM UNNEST($2::BIGINT[], $3::BYTEA[], $4::INT[], $5::BYTEA[], $6::BYTEA[], $7::BYTEA[],
-                         $8::BYTEA[], $9::TEXT[], $10::TEXT[]) AS u(n, h, i, tx, a, tp, d, e, err)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(self.chain_id)
-        .bind(&cols.numbers)
-        .bind(&cols.hashes)
-        .bind(&cols.indexes)
-        .bind(&cols.txs)
-        .bind(&cols.addresses)
-        .bind(&cols.topics)
-        .bind(&cols.data)
-        .bind(&cols.events)
-        .bind(&cols.errors)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
-    }
-
-    async fn insert_events(
-        &self,
-        tx: &mut Transaction<'_, Postgres>,
-        logs: &[LogRow],
-    ) -> Result<(), StoreError> {
-        let mut cols = EventColumns::default();
-        for l in logs {
-            if let Ok(d) = &l.decoded {
-                cols.push(l, d)?;
+            let number = i64_of(l.block_number)?;
+            let index = i64::from(l.log_index);
+            let topics: Vec<u8> = l.topics.iter().flat_map(|t| t.0).collect();
+            raw.int(self.chain_id)
+                .int(number)
+                .bytea(l.block_hash.as_slice())
+                .int(index);
+            raw.bytea(l.tx_hash.as_slice())
+                .bytea(l.address.as_slice())
+                .bytea(&topics)
+                .bytea(&l.data);
+            match &l.decoded {
+                Ok(d) => {
+                    raw.text(&d.event).opt_text(None);
+                    events
+                        .int(self.chain_id)
+                        .int(number)
+                        .bytea(l.block_hash.as_slice());
+                    events
+                        .unix_time(l.block_time)
+                        .int(index)
+                        .bytea(l.tx_hash.as_slice());
+                    events.text(d.contract).text(&d.event);
+                    events
+                        .opt_text(d.id("leaseId").as_deref())
+                        .opt_text(d.id("providerId").as_deref());
+                    events.text(&serde_json::Value::Object(d.args.clone()).to_string());
+                    events.end_row();
+                }
+                Err(e) => {
+                    raw.opt_text(None).text(e);
+                }
             }
+            raw.end_row();
         }
-        if cols.numbers.is_empty() {
-            return Ok(());
+        let mut copy = tx
+            .copy_in_raw(
+                "COPY berth.raw_logs (chain_id, block_number, block_hash, log_index, tx_hash, address, topics, data,
+                                      event, decode_error) FROM STDIN",
+            )
+            .await?;
+        copy.send(raw.as_bytes()).await?;
+        copy.finish().await?;
+        if !events.is_empty() {
+            let mut copy = tx
+                .copy_in_raw(
+                    "COPY berth.events (chain_id, block_number, block_hash, block_time, log_index, tx_hash, contract,
+                                        event, lease_id, provider_id, args) FROM STDIN",
+                )
+                .await?;
+            copy.send(events.as_bytes()).await?;
+            copy.finish().await?;
         }
-        sqlx::query(
-            "INSERT INTO berth.events
-               (chain_id, block_number, block_hash, block_time, log_index, tx_hash, contract, event,
-                lease_id, provider_id, args)
-             SELECT $1, n, h, to_timestamp(t), i, tx, c, e, l::NUMERIC, p::NUMERIC, a
-             FROM UNNEST($2::BIGINT[], $3::BYTEA[], $4::BIGINT[], $5::INT[], $6::BYTEA[], $7::TEXT[],
-                         $8::TEXT[], $9::TEXT[], $10::TEXT[], $11::JSONB[]) AS u(n, h, t, i, tx, c, e, l, p, a)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(self.chain_id)
-        .bind(&cols.numbers)
-        .bind(&cols.hashes)
-        .bind(&cols.times)
-        .bind(&cols.indexes)
-        .bind(&cols.txs)
-        .bind(&cols.contracts)
-        .bind(&cols.events)
-        .bind(&cols.lease_ids)
-        .bind(&cols.provider_ids)
-        .bind(&cols.args)
-        .execute(&mut **tx)
-        .await?;
         Ok(())
     }
 
@@ -300,75 +307,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct RawColumns {
-    numbers: Vec<i64>,
-    hashes: Vec<Vec<u8>>,
-    indexes: Vec<i32>,
-    txs: Vec<Vec<u8>>,
-    addresses: Vec<Vec<u8>>,
-    topics: Vec<Vec<u8>>,
-    data: Vec<Vec<u8>>,
-    events: Vec<Option<String>>,
-    errors: Vec<Option<String>>,
-}
-
-impl RawColumns {
-    fn push(&mut self, l: &LogRow) -> Result<(), StoreError> {
-        self.numbers.push(i64_of(l.block_number)?);
-        self.hashes.push(l.block_hash.to_vec());
-        self.indexes
-            .push(i32::try_from(l.log_index).map_err(|_| StoreError::Corrupt("log index".into()))?);
-        self.txs.push(l.tx_hash.to_vec());
-        self.addresses.push(l.address.to_vec());
-        self.topics
-            .push(l.topics.iter().flat_map(|t| t.0).collect());
-        self.data.push(l.data.to_vec());
-        match &l.decoded {
-            Ok(d) => {
-                self.events.push(Some(d.event.clone()));
-                self.errors.push(None);
-            }
-            Err(e) => {
-                self.events.push(None);
-                self.errors.push(Some(e.clone()));
-            }
-        }
-        Ok(())
-    }
-}
-
-#[derive(Default)]
-struct EventColumns {
-    numbers: Vec<i64>,
-    hashes: Vec<Vec<u8>>,
-    times: Vec<i64>,
-    indexes: Vec<i32>,
-    txs: Vec<Vec<u8>>,
-    contracts: Vec<String>,
-    events: Vec<String>,
-    lease_ids: Vec<Option<String>>,
-    provider_ids: Vec<Option<String>>,
-    args: Vec<serde_json::Value>,
-}
-
-impl EventColumns {
-    fn push(&mut self, l: &LogRow, d: &DecodedRow) -> Result<(), StoreError> {
-        self.numbers.push(i64_of(l.block_number)?);
-        self.hashes.push(l.block_hash.to_vec());
-        self.times.push(i64_of(l.block_time)?);
-        self.indexes
-            .push(i32::try_from(l.log_index).map_err(|_| StoreError::Corrupt("log index".into()))?);
-        self.txs.push(l.tx_hash.to_vec());
-        self.contracts.push(d.contract.to_owned());
-        self.events.push(d.event.clone());
-        self.lease_ids.push(d.id("leaseId"));
-        self.provider_ids.push(d.id("providerId"));
-        self.args.push(serde_json::Value::Object(d.args.clone()));
         Ok(())
     }
 }

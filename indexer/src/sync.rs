@@ -80,6 +80,24 @@ pub enum Step {
     Idle,
 }
 
+/// The logs of one block range, read and checked, not yet written.
+#[derive(Debug)]
+struct Batch {
+    from: u64,
+    end: BlockRef,
+    logs: Vec<Log>,
+}
+
+/// What reading a range gave.
+#[derive(Debug)]
+enum Fetch {
+    Done(Batch),
+    /// The node refused the range as too large.
+    TooLarge(String),
+    /// The range end is not (or no longer) canonical: try again later.
+    Moved,
+}
+
 /// The indexer for one chain.
 #[derive(Debug)]
 pub struct Indexer<P> {
@@ -89,6 +107,7 @@ pub struct Indexer<P> {
     cfg: SyncConfig,
     range: u64,
     metrics: Metrics,
+    prefetched: Option<Batch>,
 }
 
 fn rpc<E: std::fmt::Display>(e: E) -> SyncError {
@@ -129,6 +148,7 @@ impl<P: Provider> Indexer<P> {
             cfg,
             range,
             metrics,
+            prefetched: None,
         }
     }
 
@@ -150,12 +170,14 @@ impl<P: Provider> Indexer<P> {
         }))
     }
 
-    /// One unit of work: check for a reorg, then index the next range.
+    /// One unit of work: check for a reorg, then index the next range. While a batch is
+    /// written, the following range is already fetched (when the head is further away).
     pub async fn step(&mut self) -> Result<Step, SyncError> {
         let checkpoint = self.store.checkpoint().await?;
         if let Some(cp) = checkpoint {
             let canonical = self.header(cp.number).await?;
             if canonical.map(|c| c.hash) != Some(cp.hash) {
+                self.prefetched = None;
                 return self.rewind(cp).await;
             }
         }
@@ -167,9 +189,50 @@ impl<P: Provider> Indexer<P> {
         if from > head {
             return Ok(Step::Idle);
         }
-        let to = head.min(from + self.range - 1);
+        let batch = match self.prefetched.take() {
+            Some(batch) if batch.from == from => batch,
+            _ => match self.fetch(from, head.min(from + self.range - 1)).await? {
+                Fetch::Done(batch) => batch,
+                Fetch::TooLarge(error) => {
+                    self.range = (self.range / 2).max(1);
+                    tracing::warn!(%error, range = self.range, "node refused the range, shrinking");
+                    return Ok(Step::Shrunk { range: self.range });
+                }
+                Fetch::Moved => return Ok(Step::Idle),
+            },
+        };
+        let (rows, blocks) = self.rows(&batch.logs, batch.end).await?;
+        let commit =
+            self.store
+                .commit_batch(batch.from, &rows, &blocks, batch.end, self.cfg.reorg_window);
+        let next_from = batch.end.number + 1;
+        if next_from <= head {
+            let next = self.fetch(next_from, head.min(next_from + self.range - 1));
+            let (written, next) = tokio::join!(commit, next);
+            written?;
+            // A failed prefetch is simply fetched again by the next step.
+            if let Ok(Fetch::Done(next)) = next {
+                self.prefetched = Some(next);
+            }
+        } else {
+            commit.await?;
+        }
+        self.metrics.add_events(rows.len() as u64);
+        if (rows.len() as u64) < 10_000 {
+            self.range = (self.range * 2).min(self.cfg.max_range);
+        }
+        Ok(Step::Indexed {
+            from: batch.from,
+            to: batch.end.number,
+            logs: rows.len(),
+        })
+    }
+
+    /// Reads the logs of `from..=to` and the header of `to`, checking that `to` is still
+    /// canonical after the logs were read (no reorg in between).
+    async fn fetch(&self, from: u64, to: u64) -> Result<Fetch, SyncError> {
         let Some(end) = self.header(to).await? else {
-            return Ok(Step::Idle); // the node has not got that far after all
+            return Ok(Fetch::Moved); // the node has not got that far after all
         };
         let filter = Filter::new()
             .address(vec![
@@ -181,29 +244,14 @@ impl<P: Provider> Indexer<P> {
         let logs = match self.provider.get_logs(&filter).await {
             Ok(logs) => logs,
             Err(e) if self.range > 1 && is_range_error(&e.to_string()) => {
-                self.range = (self.range / 2).max(1);
-                tracing::warn!(error = %e, range = self.range, "node refused the range, shrinking");
-                return Ok(Step::Shrunk { range: self.range });
+                return Ok(Fetch::TooLarge(e.to_string()));
             }
             Err(e) => return Err(rpc(e)),
         };
-        // The range end must still be canonical after the logs were read (no reorg in between).
         if self.header(to).await?.map(|b| b.hash) != Some(end.hash) {
-            return Ok(Step::Idle);
+            return Ok(Fetch::Moved);
         }
-        let (rows, blocks) = self.rows(&logs, end).await?;
-        self.store
-            .commit_batch(&rows, &blocks, end, self.cfg.reorg_window)
-            .await?;
-        self.metrics.add_events(rows.len() as u64);
-        if (rows.len() as u64) < 10_000 {
-            self.range = (self.range * 2).min(self.cfg.max_range);
-        }
-        Ok(Step::Indexed {
-            from,
-            to,
-            logs: rows.len(),
-        })
+        Ok(Fetch::Done(Batch { from, end, logs }))
     }
 
     async fn rows(

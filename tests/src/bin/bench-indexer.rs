@@ -130,7 +130,7 @@ async fn generate(
         for raw in pending {
             let _ = tenant.send_raw_transaction(&raw).await?;
         }
-        let _: serde_json::Value = tenant.raw_request("evm_mine".into(), ()).await?;
+        mine_full_block(tenant).await?;
         sent += n;
     }
     // Mine until every transaction is in.
@@ -147,6 +147,18 @@ async fn generate(
     let _: serde_json::Value = tenant
         .raw_request("evm_setAutomine".into(), (true,))
         .await?;
+    Ok(())
+}
+
+/// Mines a block; full blocks would raise the base fee 12.5% each, so it is pinned at 1 gwei.
+async fn mine_full_block(p: &DynProvider) -> Result<()> {
+    let _: serde_json::Value = p
+        .raw_request(
+            "anvil_setNextBlockBaseFeePerGas".into(),
+            (U256::from(1_000_000_000u64),),
+        )
+        .await?;
+    let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await?;
     Ok(())
 }
 
