@@ -15,6 +15,9 @@ pub struct Config {
     /// JSON-RPC endpoint (`BERTH_RPC_URL`).
     #[serde(default)]
     pub rpc_url: String,
+    /// WebSocket endpoint for newHeads subscriptions; empty to poll only (`BERTH_WS_URL`).
+    #[serde(default)]
+    pub ws_url: String,
     /// `deployments/<chainId>.json` written by the deploy script (`BERTH_DEPLOYMENT`).
     #[serde(default)]
     pub deployment: PathBuf,
@@ -141,6 +144,9 @@ impl Config {
         if let Some(v) = env("BERTH_RPC_URL") {
             self.rpc_url = v;
         }
+        if let Some(v) = env("BERTH_WS_URL") {
+            self.ws_url = v;
+        }
         if let Some(v) = env("BERTH_DEPLOYMENT") {
             self.deployment = v.into();
         }
@@ -196,6 +202,16 @@ impl Config {
                 "rpc_url",
                 "BERTH_RPC_URL",
                 "must be an http:// or https:// URL",
+            );
+        }
+        if !self.ws_url.is_empty()
+            && !self.ws_url.starts_with("ws://")
+            && !self.ws_url.starts_with("wss://")
+        {
+            return bad(
+                "ws_url",
+                "BERTH_WS_URL",
+                "must be a ws:// or wss:// URL, or empty",
             );
         }
         if self.deployment.as_os_str().is_empty() {

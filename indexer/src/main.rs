@@ -82,6 +82,13 @@ async fn main() -> Result<()> {
         tracing::info!("shutting down after the current batch");
         let _ = stop.send(true);
     });
+    if !cfg.ws_url.is_empty() {
+        tokio::spawn(berth_indexer::rpc::watch_heads(
+            cfg.ws_url.clone(),
+            indexer.waker(),
+            stopped.clone(),
+        ));
+    }
     indexer.run(stopped).await?;
     Ok(())
 }

@@ -1,14 +1,14 @@
 //! The indexing loop: backfill in adaptive block ranges, follow the head, detect reorgs by
 //! block hash and roll back to the common ancestor.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use alloy::{
     eips::BlockNumberOrTag,
     providers::Provider,
     rpc::types::{Filter, Log},
 };
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::{
     events::Decoder,
@@ -108,6 +108,7 @@ pub struct Indexer<P> {
     range: u64,
     metrics: Metrics,
     prefetched: Option<Batch>,
+    wake: Arc<Notify>,
 }
 
 fn rpc<E: std::fmt::Display>(e: E) -> SyncError {
@@ -149,7 +150,13 @@ impl<P: Provider> Indexer<P> {
             range,
             metrics,
             prefetched: None,
+            wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// Notified to end an idle wait early (e.g. by a newHeads subscription).
+    pub fn waker(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
     }
 
     /// The current block range of `eth_getLogs`.
@@ -343,7 +350,12 @@ impl<P: Provider> Indexer<P> {
             let pause = match self.step().await {
                 Ok(Step::Idle) => {
                     backoff = Duration::from_millis(250);
-                    self.cfg.poll_interval
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.cfg.poll_interval) => {}
+                        _ = self.wake.notified() => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    Duration::ZERO
                 }
                 Ok(step) => {
                     backoff = Duration::from_millis(250);

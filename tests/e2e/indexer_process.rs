@@ -202,6 +202,36 @@ async fn a_node_outage_is_retried_with_backoff_and_caught_up(
     outcome
 }
 
+#[sqlx::test(migrations = false)]
+async fn a_newheads_subscription_wakes_the_indexer_between_polls(
+    pool_opts: sqlx::postgres::PgPoolOptions,
+    connect: sqlx::postgres::PgConnectOptions,
+) -> Result<()> {
+    let pool = pool_opts.connect_with(connect.clone()).await?;
+    let h = history(2).await?;
+    let ws_url = h.chain.rpc_url().replacen("http://", "ws://", 1);
+    // Polling once a minute: only the subscription can explain a pickup within seconds.
+    let mut child = spawn_indexer(
+        &h,
+        &[
+            ("BERTH_DATABASE_URL", database_url(&connect)),
+            ("BERTH_POLL_INTERVAL_MS", "60000".to_owned()),
+            ("BERTH_WS_URL", ws_url),
+        ],
+    )?;
+    let outcome = async {
+        wait_until_indexed(&pool, chain_log_count(&h).await?, Duration::from_secs(30)).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await; // now idle, waiting on its poll
+        let escrow = LeaseEscrow::new(h.c.escrow, h.chain.wallet(4)?);
+        mined(escrow.topUp(U256::from(1), U256::from(1)), "topUp").await?;
+        wait_until_indexed(&pool, chain_log_count(&h).await?, Duration::from_secs(5)).await
+    }
+    .await;
+    child.kill()?;
+    child.wait()?;
+    outcome
+}
+
 async fn scrape(port: u16) -> Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
