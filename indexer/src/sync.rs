@@ -120,6 +120,7 @@ fn is_range_error(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     [
         "too many",
+        "more than",
         "limit",
         "exceed",
         "too large",
@@ -379,5 +380,30 @@ impl<P: Provider> Indexer<P> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_range_error;
+
+    #[test]
+    fn node_limits_shrink_the_range_but_outages_do_not() {
+        for limit in [
+            "query returned more than 10000 results",
+            "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range",
+            "block range is too large",
+            "request timed out",
+            "too many logs",
+        ] {
+            assert!(is_range_error(limit), "{limit}");
+        }
+        for outage in [
+            "connection refused",
+            "error sending request for url",
+            "internal error",
+        ] {
+            assert!(!is_range_error(outage), "{outage}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use berth_indexer::{
     events::{Decoder, Watched},
     metrics::Metrics,
     store::Store,
-    sync::{Indexer, Step, SyncConfig},
+    sync::{Indexer, Step, SyncConfig, SyncError},
 };
 use eyre::{Result, ensure};
 use sqlx::{PgPool, Row};
@@ -370,5 +370,61 @@ async fn logs_that_do_not_decode_are_recorded_and_skipped(pool: PgPool) -> Resul
         .fetch_one(&pool)
         .await?;
     ensure!(opened == 1, "the escrow's event is still indexed");
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_reorg_deeper_than_the_window_stops_the_indexer(pool: PgPool) -> Result<()> {
+    let w = World::new().await?;
+    let p = w.chain.wallet(0)?;
+    let snapshot: U256 = p.raw_request("evm_snapshot".into(), ()).await?;
+    for _ in 0..6 {
+        w.open(4, 5_000_000).await?;
+    }
+    // A window of two stored blocks, one block per batch: the fork point falls outside it.
+    let provider = ProviderBuilder::new()
+        .connect_http(w.chain.rpc_url().parse()?)
+        .erased();
+    let store = Store::open(pool.clone(), w.chain.chain_id()).await?;
+    let cfg = SyncConfig {
+        start_block: 0,
+        confirmations: 0,
+        initial_range: 1,
+        max_range: 1,
+        reorg_window: 2,
+        poll_interval: std::time::Duration::from_millis(10),
+    };
+    let mut indexer = Indexer::new(
+        provider,
+        store,
+        Decoder::new(w.watched()),
+        cfg,
+        Metrics::default(),
+    );
+    catch_up(&mut indexer).await?;
+    let _: bool = p.raw_request("evm_revert".into(), (snapshot,)).await?;
+    for _ in 0..8 {
+        w.open(5, 7_000_000).await?;
+    }
+    let err = loop {
+        match indexer.step().await {
+            Ok(Step::Idle) => eyre::bail!("the orphaned checkpoint went unnoticed"),
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    ensure!(
+        matches!(err, SyncError::ReorgTooDeep { .. }),
+        "stopped loudly: {err}"
+    );
+    // Nothing of the new branch was written over the old one.
+    let deposits: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT deposit::TEXT FROM berth.lease_openings")
+            .fetch_all(&pool)
+            .await?;
+    ensure!(
+        deposits == ["5000000"],
+        "only the old branch's rows: {deposits:?}"
+    );
     Ok(())
 }
