@@ -115,6 +115,13 @@ fn rpc<E: std::fmt::Display>(e: E) -> SyncError {
     SyncError::Rpc(e.to_string())
 }
 
+/// A log's index in its block as the store keys it; a node answering with one beyond `u32`
+/// is answering nonsense, and the batch is refused (retried) rather than mis-keyed.
+fn log_index(block: u64, index: u64) -> Result<u32, SyncError> {
+    u32::try_from(index)
+        .map_err(|_| SyncError::Rpc(format!("block {block}: log index {index} is out of range")))
+}
+
 /// Whether a node error means "ask for fewer blocks" rather than "the node is down".
 fn is_range_error(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
@@ -309,7 +316,7 @@ impl<P: Provider> Indexer<P> {
                 block_number: number,
                 block_hash: hash,
                 block_time: time,
-                log_index: u32::try_from(index).unwrap_or(u32::MAX),
+                log_index: log_index(number, index)?,
                 tx_hash: tx,
                 address: log.address(),
                 topics: log.topics().to_vec(),
@@ -385,7 +392,17 @@ impl<P: Provider> Indexer<P> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_range_error;
+    use super::{is_range_error, log_index};
+
+    #[test]
+    fn an_out_of_range_log_index_is_refused_not_clamped() {
+        assert_eq!(log_index(7, 3).ok(), Some(3));
+        let err = log_index(7, u64::from(u32::MAX) + 1).expect_err("out of range");
+        assert!(
+            err.to_string().contains("block 7: log index 4294967296"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn node_limits_shrink_the_range_but_outages_do_not() {
