@@ -9,8 +9,8 @@ use std::{
 use alloy::{primitives::U256, providers::Provider, rpc::types::Filter};
 use berth_bindings::LeaseEscrow;
 use berth_e2e::{
-    Chain, Contracts, Settings, database_url, deploy, fund_tenant, indexer_binary, mined,
-    open_lease, register_provider, write_deployment,
+    Chain, Contracts, Settings, database_url, deploy_with_one_lease, indexer_binary, mined,
+    write_deployment,
 };
 use eyre::{Result, WrapErr, ensure};
 use sqlx::PgPool;
@@ -24,14 +24,7 @@ struct History {
 /// A provider, one lease and `topups` top-ups: one block with events each.
 async fn history(topups: usize) -> Result<History> {
     let chain = Chain::start()?;
-    let settings = Settings {
-        min_stake: 0,
-        ..Settings::default()
-    };
-    let c = deploy(&chain, settings).await?;
-    register_provider(&chain, &c, [1_000_000, 1000, 1000, 0]).await?;
-    fund_tenant(&chain, &c, 4, U256::from(10u64.pow(15))).await?;
-    open_lease(&chain, &c, 4, 10_000_000).await?;
+    let (c, settings) = deploy_with_one_lease(&chain, U256::from(10u64.pow(15))).await?;
     let escrow = LeaseEscrow::new(c.escrow, chain.wallet(4)?);
     for _ in 0..topups {
         mined(escrow.topUp(U256::from(1), U256::from(1)), "topUp").await?;
@@ -39,12 +32,33 @@ async fn history(topups: usize) -> Result<History> {
     Ok(History { chain, c, settings })
 }
 
-fn spawn_indexer(h: &History, extra: &[(&str, String)]) -> Result<Child> {
+/// The indexer process; killed (SIGKILL) and reaped when dropped, so no test leaks one.
+struct IndexerProcess(Child);
+
+impl IndexerProcess {
+    fn kill(mut self) -> Result<()> {
+        self.0.kill()?;
+        self.0.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for IndexerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_indexer(
+    h: &History,
+    db: &sqlx::postgres::PgConnectOptions,
+    extra: &[(&str, String)],
+) -> Result<IndexerProcess> {
     let deployment = write_deployment(&h.chain, &h.c, h.settings)?;
-    let database_url = std::env::var("DATABASE_URL").wrap_err("DATABASE_URL")?;
     let mut cmd = Command::new(indexer_binary()?);
     cmd.env_clear()
-        .env("BERTH_DATABASE_URL", database_url)
+        .env("BERTH_DATABASE_URL", database_url(db))
         .env("BERTH_RPC_URL", h.chain.rpc_url())
         .env("BERTH_DEPLOYMENT", deployment)
         .env("BERTH_METRICS_ADDR", "")
@@ -55,7 +69,9 @@ fn spawn_indexer(h: &History, extra: &[(&str, String)]) -> Result<Child> {
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    cmd.spawn().wrap_err("spawning berth-indexer")
+    Ok(IndexerProcess(
+        cmd.spawn().wrap_err("spawning berth-indexer")?,
+    ))
 }
 
 /// Logs of the watched contracts on chain, counted with one eth_getLogs.
@@ -98,17 +114,14 @@ async fn sigkill_during_backfill_leaves_no_gap_and_no_duplicate(
     let h = history(400).await?;
     let want = chain_log_count(&h).await?;
     // One block per batch, so the backfill takes long enough to be killed several times.
-    let db = database_url(&connect);
     let ranges = [
         ("BERTH_INITIAL_RANGE", "1".to_owned()),
         ("BERTH_MAX_RANGE", "1".to_owned()),
-        ("BERTH_DATABASE_URL", db),
     ];
     for delay_ms in [150u64, 230, 90, 310] {
-        let mut child = spawn_indexer(&h, &ranges)?;
+        let indexer = spawn_indexer(&h, &connect, &ranges)?;
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        child.kill()?; // SIGKILL
-        child.wait()?;
+        indexer.kill()?; // SIGKILL
     }
     let partial: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM berth.raw_logs")
         .fetch_one(&pool)
@@ -117,11 +130,8 @@ async fn sigkill_during_backfill_leaves_no_gap_and_no_duplicate(
         partial < want,
         "the kills landed mid-backfill ({partial} of {want} logs)"
     );
-    let mut child = spawn_indexer(&h, &ranges)?;
-    let result = wait_until_indexed(&pool, want, Duration::from_secs(60)).await;
-    child.kill()?;
-    child.wait()?;
-    result?;
+    let _indexer = spawn_indexer(&h, &connect, &ranges)?;
+    wait_until_indexed(&pool, want, Duration::from_secs(60)).await?;
     // No gap: every block with a log of ours is present once, in order.
     let (events, distinct_blocks, max_block): (i64, i64, i64) = sqlx::query_as(
         "SELECT COUNT(*), COUNT(DISTINCT block_number), MAX(block_number) FROM berth.events",
@@ -150,56 +160,49 @@ async fn a_node_outage_is_retried_with_backoff_and_caught_up(
 ) -> Result<()> {
     let pool = pool_opts.connect_with(connect.clone()).await?;
     let h = history(5).await?;
-    let db = database_url(&connect);
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let mut child = spawn_indexer(
+    let _indexer = spawn_indexer(
         &h,
+        &connect,
         &[
-            ("BERTH_DATABASE_URL", db),
             ("BERTH_RPC_TIMEOUT_MS", "300".to_owned()),
             ("BERTH_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
         ],
     )?;
-    let outcome = async {
-        wait_until_indexed(&pool, chain_log_count(&h).await?, Duration::from_secs(30)).await?;
-        // The node stops answering (frozen, so requests hang until the client's timeout).
-        let pid = h.chain.pid().to_string();
-        ensure!(
-            Command::new("kill")
-                .args(["-STOP", &pid])
-                .status()?
-                .success(),
-            "SIGSTOP anvil"
-        );
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        ensure!(
-            Command::new("kill")
-                .args(["-CONT", &pid])
-                .status()?
-                .success(),
-            "SIGCONT anvil"
-        );
-        // New events after the outage are picked up without any manual action.
-        let escrow = LeaseEscrow::new(h.c.escrow, h.chain.wallet(4)?);
-        for _ in 0..3 {
-            mined(escrow.topUp(U256::from(1), U256::from(1)), "topUp").await?;
-        }
-        wait_until_indexed(&pool, chain_log_count(&h).await?, Duration::from_secs(30)).await?;
-        let metrics = scrape(metrics_port).await?;
-        let errors = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("berth_indexer_rpc_errors_total "))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        ensure!(errors > 0, "the outage showed in the metrics:\n{metrics}");
-        Ok(())
+    wait_until_indexed(&pool, chain_log_count(&h).await?, Duration::from_secs(30)).await?;
+    // The node stops answering (frozen, so requests hang until the client's timeout).
+    let pid = h.chain.pid().to_string();
+    ensure!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()?
+            .success(),
+        "SIGSTOP anvil"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ensure!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()?
+            .success(),
+        "SIGCONT anvil"
+    );
+    // New events after the outage are picked up without any manual action.
+    let escrow = LeaseEscrow::new(h.c.escrow, h.chain.wallet(4)?);
+    for _ in 0..3 {
+        mined(escrow.topUp(U256::from(1), U256::from(1)), "topUp").await?;
     }
-    .await;
-    child.kill()?;
-    child.wait()?;
-    outcome
+    wait_until_indexed(&pool, chain_log_count(&h).await?, Duration::from_secs(30)).await?;
+    let metrics = scrape(metrics_port).await?;
+    let errors = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("berth_indexer_rpc_errors_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    ensure!(errors > 0, "the outage showed in the metrics:\n{metrics}");
+    Ok(())
 }
 
 #[sqlx::test(migrations = false)]
@@ -211,25 +214,19 @@ async fn a_newheads_subscription_wakes_the_indexer_between_polls(
     let h = history(2).await?;
     let ws_url = h.chain.rpc_url().replacen("http://", "ws://", 1);
     // Polling once a minute: only the subscription can explain a pickup within seconds.
-    let mut child = spawn_indexer(
+    let _indexer = spawn_indexer(
         &h,
+        &connect,
         &[
-            ("BERTH_DATABASE_URL", database_url(&connect)),
             ("BERTH_POLL_INTERVAL_MS", "60000".to_owned()),
             ("BERTH_WS_URL", ws_url),
         ],
     )?;
-    let outcome = async {
-        wait_until_indexed(&pool, chain_log_count(&h).await?, Duration::from_secs(30)).await?;
-        tokio::time::sleep(Duration::from_millis(500)).await; // now idle, waiting on its poll
-        let escrow = LeaseEscrow::new(h.c.escrow, h.chain.wallet(4)?);
-        mined(escrow.topUp(U256::from(1), U256::from(1)), "topUp").await?;
-        wait_until_indexed(&pool, chain_log_count(&h).await?, Duration::from_secs(5)).await
-    }
-    .await;
-    child.kill()?;
-    child.wait()?;
-    outcome
+    wait_until_indexed(&pool, chain_log_count(&h).await?, Duration::from_secs(30)).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await; // now idle, waiting on its poll
+    let escrow = LeaseEscrow::new(h.c.escrow, h.chain.wallet(4)?);
+    mined(escrow.topUp(U256::from(1), U256::from(1)), "topUp").await?;
+    wait_until_indexed(&pool, chain_log_count(&h).await?, Duration::from_secs(5)).await
 }
 
 async fn scrape(port: u16) -> Result<String> {

@@ -3,7 +3,7 @@
 
 use alloy::primitives::{U256, keccak256};
 use berth_bindings::{LeaseEscrow, LeaseStatus, PRICE_SCALE, ProviderRegistry, TestToken};
-use berth_e2e::{Chain, Settings, deploy};
+use berth_e2e::{Chain, Settings, deploy, mined};
 use eyre::{Result, ensure};
 
 const CPU: u32 = 500;
@@ -39,13 +39,8 @@ async fn lease_lifecycle_through_bindings_moves_every_token_where_it_belongs() -
     // The provider registers with a stake.
     let token = TestToken::new(c.token, &owner_p);
     let stake = U256::from(settings.min_stake);
-    token.mint(owner, stake).send().await?.get_receipt().await?;
-    token
-        .approve(c.registry, stake)
-        .send()
-        .await?
-        .get_receipt()
-        .await?;
+    mined(token.mint(owner, stake), "mint").await?;
+    mined(token.approve(c.registry, stake), "approve").await?;
     let registry = ProviderRegistry::new(c.registry, &owner_p);
     let register = registry.register(
         operator,
@@ -57,8 +52,7 @@ async fn lease_lifecycle_through_bindings_moves_every_token_where_it_belongs() -
         stake,
     );
     let provider_id = register.call().await?;
-    let receipt = register.send().await?.get_receipt().await?;
-    ensure!(receipt.status(), "register reverted");
+    mined(register, "register").await?;
     ensure!(provider_id == U256::from(1), "first provider id is 1");
 
     // The tenant opens a lease funded for two hours.
@@ -66,18 +60,8 @@ async fn lease_lifecycle_through_bindings_moves_every_token_where_it_belongs() -
     let manifest_hash = keccak256(manifest);
     let tenant_token = TestToken::new(c.token, &tenant_p);
     let initial = U256::from(1_000_000_000u64); // 1,000 tUSD
-    tenant_token
-        .mint(tenant, initial)
-        .send()
-        .await?
-        .get_receipt()
-        .await?;
-    tenant_token
-        .approve(c.escrow, U256::MAX)
-        .send()
-        .await?
-        .get_receipt()
-        .await?;
+    mined(tenant_token.mint(tenant, initial), "mint").await?;
+    mined(tenant_token.approve(c.escrow, U256::MAX), "approve").await?;
     let rate =
         BASE_RATE + CPU as u128 * CPU_PRICE + MEM as u128 * MEM_PRICE + STO as u128 * STO_PRICE;
     let deposit = U256::from(rate * 7200 / PRICE_SCALE as u128 + 1);
@@ -93,10 +77,7 @@ async fn lease_lifecycle_through_bindings_moves_every_token_where_it_belongs() -
         U256::from(rate),
     );
     let lease_id = open.call().await?;
-    ensure!(
-        open.send().await?.get_receipt().await?.status(),
-        "openLease reverted"
-    );
+    mined(open, "openLease").await?;
     ensure!(
         token.balanceOf(c.escrow).call().await? == deposit,
         "escrow holds the deposit"
@@ -113,13 +94,11 @@ async fn lease_lifecycle_through_bindings_moves_every_token_where_it_belongs() -
 
     // The provider's keeper confirms with the workload's endpoint.
     let escrow_o = LeaseEscrow::new(c.escrow, &operator_p);
-    let r = escrow_o
-        .confirmLease(lease_id, "http://127.0.0.1:30080".into())
-        .send()
-        .await?
-        .get_receipt()
-        .await?;
-    ensure!(r.status(), "confirmLease reverted");
+    mined(
+        escrow_o.confirmLease(lease_id, "http://127.0.0.1:30080".into()),
+        "confirmLease",
+    )
+    .await?;
     let lease = escrow_t.getLease(lease_id).call().await?;
     ensure!(
         LeaseStatus::from_u8(lease.status) == Some(LeaseStatus::Active),
@@ -137,8 +116,8 @@ async fn lease_lifecycle_through_bindings_moves_every_token_where_it_belongs() -
     let period = to - confirmed_at;
     let (cpu_units, mem_units, sto_units) =
         (CPU as u64 * period * 6 / 10, MEM as u64 * period, period);
-    let r = escrow_o
-        .reportUsage(
+    mined(
+        escrow_o.reportUsage(
             lease_id,
             1,
             lease.billedUntil,
@@ -147,12 +126,10 @@ async fn lease_lifecycle_through_bindings_moves_every_token_where_it_belongs() -
             mem_units,
             sto_units,
             keccak256(b"samples"),
-        )
-        .send()
-        .await?
-        .get_receipt()
-        .await?;
-    ensure!(r.status(), "reportUsage reverted");
+        ),
+        "reportUsage",
+    )
+    .await?;
     let first = charge(period, cpu_units, mem_units, sto_units);
     let lease = escrow_t.getLease(lease_id).call().await?;
     ensure!(
@@ -170,8 +147,7 @@ async fn lease_lifecycle_through_bindings_moves_every_token_where_it_belongs() -
         escrow_t.claimableOf(lease_id).call().await? == first,
         "charge matured"
     );
-    let r = escrow_o.claim(lease_id).send().await?.get_receipt().await?;
-    ensure!(r.status(), "claim reverted");
+    mined(escrow_o.claim(lease_id), "claim").await?;
     ensure!(
         token.balanceOf(owner).call().await? == first,
         "owner paid the charge"
@@ -182,13 +158,7 @@ async fn lease_lifecycle_through_bindings_moves_every_token_where_it_belongs() -
     );
 
     // The tenant closes; the keeper sends the final report up to the close; the tenant withdraws.
-    let r = escrow_t
-        .closeLease(lease_id)
-        .send()
-        .await?
-        .get_receipt()
-        .await?;
-    ensure!(r.status(), "closeLease reverted");
+    mined(escrow_t.closeLease(lease_id), "closeLease").await?;
     let lease = escrow_t.getLease(lease_id).call().await?;
     ensure!(
         LeaseStatus::from_u8(lease.status) == Some(LeaseStatus::Closing),
@@ -197,8 +167,8 @@ async fn lease_lifecycle_through_bindings_moves_every_token_where_it_belongs() -
     let closed_at: u64 = lease.closedAt.to();
     let from: u64 = lease.billedUntil.to();
     let period = closed_at - from;
-    let r = escrow_o
-        .reportUsage(
+    mined(
+        escrow_o.reportUsage(
             lease_id,
             2,
             lease.billedUntil,
@@ -207,24 +177,16 @@ async fn lease_lifecycle_through_bindings_moves_every_token_where_it_belongs() -
             MEM as u64 * period,
             0,
             keccak256(b"final"),
-        )
-        .send()
-        .await?
-        .get_receipt()
-        .await?;
-    ensure!(r.status(), "final report reverted");
+        ),
+        "final report",
+    )
+    .await?;
     let second = charge(period, 0, MEM as u64 * period, 0);
     ensure!(
         escrow_t.refundableOf(lease_id).call().await? == deposit - first - second,
         "refundable"
     );
-    let r = escrow_t
-        .withdraw(lease_id)
-        .send()
-        .await?
-        .get_receipt()
-        .await?;
-    ensure!(r.status(), "withdraw reverted");
+    mined(escrow_t.withdraw(lease_id), "withdraw").await?;
     ensure!(
         token.balanceOf(tenant).call().await? == initial - first - second,
         "tenant paid exactly the two charges"
@@ -232,7 +194,7 @@ async fn lease_lifecycle_through_bindings_moves_every_token_where_it_belongs() -
 
     // The final charge matures and is claimed: the escrow ends empty.
     chain.advance(settings.challenge_window).await?;
-    escrow_o.claim(lease_id).send().await?.get_receipt().await?;
+    mined(escrow_o.claim(lease_id), "claim").await?;
     ensure!(
         token.balanceOf(owner).call().await? == first + second,
         "owner paid both charges"

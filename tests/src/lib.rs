@@ -324,6 +324,21 @@ pub async fn open_lease(chain: &Chain, c: &Contracts, tenant: usize, deposit: u6
     Ok(id)
 }
 
+/// Deploys (no provider stake), registers provider 1 at cheap prices, gives anvil account 4
+/// `funds` and opens lease 1 for it (deposit 10 tUSD): the one-lease world of the process tests
+/// and the indexer benchmark.
+pub async fn deploy_with_one_lease(chain: &Chain, funds: U256) -> Result<(Contracts, Settings)> {
+    let settings = Settings {
+        min_stake: 0,
+        ..Settings::default()
+    };
+    let c = deploy(chain, settings).await?;
+    register_provider(chain, &c, [1_000_000, 1000, 1000, 0]).await?;
+    fund_tenant(chain, &c, 4, funds).await?;
+    open_lease(chain, &c, 4, 10_000_000).await?;
+    Ok((c, settings))
+}
+
 /// A `postgres://` URL for the database `connect` points at (as `#[sqlx::test]` hands it out),
 /// for processes that take a URL.
 pub fn database_url(connect: &sqlx::postgres::PgConnectOptions) -> String {

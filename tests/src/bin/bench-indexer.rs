@@ -17,7 +17,7 @@ use alloy::{
     sol_types::SolCall,
 };
 use berth_bindings::LeaseEscrow;
-use berth_e2e::{Chain, Settings, deploy, fund_tenant, mined, open_lease, register_provider};
+use berth_e2e::{Chain, deploy_with_one_lease, mined};
 use berth_indexer::{
     events::{Decoder, Watched},
     metrics::Metrics,
@@ -32,20 +32,16 @@ const PER_BLOCK: u64 = 500;
 async fn main() -> Result<()> {
     let target: u64 = std::env::args()
         .nth(1)
-        .map(|a| a.parse())
+        .map(|a| {
+            a.parse()
+                .wrap_err_with(|| format!("EVENTS must be a whole number, not `{a}`"))
+        })
         .transpose()?
         .unwrap_or(100_000);
     let base_url = std::env::var("DATABASE_URL").wrap_err("DATABASE_URL is required")?;
 
     let chain = Chain::start()?;
-    let settings = Settings {
-        min_stake: 0,
-        ..Settings::default()
-    };
-    let c = deploy(&chain, settings).await?;
-    register_provider(&chain, &c, [1_000_000, 1000, 1000, 0]).await?;
-    fund_tenant(&chain, &c, 4, U256::from(u64::MAX)).await?;
-    open_lease(&chain, &c, 4, 10_000_000).await?;
+    let (c, _) = deploy_with_one_lease(&chain, U256::from(u64::MAX)).await?;
     let tenant = chain.wallet(4)?;
 
     let started = Instant::now();
