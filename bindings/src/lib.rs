@@ -82,11 +82,6 @@ impl LeaseStatus {
             _ => return None,
         })
     }
-
-    /// Whether the lease still runs (or may run) a workload.
-    pub fn is_live(self) -> bool {
-        matches!(self, Self::Pending | Self::Active)
-    }
 }
 
 /// `CloseReason` of the contracts, carried by `LeaseClosed`.
