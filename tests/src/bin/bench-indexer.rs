@@ -77,7 +77,7 @@ async fn main() -> Result<()> {
     )
     .await;
     pool.close().await;
-    sqlx::query(&format!("DROP DATABASE {db}"))
+    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
         .execute(&admin)
         .await?;
     outcome
