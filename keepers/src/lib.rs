@@ -1,7 +1,5 @@
 //! Berth keepers: the provider keeper (leases on chain become workloads in a cluster and
-//! back) and the gateway (the provider's HTTP entry). See DESIGN.md, "Keeper rules".
-//!
-//! This crate starts with the rule the whole intake rests on: a keeper deploys only the
-//! manifest bytes whose keccak256 equals the lease's `manifestHash`.
+//! back) and its gateway (the provider's HTTP entry for tenants). See DESIGN.md, "Keeper
+//! rules".
 
 pub mod manifest;

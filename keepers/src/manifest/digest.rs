@@ -1,4 +1,4 @@
-//! Manifest bytes as delivered by a tenant, checked against the lease on chain.
+//! Manifest bytes as delivered by a tenant, checked against the lease's `manifestHash`.
 
 use alloy::primitives::{B256, keccak256};
 use berth_bindings::RejectReason;

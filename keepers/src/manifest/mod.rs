@@ -1,0 +1,392 @@
+//! The Berth manifest: a small, versioned YAML document that says what a lease runs.
+//!
+//! ```yaml
+//! version: 1
+//! services:
+//!   web:
+//!     image: localhost/berth-hello:latest
+//!     ports: [{ port: 8080, expose: http }]
+//!     resources: { cpu: 500m, memory: 256Mi }
+//! ```
+//!
+//! The full format is documented in `docs/manifest.md`. Parsing is strict (unknown fields are
+//! errors) and every error names the field it is about.
+
+pub mod digest;
+pub mod policy;
+pub mod quantity;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+pub use digest::{MAX_MANIFEST_BYTES, ManifestError, verify};
+
+/// The only manifest version this keeper understands.
+pub const VERSION: u32 = 1;
+/// Most services in one manifest.
+pub const MAX_SERVICES: usize = 16;
+/// Most replicas of one service.
+pub const MAX_REPLICAS: u32 = 16;
+
+/// A parsed and validated manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Format version, must be [`VERSION`].
+    pub version: u32,
+    /// Services by name (a DNS label).
+    pub services: BTreeMap<String, Service>,
+}
+
+/// One container image run as `replicas` identical containers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Image reference.
+    pub image: String,
+    /// Replaces the image's entrypoint.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Replaces the image's default arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Ports the container listens on.
+    #[serde(default)]
+    pub ports: Vec<Port>,
+    /// Resources of one replica.
+    pub resources: Resources,
+    /// Identical containers to run.
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// Requests a privileged container (always refused by policy).
+    #[serde(default)]
+    pub privileged: bool,
+    /// Requests the host's network namespace (always refused by policy).
+    #[serde(default)]
+    pub host_network: bool,
+    /// Linux capabilities to add (only the provider's safe set is allowed).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Scratch volumes; `host_path` is refused by policy.
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A port of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    /// The port the container listens on.
+    pub port: u16,
+    /// How the port is reachable from outside the lease.
+    #[serde(default)]
+    pub expose: Expose,
+    /// A specific public port; must lie in the provider's range. The keeper picks one when absent.
+    #[serde(default)]
+    pub host_port: Option<u16>,
+}
+
+/// How a port is exposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expose {
+    /// Public, reported as an `http://` URL; readiness is an HTTP answer.
+    Http,
+    /// Public, reported as `host:port`; readiness is an accepted TCP connection.
+    Tcp,
+    /// Reachable only inside the lease.
+    #[default]
+    None,
+}
+
+/// Resources of one replica, in Kubernetes' quantity notation.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// CPU, e.g. `500m` or `1.5`.
+    pub cpu: String,
+    /// Memory, e.g. `256Mi`.
+    pub memory: String,
+    /// Ephemeral storage, e.g. `1Gi`.
+    #[serde(default)]
+    pub storage: Option<String>,
+}
+
+/// A volume mounted into a service.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {
+    /// Volume name (a DNS label).
+    pub name: String,
+    /// Where it is mounted in the container.
+    pub mount: String,
+    /// A directory of the host (refused by policy).
+    #[serde(default)]
+    pub host_path: Option<String>,
+}
+
+/// What the manifest asks for in total, in the units of a lease reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    /// CPU millicores over every replica.
+    pub cpu_millis: u64,
+    /// Memory MiB over every replica (each replica rounded up).
+    pub memory_mib: u64,
+    /// Storage GiB over every replica (each replica rounded up).
+    pub storage_gib: u64,
+}
+
+/// Why manifest text is not a valid manifest; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    /// Not UTF-8, not YAML, or not the manifest's shape.
+    #[error("manifest does not parse: {0}")]
+    Syntax(String),
+    /// A field has a bad value.
+    #[error("manifest field `{field}`: {reason}")]
+    Field {
+        /// Path of the field, e.g. `services.web.ports[0].port`.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn field(field: impl Into<String>, reason: impl Into<String>) -> SchemaError {
+    SchemaError::Field {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Manifest {
+    /// Parses and validates manifest bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Self, SchemaError> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| SchemaError::Syntax(format!("not UTF-8: {e}")))?;
+        let manifest: Self =
+            serde_yaml::from_str(text).map_err(|e| SchemaError::Syntax(e.to_string()))?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// Checks every value the types alone do not constrain.
+    pub fn validate(&self) -> Result<(), SchemaError> {
+        if self.version != VERSION {
+            return Err(field(
+                "version",
+                format!(
+                    "version {} is not supported (this keeper reads {VERSION})",
+                    self.version
+                ),
+            ));
+        }
+        if self.services.is_empty() {
+            return Err(field("services", "at least one service is required"));
+        }
+        if self.services.len() > MAX_SERVICES {
+            return Err(field(
+                "services",
+                format!("at most {MAX_SERVICES} services"),
+            ));
+        }
+        for (name, service) in &self.services {
+            let at = format!("services.{name}");
+            if !is_dns_label(name, 20) {
+                return Err(field(
+                    &at,
+                    "a service name is 1-20 characters of a-z, 0-9 and '-', starting with a letter",
+                ));
+            }
+            service.validate(&at)?;
+        }
+        Ok(())
+    }
+
+    /// Resources over every service and replica.
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for s in self.services.values() {
+            let r = u64::from(s.replicas);
+            let (cpu, mem, sto) = s.per_replica();
+            t.cpu_millis += u64::from(cpu) * r;
+            t.memory_mib += mem * r;
+            t.storage_gib += sto * r;
+        }
+        t
+    }
+}
+
+impl Service {
+    fn validate(&self, at: &str) -> Result<(), SchemaError> {
+        if self.image.trim().is_empty() || self.image.chars().any(char::is_whitespace) {
+            return Err(field(
+                format!("{at}.image"),
+                "an image reference without spaces is required",
+            ));
+        }
+        if self.replicas == 0 || self.replicas > MAX_REPLICAS {
+            return Err(field(
+                format!("{at}.replicas"),
+                format!("must be 1 to {MAX_REPLICAS}"),
+            ));
+        }
+        for key in self.env.keys() {
+            let ok = key
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                return Err(field(
+                    format!("{at}.env.{key}"),
+                    "not a valid variable name",
+                ));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, p) in self.ports.iter().enumerate() {
+            if p.port == 0 {
+                return Err(field(format!("{at}.ports[{i}].port"), "must be 1 to 65535"));
+            }
+            if !seen.insert(p.port) {
+                return Err(field(
+                    format!("{at}.ports[{i}].port"),
+                    format!("port {} is listed twice", p.port),
+                ));
+            }
+            if p.host_port.is_some() && p.expose == Expose::None {
+                return Err(field(
+                    format!("{at}.ports[{i}].host_port"),
+                    "only exposed ports have a public port",
+                ));
+            }
+        }
+        quantity::cpu_millis(&self.resources.cpu)
+            .map_err(|e| field(format!("{at}.resources.cpu"), e))?;
+        quantity::bytes(&self.resources.memory)
+            .map_err(|e| field(format!("{at}.resources.memory"), e))?;
+        if let Some(s) = &self.resources.storage {
+            quantity::bytes(s).map_err(|e| field(format!("{at}.resources.storage"), e))?;
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, v) in self.volumes.iter().enumerate() {
+            if !is_dns_label(&v.name, 40) || !names.insert(&v.name) {
+                return Err(field(
+                    format!("{at}.volumes[{i}].name"),
+                    "a unique DNS label is required",
+                ));
+            }
+            if !v.mount.starts_with('/') {
+                return Err(field(
+                    format!("{at}.volumes[{i}].mount"),
+                    "an absolute path is required",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// (CPU millicores, memory MiB, storage GiB) of one replica; call after validation.
+    pub fn per_replica(&self) -> (u32, u64, u64) {
+        let cpu = quantity::cpu_millis(&self.resources.cpu).unwrap_or(0);
+        let mem = quantity::bytes(&self.resources.memory)
+            .map(quantity::mib_ceil)
+            .unwrap_or(0);
+        let sto = self
+            .resources
+            .storage
+            .as_deref()
+            .and_then(|s| quantity::bytes(s).ok())
+            .map(quantity::gib_ceil)
+            .unwrap_or(0);
+        (cpu, mem, sto)
+    }
+}
+
+/// Lowercase letters, digits and '-', starting with a letter, not ending with '-'.
+fn is_dns_label(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HELLO: &str = include_str!("../../../examples/hello/manifest.yaml");
+
+    fn err(text: &str) -> String {
+        Manifest::parse(text.as_bytes())
+            .expect_err("must not parse")
+            .to_string()
+    }
+
+    #[test]
+    fn the_example_manifest_parses() {
+        let m = Manifest::parse(HELLO.as_bytes()).expect("example parses");
+        let web = &m.services["web"];
+        assert_eq!(web.ports[0].expose, Expose::Http);
+        assert_eq!(
+            m.totals(),
+            Totals {
+                cpu_millis: 500,
+                memory_mib: 256,
+                storage_gib: 0
+            }
+        );
+    }
+
+    #[test]
+    fn totals_multiply_replicas() {
+        let m = Manifest::parse(
+            b"version: 1\nservices:\n  a:\n    image: x\n    replicas: 3\n    resources: {cpu: '0.5', memory: 100M, storage: 1Gi}\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            m.totals(),
+            Totals {
+                cpu_millis: 1500,
+                memory_mib: 3 * 96,
+                storage_gib: 3
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(err("version: 2\nservices: {}\n").contains("`version`"));
+        assert!(err("version: 1\nservices: {}\n").contains("`services`"));
+        let bad_cpu = "version: 1\nservices:\n  web:\n    image: x\n    resources: {cpu: lots, memory: 1Mi}\n";
+        assert!(
+            err(bad_cpu).contains("`services.web.resources.cpu`"),
+            "{}",
+            err(bad_cpu)
+        );
+        let bad_port = "version: 1\nservices:\n  web:\n    image: x\n    ports: [{port: 0}]\n    resources: {cpu: 1, memory: 1Mi}\n";
+        assert!(err(bad_port).contains("`services.web.ports[0].port`"));
+        let unknown = "version: 1\nservices:\n  web:\n    image: x\n    imagee: y\n    resources: {cpu: 1, memory: 1Mi}\n";
+        assert!(
+            err(unknown).contains("unknown field `imagee`"),
+            "{}",
+            err(unknown)
+        );
+        let name =
+            "version: 1\nservices:\n  Web_1:\n    image: x\n    resources: {cpu: 1, memory: 1Mi}\n";
+        assert!(err(name).contains("`services.Web_1`"));
+        assert!(err("services: [").contains("does not parse"));
+        assert!(Manifest::parse(&[0xff, 0xfe]).is_err());
+    }
+}
