@@ -2,4 +2,6 @@
 //! back) and its gateway (the provider's HTTP entry for tenants). See DESIGN.md, "Keeper
 //! rules".
 
+pub mod engine;
 pub mod manifest;
+pub mod render;

@@ -1,0 +1,378 @@
+//! The Kubernetes engine: server-side apply of the rendered objects with kube-rs, deletion of
+//! the lease's namespace (which takes every object of the lease with it).
+
+use std::collections::BTreeMap;
+
+use alloy::primitives::{Address, U256};
+use k8s_openapi::{
+    NamespaceResourceScope,
+    api::{
+        apps::v1::Deployment, core::v1::Namespace, core::v1::Service, networking::v1::NetworkPolicy,
+    },
+};
+use kube::{
+    Api, Client, Resource,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{EngineError, Workload};
+use crate::render::{LeaseKey, Rendered};
+
+/// Field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "berth-keeper";
+
+/// A Kubernetes cluster reached through kube-rs.
+#[derive(Clone)]
+pub struct KubeEngine {
+    client: Client,
+}
+
+impl std::fmt::Debug for KubeEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeEngine").finish_non_exhaustive()
+    }
+}
+
+fn classify(what: &str, e: kube::Error) -> EngineError {
+    match &e {
+        // The API server understood and refused the object: fixing it is not a retry away.
+        kube::Error::Api(s) if (400..500).contains(&s.code) && s.code != 409 && s.code != 429 => {
+            EngineError::Refused(format!("{what}: {e}"))
+        }
+        _ => EngineError::Unavailable(format!("{what}: {e}")),
+    }
+}
+
+impl KubeEngine {
+    /// An engine using `client` (from a kubeconfig, in-cluster settings, or a test service).
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// An engine from the environment's kubeconfig or in-cluster service account.
+    pub async fn from_env() -> Result<Self, EngineError> {
+        let client = Client::try_default()
+            .await
+            .map_err(|e| EngineError::Unavailable(format!("kubeconfig: {e}")))?;
+        Ok(Self::new(client))
+    }
+
+    /// Every workload of `escrow` on `chain_id`: its deployments, by their labels.
+    pub async fn list(
+        &self,
+        chain_id: u64,
+        escrow: Address,
+    ) -> Result<BTreeMap<U256, Workload>, EngineError> {
+        let api: Api<Deployment> = Api::all(self.client.clone());
+        let lp = ListParams::default().labels(&LeaseKey::escrow_selector(chain_id, escrow));
+        let list = api
+            .list(&lp)
+            .await
+            .map_err(|e| classify("listing deployments", e))?;
+        let mut found = BTreeMap::new();
+        for d in list.items {
+            let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            let ready = d
+                .status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+            let labels = d.metadata.labels.clone().unwrap_or_default();
+            Workload::absorb(&mut found, &labels, ready >= want);
+        }
+        Ok(found)
+    }
+
+    async fn apply_one<K>(&self, api: Api<K>, obj: &K) -> Result<(), EngineError>
+    where
+        K: Resource + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
+        <K as Resource>::DynamicType: Default,
+    {
+        let name = obj.meta().name.clone().unwrap_or_default();
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        api.patch(&name, &pp, &Patch::Apply(obj))
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                classify(
+                    &format!("applying {} {name}", K::kind(&Default::default())),
+                    e,
+                )
+            })
+    }
+
+    fn namespaced<K>(&self, ns: &str) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope>,
+        <K as Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Server-side applies the namespace, then the policy, services and deployments in it.
+    /// Applying the same objects again changes nothing.
+    pub async fn apply(&self, r: &Rendered) -> Result<(), EngineError> {
+        let ns = r.key.namespace();
+        self.apply_one(Api::<Namespace>::all(self.client.clone()), &r.namespace)
+            .await?;
+        self.apply_one(self.namespaced::<NetworkPolicy>(&ns), &r.network_policy)
+            .await?;
+        for s in &r.services {
+            self.apply_one(self.namespaced::<Service>(&ns), s).await?;
+        }
+        for d in &r.deployments {
+            self.apply_one(self.namespaced::<Deployment>(&ns), d)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the lease's namespace; every object of the lease goes with it.
+    pub async fn delete(&self, key: &LeaseKey) -> Result<(), EngineError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        match api
+            .delete(&key.namespace(), &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(classify("deleting namespace", e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! kube-rs's mock API server pattern: the client talks to a `tower_test` service and the
+    //! test plays the API server, asserting every request exactly.
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::{Value, json};
+    use tower_test::mock::{Handle, pair};
+
+    use super::*;
+    use crate::{
+        manifest::Manifest,
+        render::{PortMap, render},
+    };
+
+    const NS: &str = "berth-31337-abababab-7";
+
+    fn key() -> LeaseKey {
+        LeaseKey {
+            chain_id: 31337,
+            escrow: Address::repeat_byte(0xab),
+            lease_id: U256::from(7),
+        }
+    }
+
+    fn engine() -> (KubeEngine, Handle<Request<Body>, Response<Body>>) {
+        let (service, handle) = pair::<Request<Body>, Response<Body>>();
+        (KubeEngine::new(Client::new(service, "default")), handle)
+    }
+
+    fn respond(send: tower_test::mock::SendResponse<Response<Body>>, status: u16, body: &Value) {
+        let bytes = serde_json::to_vec(body).expect("json");
+        send.send_response(
+            Response::builder()
+                .status(status)
+                .body(Body::from(bytes))
+                .expect("response"),
+        );
+    }
+
+    /// Takes the next request; returns "METHOD path?query", its content type and JSON body.
+    async fn next(
+        handle: &mut Handle<Request<Body>, Response<Body>>,
+    ) -> (
+        String,
+        String,
+        Value,
+        tower_test::mock::SendResponse<Response<Body>>,
+    ) {
+        let (req, send) = handle.next_request().await.expect("a request");
+        let line = format!("{} {}", req.method(), req.uri());
+        let ctype = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or_default().to_string())
+            .unwrap_or_default();
+        let bytes = req.into_body().collect_bytes().await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("JSON body")
+        };
+        (line, ctype, body, send)
+    }
+
+    #[tokio::test]
+    async fn apply_is_a_server_side_apply_of_each_object_in_order() {
+        let (engine, mut handle) = engine();
+        let manifest = Manifest::parse(include_bytes!("../../../examples/hello/manifest.yaml"))
+            .expect("parses");
+        let rendered = render(
+            key(),
+            &manifest,
+            &PortMap::from([(("web".into(), 8080), 30001)]),
+        );
+        let server = tokio::spawn(async move {
+            let q = "force=true&fieldManager=berth-keeper";
+            let expected = [
+                (format!("PATCH /api/v1/namespaces/{NS}?&{q}"), "Namespace"),
+                (
+                    format!(
+                        "PATCH /apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/isolate-lease?&{q}"
+                    ),
+                    "NetworkPolicy",
+                ),
+                (
+                    format!("PATCH /api/v1/namespaces/{NS}/services/web?&{q}"),
+                    "Service",
+                ),
+                (
+                    format!("PATCH /apis/apps/v1/namespaces/{NS}/deployments/web?&{q}"),
+                    "Deployment",
+                ),
+            ];
+            for (line, kind) in expected {
+                let (got, ctype, body, send) = next(&mut handle).await;
+                assert_eq!(got, line);
+                assert_eq!(ctype, "application/apply-patch+yaml");
+                assert_eq!(body["kind"], kind);
+                assert_eq!(body["metadata"]["labels"]["berth.dev/lease-id"], "7");
+                if kind == "Deployment" {
+                    let c = &body["spec"]["template"]["spec"]["containers"][0];
+                    assert_eq!(c["image"], "localhost/berth-hello:latest");
+                    assert_eq!(
+                        c["resources"]["limits"],
+                        json!({"cpu": "500m", "memory": "256Mi"})
+                    );
+                    assert_eq!(c["securityContext"]["privileged"], false);
+                }
+                if kind == "Service" {
+                    assert_eq!(body["spec"]["ports"][0]["nodePort"], 30001);
+                }
+                respond(send, 200, &body);
+            }
+        });
+        engine.apply(&rendered).await.expect("apply");
+        server.await.expect("server assertions");
+    }
+
+    #[tokio::test]
+    async fn delete_removes_the_namespace_and_tolerates_its_absence() {
+        let (engine, mut handle) = engine();
+        let server = tokio::spawn(async move {
+            let (line, _, body, send) = next(&mut handle).await;
+            assert_eq!(line, format!("DELETE /api/v1/namespaces/{NS}?"));
+            assert_eq!(body["propagationPolicy"], "Background");
+            respond(
+                send,
+                200,
+                &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+            );
+            let (line, _, _, send) = next(&mut handle).await;
+            assert_eq!(line, format!("DELETE /api/v1/namespaces/{NS}?"));
+            respond(
+                send,
+                404,
+                &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "not found", "reason": "NotFound", "code": 404}),
+            );
+        });
+        engine.delete(&key()).await.expect("first delete");
+        engine
+            .delete(&key())
+            .await
+            .expect("second delete finds nothing and succeeds");
+        server.await.expect("server assertions");
+    }
+
+    #[tokio::test]
+    async fn list_reads_leases_ports_and_readiness_from_labels() {
+        let (engine, mut handle) = engine();
+        let server = tokio::spawn(async move {
+            let (line, _, _, send) = next(&mut handle).await;
+            assert_eq!(
+                line,
+                "GET /apis/apps/v1/deployments?&labelSelector=berth.dev%2Fchain-id%3D31337%2Cberth.dev%2Fescrow%3D0xabababababababababababababababababababab"
+            );
+            let deployment = |lease: &str, ready: i32| {
+                json!({
+                    "metadata": {"name": "web", "namespace": NS, "labels": {
+                        "berth.dev/lease-id": lease, "berth.dev/service": "web", "berth.dev/port-8080": "30001"}},
+                    "spec": {"replicas": 1, "selector": {}, "template": {}},
+                    "status": {"readyReplicas": ready}
+                })
+            };
+            respond(
+                send,
+                200,
+                &json!({"apiVersion": "apps/v1", "kind": "DeploymentList", "metadata": {},
+                "items": [deployment("7", 1), deployment("8", 0)]}),
+            );
+        });
+        let found = engine
+            .list(31337, Address::repeat_byte(0xab))
+            .await
+            .expect("list");
+        server.await.expect("server assertions");
+        assert!(found[&U256::from(7)].running());
+        assert!(!found[&U256::from(8)].running());
+        assert_eq!(
+            found[&U256::from(7)].ports[&("web".to_string(), 8080)],
+            30001
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_object_is_refused_and_an_outage_is_unavailable() {
+        let (engine, mut handle) = engine();
+        let server = tokio::spawn(async move {
+            let (_, _, _, send) = next(&mut handle).await;
+            respond(
+                send,
+                422,
+                &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "invalid", "reason": "Invalid", "code": 422}),
+            );
+            let (_, _, _, send) = next(&mut handle).await;
+            respond(
+                send,
+                503,
+                &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "unavailable", "reason": "ServiceUnavailable", "code": 503}),
+            );
+        });
+        let manifest = Manifest::parse(include_bytes!("../../../examples/hello/manifest.yaml"))
+            .expect("parses");
+        let rendered = render(key(), &manifest, &PortMap::new());
+        let refused = engine.apply(&rendered).await.expect_err("422");
+        assert!(matches!(refused, EngineError::Refused(_)), "{refused}");
+        let outage = engine.apply(&rendered).await.expect_err("503");
+        assert!(matches!(outage, EngineError::Unavailable(_)), "{outage}");
+        server.await.expect("server assertions");
+    }
+
+    /// Against a real cluster when `KUBECONFIG` is set: apply, see it listed, delete.
+    #[tokio::test]
+    async fn real_cluster_round_trip_when_kubeconfig_is_set() {
+        if std::env::var_os("KUBECONFIG").is_none() {
+            eprintln!("KUBECONFIG not set: skipping the real-cluster test");
+            return;
+        }
+        let engine = KubeEngine::from_env().await.expect("kubeconfig");
+        let mut k = key();
+        k.lease_id = U256::from(std::process::id());
+        let manifest = Manifest::parse(include_bytes!("../../../examples/hello/manifest.yaml"))
+            .expect("parses");
+        let rendered = render(k, &manifest, &PortMap::new());
+        engine.apply(&rendered).await.expect("apply on the cluster");
+        let found = engine.list(k.chain_id, k.escrow).await.expect("list");
+        assert!(found.contains_key(&k.lease_id));
+        engine.delete(&k).await.expect("delete");
+    }
+}

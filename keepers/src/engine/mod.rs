@@ -1,0 +1,111 @@
+//! Where workloads run: podman on one host, or a Kubernetes cluster. Both take the same
+//! rendered objects ([`crate::render`]) and report what runs by the labels on them.
+
+pub mod kubernetes;
+pub mod podman;
+
+use std::collections::BTreeMap;
+
+use alloy::primitives::{Address, U256};
+
+use crate::render::{LABEL_LEASE, LABEL_PORT_PREFIX, LABEL_SERVICE, LeaseKey, PortMap, Rendered};
+
+pub use kubernetes::KubeEngine;
+pub use podman::PodmanEngine;
+
+/// What an engine runs for one lease.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Workload {
+    /// Running state by manifest service.
+    pub services: BTreeMap<String, bool>,
+    /// Public ports, from the objects' labels.
+    pub ports: PortMap,
+}
+
+impl Workload {
+    /// Every service of the workload runs.
+    pub fn running(&self) -> bool {
+        !self.services.is_empty() && self.services.values().all(|r| *r)
+    }
+
+    /// Folds one labelled object (pod or deployment) into the workload of its lease.
+    fn absorb(found: &mut BTreeMap<U256, Self>, labels: &BTreeMap<String, String>, running: bool) {
+        let (Some(lease), Some(service)) = (
+            labels.get(LABEL_LEASE).and_then(|v| v.parse::<U256>().ok()),
+            labels.get(LABEL_SERVICE),
+        ) else {
+            return;
+        };
+        let w = found.entry(lease).or_default();
+        let entry = w.services.entry(service.clone()).or_insert(true);
+        *entry &= running;
+        for (k, v) in labels {
+            if let (Some(port), Ok(public)) = (k.strip_prefix(LABEL_PORT_PREFIX), v.parse::<u16>())
+                && let Ok(port) = port.parse::<u16>()
+            {
+                w.ports.insert((service.clone(), port), public);
+            }
+        }
+    }
+}
+
+/// Why an engine call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine could not be reached or answered with a server error: try again later,
+    /// and never take it as a reason to tear anything down.
+    #[error("engine unavailable: {0}")]
+    Unavailable(String),
+    /// The engine refused the objects themselves (an invalid object, an image that cannot
+    /// be pulled): retrying the same objects will not help.
+    #[error("engine refused the workload: {0}")]
+    Refused(String),
+}
+
+/// The configured engine.
+#[derive(Debug, Clone)]
+pub enum Engine {
+    /// podman's REST API on a unix socket.
+    Podman(PodmanEngine),
+    /// A Kubernetes API server through kube-rs.
+    Kubernetes(KubeEngine),
+}
+
+impl Engine {
+    /// Every workload of `escrow` on `chain_id`, by lease id.
+    pub async fn list(
+        &self,
+        chain_id: u64,
+        escrow: Address,
+    ) -> Result<BTreeMap<U256, Workload>, EngineError> {
+        match self {
+            Self::Podman(e) => e.list(chain_id, escrow).await,
+            Self::Kubernetes(e) => e.list(chain_id, escrow).await,
+        }
+    }
+
+    /// Creates what is missing of a lease's objects and starts what stopped; running
+    /// objects are left alone, so applying twice never duplicates a workload.
+    pub async fn apply(&self, rendered: &Rendered) -> Result<(), EngineError> {
+        match self {
+            Self::Podman(e) => e.apply(rendered).await,
+            Self::Kubernetes(e) => e.apply(rendered).await,
+        }
+    }
+
+    /// Removes every object of a lease; a lease with nothing left is not an error.
+    pub async fn delete(&self, key: &LeaseKey) -> Result<(), EngineError> {
+        match self {
+            Self::Podman(e) => e.delete(key).await,
+            Self::Kubernetes(e) => e.delete(key).await,
+        }
+    }
+
+    /// Short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Podman(_) => "podman",
+            Self::Kubernetes(_) => "kubernetes",
+        }
+    }
+}

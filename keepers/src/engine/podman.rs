@@ -1,0 +1,282 @@
+//! The podman engine: plays the rendered objects through podman's libpod REST API on a unix
+//! socket (`kube play`), finds pods by label, removes them by name.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use alloy::primitives::{Address, U256};
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode, body::Bytes};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::net::UnixStream;
+
+use super::{EngineError, Workload};
+use crate::render::{LABEL_LEASE, LeaseKey, Rendered};
+
+/// libpod API version in request paths (podman 4.0 and later).
+const API: &str = "/v4.0.0/libpod";
+
+/// A podman REST service on a unix socket.
+#[derive(Debug, Clone)]
+pub struct PodmanEngine {
+    socket: PathBuf,
+    timeout: Duration,
+    pull_timeout: Duration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PodSummary {
+    name: String,
+    status: String,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+impl PodmanEngine {
+    /// An engine talking to the socket at `socket`; `timeout` bounds every call but image
+    /// pulls, which `pull_timeout` bounds.
+    pub fn new(socket: impl Into<PathBuf>, timeout: Duration, pull_timeout: Duration) -> Self {
+        Self {
+            socket: socket.into(),
+            timeout,
+            pull_timeout,
+        }
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), EngineError> {
+        let unavailable = |what: &str, e: &dyn std::fmt::Display| {
+            EngineError::Unavailable(format!("podman {} ({what}): {e}", self.socket.display()))
+        };
+        let exchange = async {
+            let stream = UnixStream::connect(&self.socket)
+                .await
+                .map_err(|e| unavailable("connect", &e))?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| unavailable("handshake", &e))?;
+            tokio::spawn(conn);
+            let mut req = Request::builder()
+                .method(method)
+                .uri(format!("http://podman{API}{path}"))
+                .header(hyper::header::HOST, "podman");
+            if body.is_some() {
+                req = req.header(hyper::header::CONTENT_TYPE, "application/yaml");
+            }
+            let req = req
+                .body(Full::new(Bytes::from(body.unwrap_or_default())))
+                .map_err(|e| unavailable("request", &e))?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| unavailable("send", &e))?;
+            let status = resp.status();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| unavailable("body", &e))?
+                .to_bytes();
+            Ok((status, bytes))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| unavailable("timeout", &format!("no answer in {timeout:?}")))?
+    }
+
+    async fn pods(&self, filters: &[String]) -> Result<Vec<PodSummary>, EngineError> {
+        let filter = serde_json::json!({ "label": filters }).to_string();
+        let path = format!("/pods/json?filters={}", url_encode(&filter));
+        let (status, body) = self.call(Method::GET, &path, None, self.timeout).await?;
+        if !status.is_success() {
+            return Err(EngineError::Unavailable(format!(
+                "listing pods: {status}: {}",
+                String::from_utf8_lossy(&body)
+            )));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| EngineError::Unavailable(format!("listing pods: bad JSON: {e}")))
+    }
+
+    /// Every workload of `escrow` on `chain_id`.
+    pub async fn list(
+        &self,
+        chain_id: u64,
+        escrow: Address,
+    ) -> Result<BTreeMap<U256, Workload>, EngineError> {
+        let filters: Vec<String> = LeaseKey::escrow_selector(chain_id, escrow)
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        let mut found = BTreeMap::new();
+        for pod in self.pods(&filters).await? {
+            let labels = pod.labels.unwrap_or_default();
+            Workload::absorb(&mut found, &labels, pod.status == "Running");
+        }
+        Ok(found)
+    }
+
+    fn lease_filters(key: &LeaseKey) -> Vec<String> {
+        let mut f: Vec<String> = LeaseKey::escrow_selector(key.chain_id, key.escrow)
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        f.push(format!("{LABEL_LEASE}={}", key.lease_id));
+        f
+    }
+
+    /// Makes sure every image of the lease is present, pulling what is missing.
+    async fn ensure_images(&self, rendered: &Rendered) -> Result<(), EngineError> {
+        for d in &rendered.deployments {
+            let containers = d
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .map(|s| s.containers.clone())
+                .unwrap_or_default();
+            for image in containers.into_iter().filter_map(|c| c.image) {
+                let exists = format!("/images/{}/exists", url_encode(&image));
+                let (status, _) = self.call(Method::GET, &exists, None, self.timeout).await?;
+                if status == StatusCode::NO_CONTENT {
+                    continue;
+                }
+                let pull = format!("/images/pull?reference={}&quiet=true", url_encode(&image));
+                let (status, body) = self
+                    .call(Method::POST, &pull, None, self.pull_timeout)
+                    .await
+                    .map_err(|e| EngineError::Refused(format!("image {image}: {e}")))?;
+                let text = String::from_utf8_lossy(&body);
+                if !status.is_success() || text.contains("\"error\"") {
+                    return Err(EngineError::Refused(format!(
+                        "image {image} is not present and cannot be pulled: {}",
+                        text.trim()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Plays the deployments that have no pod yet and starts pods that stopped.
+    pub async fn apply(&self, rendered: &Rendered) -> Result<(), EngineError> {
+        let existing = self.pods(&Self::lease_filters(&rendered.key)).await?;
+        let ns = rendered.key.namespace();
+        let mut missing = rendered.clone();
+        missing.deployments.retain(|d| {
+            let name = format!("{ns}-{}", d.metadata.name.as_deref().unwrap_or_default());
+            !existing
+                .iter()
+                .any(|p| p.name.starts_with(&format!("{name}-pod")))
+        });
+        for pod in existing.iter().filter(|p| p.status != "Running") {
+            let path = format!("/pods/{}/start", url_encode(&pod.name));
+            let (status, body) = self.call(Method::POST, &path, None, self.timeout).await?;
+            if !status.is_success() && status != StatusCode::NOT_MODIFIED {
+                return Err(EngineError::Unavailable(format!(
+                    "starting pod {}: {status}: {}",
+                    pod.name,
+                    String::from_utf8_lossy(&body)
+                )));
+            }
+        }
+        if missing.deployments.is_empty() {
+            return Ok(());
+        }
+        self.ensure_images(&missing).await?;
+        let yaml = missing
+            .to_podman_yaml()
+            .map_err(|e| EngineError::Refused(format!("rendering YAML: {e}")))?;
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/play/kube?start=true",
+                Some(yaml),
+                self.timeout,
+            )
+            .await?;
+        let text = String::from_utf8_lossy(&body);
+        if status.is_success() && !text.contains("\"ContainerErrors\":[") {
+            return Ok(());
+        }
+        // A half-created pod must not survive as a duplicate candidate: remove the lease's
+        // pods and report; the next pass plays the whole lease again.
+        let _ = self.delete(&rendered.key).await;
+        if status.is_client_error() {
+            Err(EngineError::Refused(format!(
+                "kube play: {status}: {}",
+                text.trim()
+            )))
+        } else {
+            Err(EngineError::Unavailable(format!(
+                "kube play: {status}: {}",
+                text.trim()
+            )))
+        }
+    }
+
+    /// Removes every pod of the lease (its containers with it).
+    pub async fn delete(&self, key: &LeaseKey) -> Result<(), EngineError> {
+        for pod in self.pods(&Self::lease_filters(key)).await? {
+            let path = format!("/pods/{}?force=true", url_encode(&pod.name));
+            let (status, body) = self.call(Method::DELETE, &path, None, self.timeout).await?;
+            if !status.is_success() && status != StatusCode::NOT_FOUND {
+                return Err(EngineError::Unavailable(format!(
+                    "removing pod {}: {status}: {}",
+                    pod.name,
+                    String::from_utf8_lossy(&body)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_encoding_keeps_unreserved_characters() {
+        assert_eq!(url_encode("localhost/a:b"), "localhost%2Fa%3Ab");
+        assert_eq!(url_encode("a-b_c.d~"), "a-b_c.d~");
+    }
+
+    #[tokio::test]
+    async fn a_missing_socket_is_unavailable_not_refused() {
+        let engine = PodmanEngine::new(
+            "/nonexistent/podman.sock",
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
+        let err = engine.list(1, Address::ZERO).await.expect_err("no socket");
+        assert!(matches!(err, EngineError::Unavailable(_)), "{err}");
+    }
+}

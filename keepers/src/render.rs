@@ -1,0 +1,436 @@
+//! One rendering for both engines: a lease's manifest becomes Kubernetes objects (a namespace
+//! per lease, a Deployment and a Service per service, a NetworkPolicy that admits traffic from
+//! the lease's own pods and to its public ports only), every object labelled with the chain,
+//! the escrow and the lease so the keeper finds them again after a restart.
+
+use std::collections::BTreeMap;
+
+use alloy::primitives::{Address, U256};
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec},
+        core::v1::{
+            Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, Namespace,
+            PodSpec, PodTemplateSpec, ResourceRequirements, SecurityContext,
+            Service as KubeService, ServicePort, ServiceSpec, Volume as KubeVolume, VolumeMount,
+        },
+        networking::v1::{
+            NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+            NetworkPolicySpec,
+        },
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{LabelSelector, ObjectMeta},
+        util::intstr::IntOrString,
+    },
+};
+
+use crate::manifest::{Expose, Manifest, Service};
+
+/// Label: chain id of the lease.
+pub const LABEL_CHAIN: &str = "berth.dev/chain-id";
+/// Label: escrow contract address (lowercase hex).
+pub const LABEL_ESCROW: &str = "berth.dev/escrow";
+/// Label: lease id (decimal).
+pub const LABEL_LEASE: &str = "berth.dev/lease-id";
+/// Label: the manifest's service name.
+pub const LABEL_SERVICE: &str = "berth.dev/service";
+/// Label prefix of a public port: `berth.dev/port-<container port>: "<public port>"`.
+pub const LABEL_PORT_PREFIX: &str = "berth.dev/port-";
+/// Who manages the objects.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "berth-keeper");
+
+/// Which lease a workload belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseKey {
+    /// Chain id.
+    pub chain_id: u64,
+    /// `LeaseEscrow` address.
+    pub escrow: Address,
+    /// Lease id.
+    pub lease_id: U256,
+}
+
+impl LeaseKey {
+    /// The lease's namespace: `berth-<chain>-<first 8 hex of escrow>-<lease>`.
+    pub fn namespace(&self) -> String {
+        let escrow = hex_lower(self.escrow);
+        format!(
+            "berth-{}-{}-{}",
+            self.chain_id,
+            &escrow[2..10],
+            self.lease_id
+        )
+    }
+
+    /// Labels every object of the lease carries.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_CHAIN.into(), self.chain_id.to_string()),
+            (LABEL_ESCROW.into(), hex_lower(self.escrow)),
+            (LABEL_LEASE.into(), self.lease_id.to_string()),
+            (MANAGED_BY.0.into(), MANAGED_BY.1.into()),
+        ])
+    }
+
+    /// The label selector of every workload of this escrow on this chain.
+    pub fn escrow_selector(chain_id: u64, escrow: Address) -> String {
+        format!(
+            "{LABEL_CHAIN}={chain_id},{LABEL_ESCROW}={}",
+            hex_lower(escrow)
+        )
+    }
+}
+
+fn hex_lower(a: Address) -> String {
+    format!("{a:#x}")
+}
+
+/// Public ports of a lease: (service, container port) → public port.
+pub type PortMap = BTreeMap<(String, u16), u16>;
+
+/// A lease's objects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// The lease.
+    pub key: LeaseKey,
+    /// Its namespace.
+    pub namespace: Namespace,
+    /// Ingress isolation.
+    pub network_policy: NetworkPolicy,
+    /// One per manifest service with ports.
+    pub services: Vec<KubeService>,
+    /// One per manifest service.
+    pub deployments: Vec<Deployment>,
+}
+
+/// Renders `manifest` for `key` with the public ports `ports` (one per exposed port).
+pub fn render(key: LeaseKey, manifest: &Manifest, ports: &PortMap) -> Rendered {
+    let ns = key.namespace();
+    let labels = key.labels();
+    let meta = |name: &str, extra: &[(&str, &str)]| {
+        let mut l = labels.clone();
+        l.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
+        );
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(ns.clone()),
+            labels: Some(l),
+            ..ObjectMeta::default()
+        }
+    };
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some(ns.clone()),
+            labels: Some(labels.clone()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+
+    let mut public_ports = Vec::new();
+    let mut services = Vec::new();
+    let mut deployments = Vec::new();
+    for (name, svc) in &manifest.services {
+        let mut port_labels: Vec<(String, String)> = Vec::new();
+        let mut service_ports = Vec::new();
+        for p in &svc.ports {
+            let public = ports.get(&(name.clone(), p.port)).copied();
+            if let Some(public) = public.filter(|_| p.expose != Expose::None) {
+                port_labels.push((format!("{LABEL_PORT_PREFIX}{}", p.port), public.to_string()));
+                public_ports.push(p.port);
+            }
+            service_ports.push(ServicePort {
+                name: Some(format!("p{}", p.port)),
+                port: p.port.into(),
+                target_port: Some(IntOrString::Int(p.port.into())),
+                node_port: public.filter(|_| p.expose != Expose::None).map(i32::from),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            });
+        }
+        let port_refs: Vec<(&str, &str)> = port_labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut extra = vec![(LABEL_SERVICE, name.as_str())];
+        extra.extend(port_refs);
+        let selector: BTreeMap<String, String> = BTreeMap::from([
+            (LABEL_LEASE.into(), key.lease_id.to_string()),
+            (LABEL_ESCROW.into(), hex_lower(key.escrow)),
+            (LABEL_SERVICE.into(), name.clone()),
+        ]);
+        if !service_ports.is_empty() {
+            let exposed = service_ports.iter().any(|p| p.node_port.is_some());
+            services.push(KubeService {
+                metadata: meta(name, &[(LABEL_SERVICE, name.as_str())]),
+                spec: Some(ServiceSpec {
+                    type_: Some(if exposed { "NodePort" } else { "ClusterIP" }.into()),
+                    selector: Some(selector.clone()),
+                    ports: Some(service_ports),
+                    ..ServiceSpec::default()
+                }),
+                ..KubeService::default()
+            });
+        }
+        deployments.push(Deployment {
+            metadata: meta(name, &extra),
+            spec: Some(DeploymentSpec {
+                replicas: Some(i32::try_from(svc.replicas).unwrap_or(1)),
+                selector: LabelSelector {
+                    match_labels: Some(selector),
+                    ..LabelSelector::default()
+                },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: meta(name, &extra).labels,
+                        ..ObjectMeta::default()
+                    }),
+                    spec: Some(pod_spec(name, svc)),
+                },
+                ..DeploymentSpec::default()
+            }),
+            ..Deployment::default()
+        });
+    }
+
+    let mut ingress = vec![NetworkPolicyIngressRule {
+        from: Some(vec![NetworkPolicyPeer {
+            pod_selector: Some(LabelSelector::default()),
+            ..NetworkPolicyPeer::default()
+        }]),
+        ..NetworkPolicyIngressRule::default()
+    }];
+    if !public_ports.is_empty() {
+        public_ports.sort_unstable();
+        public_ports.dedup();
+        ingress.push(NetworkPolicyIngressRule {
+            ports: Some(
+                public_ports
+                    .iter()
+                    .map(|p| NetworkPolicyPort {
+                        port: Some(IntOrString::Int((*p).into())),
+                        protocol: Some("TCP".into()),
+                        ..NetworkPolicyPort::default()
+                    })
+                    .collect(),
+            ),
+            ..NetworkPolicyIngressRule::default()
+        });
+    }
+    let network_policy = NetworkPolicy {
+        metadata: meta("isolate-lease", &[]),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector::default()),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(ingress),
+            ..NetworkPolicySpec::default()
+        }),
+    };
+
+    Rendered {
+        key,
+        namespace,
+        network_policy,
+        services,
+        deployments,
+    }
+}
+
+fn pod_spec(name: &str, svc: &Service) -> PodSpec {
+    let (cpu, mem_mib, sto_gib) = svc.per_replica();
+    let mut limits = BTreeMap::from([
+        ("cpu".to_string(), Quantity(format!("{cpu}m"))),
+        ("memory".to_string(), Quantity(format!("{mem_mib}Mi"))),
+    ]);
+    if sto_gib > 0 {
+        limits.insert("ephemeral-storage".into(), Quantity(format!("{sto_gib}Gi")));
+    }
+    let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    let container = Container {
+        name: name.into(),
+        image: Some(svc.image.clone()),
+        command: non_empty(&svc.command),
+        args: non_empty(&svc.args),
+        env: (!svc.env.is_empty()).then(|| {
+            svc.env
+                .iter()
+                .map(|(k, v)| EnvVar {
+                    name: k.clone(),
+                    value: Some(v.clone()),
+                    ..EnvVar::default()
+                })
+                .collect()
+        }),
+        ports: (!svc.ports.is_empty()).then(|| {
+            svc.ports
+                .iter()
+                .map(|p| ContainerPort {
+                    container_port: p.port.into(),
+                    protocol: Some("TCP".into()),
+                    ..ContainerPort::default()
+                })
+                .collect()
+        }),
+        resources: Some(ResourceRequirements {
+            requests: Some(limits.clone()),
+            limits: Some(limits),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            privileged: Some(false),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: non_empty(
+                    &svc.capabilities
+                        .iter()
+                        .map(|c| c.trim_start_matches("CAP_").to_ascii_uppercase())
+                        .collect(),
+                ),
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: (!svc.volumes.is_empty()).then(|| {
+            svc.volumes
+                .iter()
+                .map(|v| VolumeMount {
+                    name: v.name.clone(),
+                    mount_path: v.mount.clone(),
+                    ..VolumeMount::default()
+                })
+                .collect()
+        }),
+        ..Container::default()
+    };
+    PodSpec {
+        containers: vec![container],
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        volumes: (!svc.volumes.is_empty()).then(|| {
+            svc.volumes
+                .iter()
+                .map(|v| KubeVolume {
+                    name: v.name.clone(),
+                    empty_dir: Some(EmptyDirVolumeSource::default()),
+                    ..KubeVolume::default()
+                })
+                .collect()
+        }),
+        ..PodSpec::default()
+    }
+}
+
+impl Rendered {
+    /// The objects as a multi-document YAML stream for podman's `kube play`. Podman has no
+    /// namespaces, so deployments are named `<namespace>-<service>`, and a pod publishes its
+    /// public ports as host ports; podman ignores the kinds it does not run (Namespace,
+    /// NetworkPolicy, Service), which a single host does not need.
+    pub fn to_podman_yaml(&self) -> Result<String, serde_yaml::Error> {
+        let mut docs = vec![
+            serde_yaml::to_string(&self.namespace)?,
+            serde_yaml::to_string(&self.network_policy)?,
+        ];
+        for s in &self.services {
+            docs.push(serde_yaml::to_string(s)?);
+        }
+        let ns = self.key.namespace();
+        for d in &self.deployments {
+            let mut d = d.clone();
+            let service = d.metadata.name.clone().unwrap_or_default();
+            d.metadata.name = Some(format!("{ns}-{service}"));
+            d.metadata.namespace = None;
+            let labels = d.metadata.labels.clone().unwrap_or_default();
+            if let Some(spec) = d.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+                for c in &mut spec.containers {
+                    for p in c.ports.iter_mut().flatten() {
+                        let label = format!("{LABEL_PORT_PREFIX}{}", p.container_port);
+                        p.host_port = labels.get(&label).and_then(|v| v.parse().ok());
+                    }
+                }
+            }
+            docs.push(serde_yaml::to_string(&d)?);
+        }
+        Ok(docs.join("---\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> LeaseKey {
+        LeaseKey {
+            chain_id: 31337,
+            escrow: Address::repeat_byte(0xab),
+            lease_id: U256::from(7),
+        }
+    }
+
+    fn hello() -> Manifest {
+        Manifest::parse(include_bytes!("../../examples/hello/manifest.yaml")).expect("parses")
+    }
+
+    #[test]
+    fn objects_carry_the_lease_labels_and_limits() {
+        let ports = PortMap::from([(("web".into(), 8080), 30001)]);
+        let r = render(key(), &hello(), &ports);
+        assert_eq!(key().namespace(), "berth-31337-abababab-7");
+        let d = &r.deployments[0];
+        let labels = d.metadata.labels.as_ref().expect("labels");
+        assert_eq!(labels[LABEL_LEASE], "7");
+        assert_eq!(labels[LABEL_ESCROW], format!("0x{}", "ab".repeat(20)));
+        assert_eq!(labels["berth.dev/port-8080"], "30001");
+        let spec = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("pod");
+        let limits = spec.containers[0]
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .expect("limits");
+        assert_eq!(limits["cpu"], Quantity("500m".into()));
+        assert_eq!(limits["memory"], Quantity("256Mi".into()));
+        let svc = r.services[0].spec.as_ref().expect("service spec");
+        assert_eq!(svc.type_.as_deref(), Some("NodePort"));
+        assert_eq!(svc.ports.as_ref().expect("ports")[0].node_port, Some(30001));
+        let ingress = r
+            .network_policy
+            .spec
+            .as_ref()
+            .and_then(|s| s.ingress.as_ref())
+            .expect("rules");
+        assert_eq!(ingress.len(), 2, "own pods + the public port");
+    }
+
+    #[test]
+    fn podman_yaml_publishes_host_ports_without_namespaces() {
+        let ports = PortMap::from([(("web".into(), 8080), 30001)]);
+        let yaml = render(key(), &hello(), &ports)
+            .to_podman_yaml()
+            .expect("yaml");
+        assert!(yaml.contains("name: berth-31337-abababab-7-web"), "{yaml}");
+        assert!(yaml.contains("hostPort: 30001"), "{yaml}");
+        assert_eq!(yaml.matches("kind: Deployment").count(), 1);
+        assert_eq!(
+            yaml.split("---\n").count(),
+            4,
+            "namespace, policy, service, deployment"
+        );
+    }
+
+    #[test]
+    fn rendering_is_deterministic() {
+        let ports = PortMap::from([(("web".into(), 8080), 30001)]);
+        assert_eq!(
+            render(key(), &hello(), &ports),
+            render(key(), &hello(), &ports)
+        );
+    }
+}
