@@ -2,6 +2,15 @@
 //! back) and its gateway (the provider's HTTP entry for tenants). See DESIGN.md, "Keeper
 //! rules".
 
+pub mod chain;
+pub mod config;
 pub mod engine;
+pub mod gateway;
+pub mod intake;
 pub mod manifest;
+pub mod metrics;
+pub mod reconcile;
 pub mod render;
+pub mod signer;
+pub mod store;
+pub mod upload;

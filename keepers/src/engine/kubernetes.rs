@@ -34,8 +34,8 @@ impl std::fmt::Debug for KubeEngine {
     }
 }
 
-fn classify(what: &str, e: kube::Error) -> EngineError {
-    match &e {
+fn classify(what: &str, e: &kube::Error) -> EngineError {
+    match e {
         // The API server understood and refused the object: fixing it is not a retry away.
         kube::Error::Api(s) if (400..500).contains(&s.code) && s.code != 409 && s.code != 429 => {
             EngineError::Refused(format!("{what}: {e}"))
@@ -69,7 +69,7 @@ impl KubeEngine {
         let list = api
             .list(&lp)
             .await
-            .map_err(|e| classify("listing deployments", e))?;
+            .map_err(|e| classify("listing deployments", &e))?;
         let mut found = BTreeMap::new();
         for d in list.items {
             let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
@@ -97,7 +97,7 @@ impl KubeEngine {
             .map_err(|e| {
                 classify(
                     &format!("applying {} {name}", K::kind(&Default::default())),
-                    e,
+                    &e,
                 )
             })
     }
@@ -137,7 +137,7 @@ impl KubeEngine {
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(classify("deleting namespace", e)),
+            Err(e) => Err(classify("deleting namespace", &e)),
         }
     }
 }

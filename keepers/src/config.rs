@@ -1,0 +1,424 @@
+//! Keeper configuration: a TOML file, then `BERTH_<FIELD>` environment overrides (the field
+//! name in upper case), validated at start with errors that name the bad field.
+
+use std::{collections::BTreeSet, ops::RangeInclusive, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+use crate::manifest::policy::{Policy, SAFE_CAPABILITIES};
+
+/// Everything the provider keeper needs.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// JSON-RPC endpoint.
+    pub rpc_url: String,
+    /// `deployments/<chainId>.json` written by the deploy script.
+    pub deployment: PathBuf,
+    /// The provider id this keeper serves.
+    pub provider_id: u32,
+    /// Postgres connection string (`DATABASE_URL` is used when unset).
+    #[serde(default)]
+    pub database_url: String,
+    /// Operator key as hex, for local use (prefer `keystore`).
+    #[serde(default)]
+    pub operator_key: String,
+    /// Encrypted JSON keystore of the operator key.
+    #[serde(default)]
+    pub keystore: Option<PathBuf>,
+    /// File holding the keystore's password.
+    #[serde(default)]
+    pub keystore_password_file: Option<PathBuf>,
+    /// `podman` or `kubernetes`.
+    #[serde(default = "defaults::engine")]
+    pub engine: String,
+    /// podman's REST socket (podman engine).
+    #[serde(default = "defaults::podman_socket")]
+    pub podman_socket: PathBuf,
+    /// Host tenants reach public ports on.
+    #[serde(default = "defaults::public_host")]
+    pub public_host: String,
+    /// Public ports, `first-last`.
+    #[serde(default = "defaults::port_range")]
+    pub port_range: String,
+    /// Capabilities a manifest may add.
+    #[serde(default = "defaults::capabilities")]
+    pub allowed_capabilities: Vec<String>,
+    /// Address of the tenant API (also serves `/metrics`).
+    #[serde(default = "defaults::gateway_addr")]
+    pub gateway_addr: String,
+    /// Blocks behind the head a lease is read at before acting.
+    #[serde(default)]
+    pub confirmations: u64,
+    /// Head polling interval, ms.
+    #[serde(default = "defaults::poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Full resync interval, s.
+    #[serde(default = "defaults::resync_interval_s")]
+    pub resync_interval_s: u64,
+    /// How long a pending lease may wait for its manifest, s.
+    #[serde(default = "defaults::manifest_timeout_s")]
+    pub manifest_timeout_s: u64,
+    /// How long a new workload may take to answer, s.
+    #[serde(default = "defaults::ready_timeout_s")]
+    pub ready_timeout_s: u64,
+    /// Minimum runway of a new lease, s (the escrow's minimum applies when higher).
+    #[serde(default)]
+    pub min_runway_s: u64,
+    /// Cluster CPU offered to leases, millicores (0: no limit beyond the registry's).
+    #[serde(default)]
+    pub max_cpu_millis: u64,
+    /// Cluster memory offered to leases, MiB (0: no limit beyond the registry's).
+    #[serde(default)]
+    pub max_memory_mib: u64,
+    /// Timeout of one RPC request, ms.
+    #[serde(default = "defaults::timeout_ms")]
+    pub rpc_timeout_ms: u64,
+    /// Timeout of one engine call, ms.
+    #[serde(default = "defaults::timeout_ms")]
+    pub engine_timeout_ms: u64,
+    /// Timeout of an image pull, s.
+    #[serde(default = "defaults::pull_timeout_s")]
+    pub pull_timeout_s: u64,
+    /// Timeout of a manifest download, s.
+    #[serde(default = "defaults::download_timeout_s")]
+    pub download_timeout_s: u64,
+    /// `text` or `json` logs.
+    #[serde(default = "defaults::log_format")]
+    pub log_format: String,
+}
+
+mod defaults {
+    use std::path::PathBuf;
+
+    pub fn engine() -> String {
+        "podman".into()
+    }
+    pub fn podman_socket() -> PathBuf {
+        "/run/berth/podman.sock".into()
+    }
+    pub fn public_host() -> String {
+        "127.0.0.1".into()
+    }
+    pub fn port_range() -> String {
+        "30000-30999".into()
+    }
+    pub fn capabilities() -> Vec<String> {
+        super::SAFE_CAPABILITIES
+            .iter()
+            .map(|c| (*c).to_string())
+            .collect()
+    }
+    pub fn gateway_addr() -> String {
+        "127.0.0.1:8443".into()
+    }
+    pub fn poll_interval_ms() -> u64 {
+        500
+    }
+    pub fn resync_interval_s() -> u64 {
+        30
+    }
+    pub fn manifest_timeout_s() -> u64 {
+        300
+    }
+    pub fn ready_timeout_s() -> u64 {
+        120
+    }
+    pub fn timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn pull_timeout_s() -> u64 {
+        300
+    }
+    pub fn download_timeout_s() -> u64 {
+        10
+    }
+    pub fn log_format() -> String {
+        "text".into()
+    }
+}
+
+/// Every field, as named in TOML; `BERTH_<FIELD>` overrides it.
+pub const FIELDS: &[&str] = &[
+    "rpc_url",
+    "deployment",
+    "provider_id",
+    "database_url",
+    "operator_key",
+    "keystore",
+    "keystore_password_file",
+    "engine",
+    "podman_socket",
+    "public_host",
+    "port_range",
+    "allowed_capabilities",
+    "gateway_addr",
+    "confirmations",
+    "poll_interval_ms",
+    "resync_interval_s",
+    "manifest_timeout_s",
+    "ready_timeout_s",
+    "min_runway_s",
+    "max_cpu_millis",
+    "max_memory_mib",
+    "rpc_timeout_ms",
+    "engine_timeout_ms",
+    "pull_timeout_s",
+    "download_timeout_s",
+    "log_format",
+];
+
+/// A configuration problem, naming the field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        reason: String,
+    },
+    /// The TOML (with environment overrides) is not this configuration.
+    #[error("config: {0}")]
+    Parse(String),
+    /// A field has a bad value.
+    #[error("config field `{field}` (BERTH_{}): {reason}", field.to_uppercase())]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// An environment value as TOML: numbers, booleans and arrays as such, anything else a string.
+fn env_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+impl Config {
+    /// Reads `path` (if any), applies `env` (`BERTH_*`, and `DATABASE_URL`) and validates.
+    pub fn load(
+        path: Option<&std::path::Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
+                path: p.display().to_string(),
+                reason: e.to_string(),
+            })?,
+            None => String::new(),
+        };
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        for field in FIELDS {
+            if let Some(raw) = env(&format!("BERTH_{}", field.to_uppercase())) {
+                let value = match *field {
+                    // Always strings, even when they look like numbers.
+                    "rpc_url"
+                    | "deployment"
+                    | "database_url"
+                    | "operator_key"
+                    | "keystore"
+                    | "keystore_password_file"
+                    | "engine"
+                    | "podman_socket"
+                    | "public_host"
+                    | "port_range"
+                    | "gateway_addr"
+                    | "log_format" => toml::Value::String(raw),
+                    "allowed_capabilities" => toml::Value::Array(
+                        raw.split(',')
+                            .map(|s| toml::Value::String(s.trim().to_string()))
+                            .filter(|v| v.as_str() != Some(""))
+                            .collect(),
+                    ),
+                    _ => env_value(&raw),
+                };
+                table.insert((*field).to_string(), value);
+            }
+        }
+        if !table.contains_key("database_url")
+            && let Some(url) = env("DATABASE_URL")
+        {
+            table.insert("database_url".into(), toml::Value::String(url));
+        }
+        let cfg: Self = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.rpc_url.starts_with("http://") || self.rpc_url.starts_with("https://")) {
+            return Err(invalid("rpc_url", "an http(s) URL is required"));
+        }
+        if self.provider_id == 0 {
+            return Err(invalid("provider_id", "provider ids start at 1"));
+        }
+        if self.database_url.is_empty() {
+            return Err(invalid("database_url", "required (or set DATABASE_URL)"));
+        }
+        if self.operator_key.is_empty() == self.keystore.is_none() {
+            return Err(invalid(
+                "operator_key",
+                "set exactly one of operator_key and keystore",
+            ));
+        }
+        if self.keystore.is_some() && self.keystore_password_file.is_none() {
+            return Err(invalid("keystore_password_file", "required with keystore"));
+        }
+        if !matches!(self.engine.as_str(), "podman" | "kubernetes") {
+            return Err(invalid(
+                "engine",
+                format!("`{}` is not podman or kubernetes", self.engine),
+            ));
+        }
+        self.ports()?;
+        if self.gateway_addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "gateway_addr",
+                format!("`{}` is not host:port", self.gateway_addr),
+            ));
+        }
+        for (field, v) in [
+            ("poll_interval_ms", self.poll_interval_ms),
+            ("resync_interval_s", self.resync_interval_s),
+            ("ready_timeout_s", self.ready_timeout_s),
+            ("rpc_timeout_ms", self.rpc_timeout_ms),
+            ("engine_timeout_ms", self.engine_timeout_ms),
+            ("download_timeout_s", self.download_timeout_s),
+        ] {
+            if v == 0 {
+                return Err(invalid(field, "must be above zero"));
+            }
+        }
+        for cap in &self.allowed_capabilities {
+            if cap.is_empty() || !cap.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
+                return Err(invalid(
+                    "allowed_capabilities",
+                    format!("`{cap}` is not a capability name"),
+                ));
+            }
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(invalid("log_format", "text or json"));
+        }
+        Ok(())
+    }
+
+    /// The public port range.
+    pub fn ports(&self) -> Result<RangeInclusive<u16>, ConfigError> {
+        let bad = || {
+            invalid(
+                "port_range",
+                format!("`{}` is not first-last (1-65535)", self.port_range),
+            )
+        };
+        let (a, b) = self.port_range.split_once('-').ok_or_else(bad)?;
+        let (a, b): (u16, u16) = (
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        );
+        if a == 0 || a > b {
+            return Err(bad());
+        }
+        Ok(a..=b)
+    }
+
+    /// The manifest policy.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            host_ports: self.ports().unwrap_or(30000..=30999),
+            allowed_capabilities: self
+                .allowed_capabilities
+                .iter()
+                .cloned()
+                .collect::<BTreeSet<_>>(),
+        }
+    }
+
+    /// `ms` as a duration.
+    pub fn millis(ms: u64) -> Duration {
+        Duration::from_millis(ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const MINIMAL: &str = "rpc_url = \"http://127.0.0.1:8545\"\ndeployment = \"deployments/31337.json\"\nprovider_id = 1\ndatabase_url = \"postgres://x\"\noperator_key = \"0x01\"\n";
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!(
+            "berth-keeper-cfg-{}-{}",
+            std::process::id(),
+            text.len() + env.len()
+        ));
+        std::fs::write(&dir, text).expect("write");
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        let out = Config::load(Some(&dir), |k| env.get(k).cloned());
+        let _ = std::fs::remove_file(&dir);
+        out
+    }
+
+    #[test]
+    fn defaults_and_env_overrides() {
+        let cfg = load(
+            MINIMAL,
+            &[
+                ("BERTH_CONFIRMATIONS", "2"),
+                ("BERTH_PUBLIC_HOST", "10.0.0.1"),
+                ("BERTH_ALLOWED_CAPABILITIES", "CHOWN, KILL"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(cfg.engine, "podman");
+        assert_eq!(cfg.confirmations, 2);
+        assert_eq!(cfg.public_host, "10.0.0.1");
+        assert_eq!(cfg.allowed_capabilities, vec!["CHOWN", "KILL"]);
+        assert_eq!(cfg.ports(), Ok(30000..=30999));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = load(MINIMAL, &[("BERTH_PORT_RANGE", "9-1")])
+            .expect_err("bad range")
+            .to_string();
+        assert!(e.contains("`port_range` (BERTH_PORT_RANGE)"), "{e}");
+        let e = load(MINIMAL, &[("BERTH_ENGINE", "docker")])
+            .expect_err("bad engine")
+            .to_string();
+        assert!(e.contains("`engine`"), "{e}");
+        let e = load(MINIMAL, &[("BERTH_POLL_INTERVAL_MS", "soon")])
+            .expect_err("bad number")
+            .to_string();
+        assert!(e.contains("poll_interval_ms"), "{e}");
+        let e = load(&format!("{MINIMAL}colour = 1\n"), &[])
+            .expect_err("unknown")
+            .to_string();
+        assert!(e.contains("colour"), "{e}");
+        let e = load(&format!("{MINIMAL}keystore = \"k.json\"\n"), &[])
+            .expect_err("two keys")
+            .to_string();
+        assert!(e.contains("`operator_key`"), "{e}");
+    }
+}

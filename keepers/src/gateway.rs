@@ -1,0 +1,219 @@
+//! The provider's HTTP API for tenants: signed manifest uploads, lease status, and the
+//! keeper's metrics.
+//!
+//! - `PUT /v1/leases/{id}/manifest`: the manifest bytes as the body, the tenant's EIP-712
+//!   signature ([`crate::upload`]) in the `Berth-Signature` header. 202 when stored and valid;
+//!   422 when stored but invalid (the keeper will reject the lease with the reason given);
+//!   401/403/404/409 when nothing is stored.
+//! - `GET /v1/leases/{id}`: the lease's state on chain and its workload.
+//! - `GET /metrics`: Prometheus text. `GET /healthz`: 200.
+
+use std::{sync::Arc, time::Duration};
+
+use alloy::{
+    eips::BlockId,
+    primitives::{Bytes as EvmBytes, Signature, U256},
+};
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, Path, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, put},
+};
+use berth_bindings::LeaseStatus;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::{
+    chain::ChainReader,
+    engine::Engine,
+    intake,
+    metrics::Metrics,
+    upload::{SIGNATURE_HEADER, signing_hash},
+};
+
+/// Largest request body; larger manifests are refused before they are read.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// Chain reads.
+    pub chain: ChainReader,
+    /// The keeper's store.
+    pub store: crate::store::Store,
+    /// The engine (for workload status).
+    pub engine: Engine,
+    /// Chain id.
+    pub chain_id: u64,
+    /// This provider's id.
+    pub provider_id: u32,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Wakes the reconciler.
+    pub wake: Arc<Notify>,
+    /// Manifest policy (to tell the tenant at once what the keeper will decide).
+    pub policy: crate::manifest::policy::Policy,
+}
+
+/// The router.
+pub fn router(g: Gateway) -> Router {
+    Router::new()
+        .route("/v1/leases/{id}/manifest", put(upload))
+        .route("/v1/leases/{id}", get(status))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(Arc::new(g))
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn bad_lease_id(raw: &str) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        format!("`{raw}` is not a lease id"),
+    )
+}
+
+async fn upload(
+    State(g): State<Arc<Gateway>>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(id) = raw.parse::<U256>() else {
+        return bad_lease_id(&raw);
+    };
+    let Some(sig_hex) = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            format!("missing {SIGNATURE_HEADER} header"),
+        );
+    };
+    let Ok(sig_bytes) = sig_hex.trim().parse::<EvmBytes>() else {
+        return error(StatusCode::UNAUTHORIZED, "the signature is not hex");
+    };
+    let lease = match g.chain.lease(id, BlockId::latest()).await {
+        Ok(l) => l,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    if lease.status == LeaseStatus::None || lease.provider_id != g.provider_id {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("lease {id} is not a lease of provider {}", g.provider_id),
+        );
+    }
+    if !matches!(lease.status, LeaseStatus::Pending | LeaseStatus::Active) {
+        return error(
+            StatusCode::CONFLICT,
+            format!("lease {id} is {:?}: it takes no manifest", lease.status),
+        );
+    }
+    let digest = signing_hash(g.chain_id, g.chain.escrow(), id, &body);
+    let by_key = Signature::from_raw(&sig_bytes)
+        .ok()
+        .and_then(|s| s.recover_address_from_prehash(&digest).ok());
+    let signer = if by_key == Some(lease.tenant) {
+        Some(lease.tenant)
+    } else {
+        // A contract wallet answers for itself (ERC-1271).
+        match g.chain.has_code(lease.tenant).await {
+            Ok(true) => match g
+                .chain
+                .erc1271_valid(lease.tenant, digest, sig_bytes.clone())
+                .await
+            {
+                Ok(true) => Some(lease.tenant),
+                Ok(false) => None,
+                Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            },
+            Ok(false) => None,
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        }
+    };
+    if signer.is_none() {
+        return error(
+            StatusCode::FORBIDDEN,
+            format!("not signed by the lease's tenant {}", lease.tenant),
+        );
+    }
+    if let Err(e) = g
+        .store
+        .put_manifest(id, &body, lease.manifest_hash, "upload", signer)
+        .await
+    {
+        return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    }
+    g.metrics.uploaded();
+    g.wake.notify_one();
+    match intake::check_manifest(&body, lease.manifest_hash, lease.reservation, &g.policy) {
+        Ok(_) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "lease": id.to_string(), "accepted": true })),
+        )
+            .into_response(),
+        Err(r) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "lease": id.to_string(),
+                "accepted": false,
+                "reject_reason": r.reason,
+                "error": r.rule,
+            })),
+        )
+            .into_response(),
+    }
+}
+
+async fn status(State(g): State<Arc<Gateway>>, Path(raw): Path<String>) -> Response {
+    let Ok(id) = raw.parse::<U256>() else {
+        return bad_lease_id(&raw);
+    };
+    let lease = match g.chain.lease(id, BlockId::latest()).await {
+        Ok(l) => l,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    if lease.status == LeaseStatus::None || lease.provider_id != g.provider_id {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("lease {id} is not a lease of provider {}", g.provider_id),
+        );
+    }
+    let manifest = g.store.manifest(id).await.ok().flatten();
+    let workload = tokio::time::timeout(
+        Duration::from_secs(5),
+        g.engine.list(g.chain_id, g.chain.escrow()),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .map(|all| all.get(&id).cloned());
+    Json(json!({
+        "lease": id.to_string(),
+        "status": lease.status,
+        "endpoint": lease.endpoint,
+        "tenant": lease.tenant,
+        "manifest_received": manifest.as_ref().map(|m| m.source.clone()),
+        "workload": match workload {
+            None => json!("engine unreachable"),
+            Some(None) => json!(null),
+            Some(Some(w)) => json!({ "running": w.running(), "services": w.services }),
+        },
+    }))
+    .into_response()
+}
+
+async fn metrics(State(g): State<Arc<Gateway>>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        g.metrics.render(),
+    )
+}

@@ -1,0 +1,188 @@
+//! `berth-keeper`: the provider keeper service (systemd unit in `keepers/berth-keeper.service`).
+
+use std::{path::PathBuf, sync::Arc};
+
+use alloy::{network::EthereumWallet, providers::Provider, signers::local::PrivateKeySigner};
+use berth_bindings::{Deployment, ProviderRegistry};
+use berth_keepers::{
+    chain::{ChainReader, http_provider},
+    config::Config,
+    engine::{Engine, KubeEngine, PodmanEngine},
+    gateway::{Gateway, router},
+    metrics::Metrics,
+    reconcile::{Reconciler, Settings},
+    signer::Signer,
+    store::Store,
+};
+use clap::Parser;
+use eyre::{Context, Result, bail, ensure};
+use tokio::sync::watch;
+
+/// Turns funded leases of one provider into running workloads and back.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// TOML configuration file; every field can be overridden by `BERTH_<FIELD>`.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let cfg = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+    init_tracing(&cfg.log_format);
+
+    let provider = http_provider(&cfg.rpc_url, Config::millis(cfg.rpc_timeout_ms))?;
+    let chain_id = provider
+        .get_chain_id()
+        .await
+        .wrap_err_with(|| format!("reaching rpc_url {}", cfg.rpc_url))?;
+    let deployment =
+        Deployment::load_file(&cfg.deployment, Some(chain_id)).wrap_err("reading deployment")?;
+    let signer_key = operator_key(&cfg)?;
+    let operator = signer_key.address();
+
+    let registry = ProviderRegistry::new(deployment.provider_registry, &provider);
+    let agents = registry
+        .agentsOf(alloy::primitives::U256::from(cfg.provider_id))
+        .call()
+        .await
+        .wrap_err("reading the provider from the registry (provider_id)")?;
+    ensure!(
+        agents.operator == operator || agents.owner == operator,
+        "the key's address {operator} is neither the operator nor the owner of provider {}",
+        cfg.provider_id
+    );
+
+    let store = Store::connect(&cfg.database_url, chain_id, deployment.lease_escrow)
+        .await
+        .wrap_err("opening the keeper's database (database_url)")?;
+    let engine = match cfg.engine.as_str() {
+        "podman" => Engine::Podman(PodmanEngine::new(
+            &cfg.podman_socket,
+            Config::millis(cfg.engine_timeout_ms),
+            std::time::Duration::from_secs(cfg.pull_timeout_s),
+        )),
+        "kubernetes" => Engine::Kubernetes(KubeEngine::from_env().await?),
+        other => bail!("engine `{other}` is not podman or kubernetes"),
+    };
+    let metrics = Metrics::default();
+    let chain = ChainReader::new(provider.clone(), &deployment, cfg.provider_id);
+    let signer = Signer::spawn(
+        provider.clone(),
+        EthereumWallet::from(signer_key),
+        chain_id,
+        store.clone(),
+    );
+    let settings = Settings {
+        provider_id: cfg.provider_id,
+        confirmations: cfg.confirmations,
+        poll_interval: Config::millis(cfg.poll_interval_ms),
+        resync_interval: std::time::Duration::from_secs(cfg.resync_interval_s),
+        manifest_timeout: std::time::Duration::from_secs(cfg.manifest_timeout_s),
+        ready_timeout: std::time::Duration::from_secs(cfg.ready_timeout_s),
+        min_runway: std::time::Duration::from_secs(cfg.min_runway_s),
+        public_host: cfg.public_host.clone(),
+        policy: cfg.policy(),
+        max_cpu_millis: (cfg.max_cpu_millis > 0).then_some(cfg.max_cpu_millis),
+        max_memory_mib: (cfg.max_memory_mib > 0).then_some(cfg.max_memory_mib),
+        download_timeout: std::time::Duration::from_secs(cfg.download_timeout_s),
+    };
+    let reconciler = Reconciler::new(
+        chain.clone(),
+        engine.clone(),
+        store.clone(),
+        signer,
+        settings,
+        metrics.clone(),
+        chain_id,
+    )
+    .await?;
+
+    let gateway = Gateway {
+        chain,
+        store,
+        engine,
+        chain_id,
+        provider_id: cfg.provider_id,
+        metrics,
+        wake: reconciler.waker(),
+        policy: cfg.policy(),
+    };
+    let listener = tokio::net::TcpListener::bind(&cfg.gateway_addr)
+        .await
+        .wrap_err_with(|| format!("binding gateway_addr {}", cfg.gateway_addr))?;
+    let (stop, stopped) = watch::channel(false);
+    let mut gateway_stop = stopped.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router(gateway))
+            .with_graceful_shutdown(async move {
+                let _ = gateway_stop.changed().await;
+            })
+            .await
+    });
+    tracing::info!(
+        chain_id,
+        escrow = %deployment.lease_escrow,
+        provider_id = cfg.provider_id,
+        %operator,
+        engine = cfg.engine,
+        gateway = cfg.gateway_addr,
+        "keeper running"
+    );
+    let stop = Arc::new(stop);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    reconciler.run(stopped).await;
+    server.await.wrap_err("gateway task")?.wrap_err("gateway")?;
+    Ok(())
+}
+
+/// The operator key: an encrypted keystore (with its password file) or a hex key.
+fn operator_key(cfg: &Config) -> Result<PrivateKeySigner> {
+    if let Some(path) = &cfg.keystore {
+        let pw_file = cfg
+            .keystore_password_file
+            .as_ref()
+            .ok_or_else(|| eyre::eyre!("keystore_password_file is required with keystore"))?;
+        let password = std::fs::read_to_string(pw_file)
+            .wrap_err_with(|| format!("reading keystore_password_file {}", pw_file.display()))?;
+        return PrivateKeySigner::decrypt_keystore(path, password.trim_end_matches(['\n', '\r']))
+            .wrap_err_with(|| format!("decrypting keystore {}", path.display()));
+    }
+    cfg.operator_key
+        .trim()
+        .parse()
+        .map_err(|_| eyre::eyre!("operator_key is not a 32-byte hex private key"))
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,138 @@
+//! Prometheus metrics of the provider keeper, rendered in the text format on the gateway's
+//! `/metrics`.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+/// Counters and gauges shared by the reconciler and the gateway.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics(Arc<Inner>);
+
+#[derive(Debug, Default)]
+struct Inner {
+    passes: AtomicU64,
+    pass_errors: AtomicU64,
+    deploys: AtomicU64,
+    teardowns: AtomicU64,
+    confirms: AtomicU64,
+    workloads: AtomicU64,
+    uploads: AtomicU64,
+    rejects: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Metrics {
+    /// A reconcile pass finished; `ok` says whether it completed.
+    pub fn pass(&self, ok: bool) {
+        self.0.passes.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.0.pass_errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    /// A workload was created.
+    pub fn deployed(&self) {
+        self.0.deploys.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A workload was removed.
+    pub fn torn_down(&self) {
+        self.0.teardowns.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A confirmation was sent.
+    pub fn confirmed(&self) {
+        self.0.confirms.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A rejection was sent for `reason`.
+    pub fn rejected(&self, reason: &str) {
+        if let Ok(mut m) = self.0.rejects.lock() {
+            *m.entry(reason.to_string()).or_default() += 1;
+        }
+    }
+    /// A manifest upload was stored.
+    pub fn uploaded(&self) {
+        self.0.uploads.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Workloads found in the engine by the last pass.
+    pub fn set_workloads(&self, n: usize) {
+        self.0.workloads.store(n as u64, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let i = &self.0;
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+            );
+        };
+        counter(
+            "berth_keeper_passes_total",
+            "Reconcile passes.",
+            i.passes.load(Ordering::Relaxed),
+        );
+        counter(
+            "berth_keeper_pass_errors_total",
+            "Passes cut short by an RPC, engine or database error.",
+            i.pass_errors.load(Ordering::Relaxed),
+        );
+        counter(
+            "berth_keeper_deploys_total",
+            "Workloads created.",
+            i.deploys.load(Ordering::Relaxed),
+        );
+        counter(
+            "berth_keeper_teardowns_total",
+            "Workloads removed.",
+            i.teardowns.load(Ordering::Relaxed),
+        );
+        counter(
+            "berth_keeper_confirms_total",
+            "Lease confirmations sent.",
+            i.confirms.load(Ordering::Relaxed),
+        );
+        counter(
+            "berth_keeper_manifest_uploads_total",
+            "Signed manifest uploads stored.",
+            i.uploads.load(Ordering::Relaxed),
+        );
+        let _ = write!(
+            out,
+            "# HELP berth_keeper_workloads Workloads in the engine at the last pass.\n# TYPE berth_keeper_workloads gauge\nberth_keeper_workloads {}\n",
+            i.workloads.load(Ordering::Relaxed)
+        );
+        let _ = write!(
+            out,
+            "# HELP berth_keeper_rejects_total Leases rejected, by reason.\n# TYPE berth_keeper_rejects_total counter\n"
+        );
+        if let Ok(m) = i.rejects.lock() {
+            for (reason, n) in m.iter() {
+                let _ = writeln!(out, "berth_keeper_rejects_total{{reason=\"{reason}\"}} {n}");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_labelled_rejects() {
+        let m = Metrics::default();
+        m.pass(true);
+        m.pass(false);
+        m.rejected("policy_violation");
+        m.rejected("policy_violation");
+        let text = m.render();
+        assert!(text.contains("berth_keeper_passes_total 2\n"), "{text}");
+        assert!(text.contains("berth_keeper_pass_errors_total 1\n"));
+        assert!(text.contains("berth_keeper_rejects_total{reason=\"policy_violation\"} 2\n"));
+    }
+}
