@@ -2,4 +2,5 @@
 
 mod indexer;
 mod indexer_process;
+mod keeper;
 mod lease_lifecycle;

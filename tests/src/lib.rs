@@ -13,6 +13,8 @@ use alloy::{
 use berth_bindings::{LeaseEscrow, ProviderRegistry, TestToken};
 use eyre::{Context, OptionExt, Result, ensure};
 
+pub mod keeper;
+
 /// The repository root (the workspace that holds `node_modules/`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -35,7 +37,19 @@ pub fn foundry_binary(tool: &str) -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// A fresh anvil chain; killed when dropped.
+/// A number no other call in this process returns (temp names, chain ids).
+pub fn unique_suffix() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A chain id no other test of this run uses: workloads are labelled with the chain id, so
+/// tests that share one podman cannot mistake each other's workloads for their own.
+fn unique_chain_id() -> u64 {
+    1_000_000 + u64::from(std::process::id()) * 1000 + unique_suffix()
+}
+
+/// A fresh anvil chain with a chain id of its own; killed when dropped.
 #[derive(Debug)]
 pub struct Chain {
     anvil: AnvilInstance,
@@ -46,6 +60,7 @@ impl Chain {
     pub fn start() -> Result<Self> {
         // anvil's startup banner carries the port it picked: it must not run with --silent.
         let anvil = Anvil::at(foundry_binary("anvil")?)
+            .chain_id(unique_chain_id())
             .timeout(20_000)
             .try_spawn()
             .wrap_err("starting anvil")?;
@@ -221,9 +236,9 @@ where
     Ok(())
 }
 
-/// The `berth-indexer` binary of this build, built first if needed (integration tests of
-/// another package do not get it built by cargo).
-pub fn indexer_binary() -> Result<PathBuf> {
+/// A binary of this workspace, built first if needed (integration tests of another package
+/// do not get it built by cargo).
+pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let profile_dir = exe
         .parent()
@@ -231,21 +246,19 @@ pub fn indexer_binary() -> Result<PathBuf> {
         .ok_or_eyre("test binary is not under target/<profile>/deps")?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "berth-indexer",
-            "--bin",
-            "berth-indexer",
-        ])
+        .args(["build", "--quiet", "-p", package, "--bin", bin])
         .current_dir(repo_root())
         .status()
-        .wrap_err("running cargo build for berth-indexer")?;
-    ensure!(status.success(), "building berth-indexer failed");
-    let bin = profile_dir.join("berth-indexer");
-    ensure!(bin.exists(), "{} was not built", bin.display());
-    Ok(bin)
+        .wrap_err_with(|| format!("running cargo build for {bin}"))?;
+    ensure!(status.success(), "building {bin} failed");
+    let path = profile_dir.join(bin);
+    ensure!(path.exists(), "{} was not built", path.display());
+    Ok(path)
+}
+
+/// The `berth-indexer` binary of this build.
+pub fn indexer_binary() -> Result<PathBuf> {
+    workspace_binary("berth-indexer", "berth-indexer")
 }
 
 /// Writes a `deployments/<chainId>.json` for `contracts` into a fresh temp dir; returns its path.
@@ -308,14 +321,27 @@ pub async fn fund_tenant(chain: &Chain, c: &Contracts, tenant: usize, amount: U2
 
 /// Opens a lease with provider 1 as anvil account `tenant`: 500 millicores, 512 MiB, 1 GiB.
 pub async fn open_lease(chain: &Chain, c: &Contracts, tenant: usize, deposit: u64) -> Result<U256> {
+    open_lease_for(chain, c, tenant, b"manifest", "", deposit).await
+}
+
+/// Opens a lease like [`open_lease`] committing to `manifest` (downloadable at `uri`, or
+/// uploaded to the gateway when `uri` is empty).
+pub async fn open_lease_for(
+    chain: &Chain,
+    c: &Contracts,
+    tenant: usize,
+    manifest: &[u8],
+    uri: &str,
+    deposit: u64,
+) -> Result<U256> {
     let escrow = LeaseEscrow::new(c.escrow, chain.wallet(tenant)?);
     let call = escrow.openLease(
         U256::from(1),
         500,
         512,
         1,
-        alloy::primitives::keccak256(b"manifest"),
-        String::new(),
+        alloy::primitives::keccak256(manifest),
+        uri.to_string(),
         U256::from(deposit),
         U256::MAX,
     );

@@ -229,9 +229,16 @@ impl PodmanEngine {
         }
     }
 
-    /// Removes every pod of the lease (its containers with it).
+    /// Removes every pod of the lease (its containers with it). The lease is over on chain, so
+    /// its containers get SIGKILL rather than a grace period: teardown takes well under a
+    /// second even for a process that ignores SIGTERM as PID 1.
     pub async fn delete(&self, key: &LeaseKey) -> Result<(), EngineError> {
         for pod in self.pods(&Self::lease_filters(key)).await? {
+            if pod.status == "Running" || pod.status == "Degraded" {
+                let kill = format!("/pods/{}/kill?signal=SIGKILL", url_encode(&pod.name));
+                // A pod that stopped meanwhile answers 409; the removal below settles it.
+                self.call(Method::POST, &kill, None, self.timeout).await?;
+            }
             let path = format!("/pods/{}?force=true", url_encode(&pod.name));
             let (status, body) = self.call(Method::DELETE, &path, None, self.timeout).await?;
             if !status.is_success() && status != StatusCode::NOT_FOUND {

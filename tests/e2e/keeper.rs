@@ -1,0 +1,401 @@
+//! The provider keeper as a real process against anvil, Postgres and podman: leases become
+//! serving containers and back, bad manifests are rejected with their reason, and neither a
+//! SIGKILL nor an engine or RPC outage duplicates or tears down a workload.
+
+use std::time::Duration;
+
+use alloy::{primitives::U256, providers::Provider, rpc::types::Filter, sol_types::SolEvent};
+use berth_bindings::{LeaseEscrow, LeaseStatus, RejectReason};
+use berth_e2e::{
+    Chain, Contracts, Settings, database_url, deploy, fund_tenant, keeper::*, mined,
+    open_lease_for, register_provider,
+};
+use eyre::{Result, WrapErr, ensure};
+use sqlx::{PgPool, postgres::PgConnectOptions};
+
+const TENANT: usize = 4;
+const WAIT: Duration = Duration::from_secs(60);
+
+/// anvil with the contracts, provider 1 registered, a funded tenant, podman, the hello image.
+struct World {
+    chain: Chain,
+    c: Contracts,
+    podman: PodmanService,
+    setup: KeeperSetup,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        remove_pods_of_chain(self.chain.chain_id());
+    }
+}
+
+async fn world(db: &PgConnectOptions, env: &[(&str, &str)]) -> Result<World> {
+    hello_image()?;
+    let chain = Chain::start()?;
+    let settings = Settings {
+        min_stake: 0,
+        ..Settings::default()
+    };
+    let c = deploy(&chain, settings).await?;
+    register_provider(&chain, &c, [1_000_000, 1000, 1000, 0]).await?;
+    fund_tenant(&chain, &c, TENANT, U256::from(10u64.pow(12))).await?;
+    let podman = PodmanService::start().await?;
+    let mut setup = KeeperSetup::new(&chain, &c, settings, database_url(db), &podman)?;
+    setup.env = env
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+    Ok(World {
+        chain,
+        c,
+        podman,
+        setup,
+    })
+}
+
+impl World {
+    fn escrow(&self) -> Result<LeaseEscrow::LeaseEscrowInstance<alloy::providers::DynProvider>> {
+        Ok(LeaseEscrow::new(self.c.escrow, self.chain.wallet(TENANT)?))
+    }
+
+    async fn status(&self, lease: U256) -> Result<LeaseStatus> {
+        let l = self.escrow()?.getLease(lease).call().await?;
+        LeaseStatus::from_u8(l.status).ok_or_else(|| eyre::eyre!("bad status"))
+    }
+
+    async fn wait_status(
+        &self,
+        lease: U256,
+        want: LeaseStatus,
+        keeper: &KeeperProcess,
+    ) -> Result<()> {
+        wait_for(
+            &format!("lease {lease} to be {want:?}"),
+            WAIT,
+            || async move { Ok((self.status(lease).await? == want).then_some(())) },
+        )
+        .await
+        .wrap_err_with(|| format!("keeper log:\n{}", keeper.log_text()))
+    }
+
+    /// Opens a lease for `manifest` and uploads `upload` (signed by the tenant).
+    async fn lease_with(&self, manifest: &[u8], upload_bytes: &[u8]) -> Result<(U256, u16)> {
+        let lease = open_lease_for(&self.chain, &self.c, TENANT, manifest, "", 10_000_000).await?;
+        let (status, _) = upload(
+            &self.setup.gateway(),
+            &self.chain,
+            self.c.escrow,
+            TENANT,
+            lease,
+            upload_bytes,
+        )
+        .await?;
+        Ok((lease, status))
+    }
+
+    async fn workload(&self, lease: U256) -> Result<Option<berth_keepers::engine::Workload>> {
+        workload(&self.podman, self.chain.chain_id(), self.c.escrow, lease).await
+    }
+
+    async fn pods(&self, lease: U256) -> Result<usize> {
+        pod_count(self.chain.chain_id(), self.c.escrow, lease).await
+    }
+
+    async fn endpoint(&self, lease: U256) -> Result<String> {
+        Ok(self.escrow()?.getLease(lease).call().await?.endpoint)
+    }
+
+    async fn reject_reason(&self, lease: U256) -> Result<Option<RejectReason>> {
+        let logs = self
+            .chain
+            .wallet(0)?
+            .get_logs(
+                &Filter::new()
+                    .address(self.c.escrow)
+                    .event_signature(LeaseEscrow::LeaseRejected::SIGNATURE_HASH)
+                    .topic1(alloy::primitives::B256::from(lease))
+                    .from_block(0),
+            )
+            .await?;
+        Ok(match logs.first() {
+            Some(log) => RejectReason::from_u8(
+                LeaseEscrow::LeaseRejected::decode_log(&log.inner)?
+                    .data
+                    .reason,
+            ),
+            None => None,
+        })
+    }
+}
+
+/// Waits until `url` answers with `body`.
+async fn serves(url: &str, body: &str) -> Result<()> {
+    wait_for(&format!("{url} to serve"), WAIT, || async move {
+        Ok(fetch(url).await.filter(|b| b == body).map(|_| ()))
+    })
+    .await
+}
+
+const HELLO_BODY: &str = "hello from berth\n";
+
+#[sqlx::test(migrations = false)]
+async fn a_lease_is_deployed_served_confirmed_and_torn_down_on_close(pool: PgPool) -> Result<()> {
+    let w = world(&pool.connect_options(), &[]).await?;
+    let keeper = KeeperProcess::start(&w.setup).await?;
+    let manifest = hello_manifest();
+    let (lease, status) = w.lease_with(&manifest, &manifest).await?;
+    ensure!(status == 202, "upload answered {status}");
+    w.wait_status(lease, LeaseStatus::Active, &keeper).await?;
+
+    let endpoint = w.endpoint(lease).await?;
+    ensure!(
+        endpoint.starts_with("http://127.0.0.1:"),
+        "endpoint {endpoint}"
+    );
+    serves(&endpoint, HELLO_BODY).await?;
+    ensure!(w.pods(lease).await? == 1, "one pod for the lease");
+    let status: serde_json::Value =
+        alloy::transports::http::reqwest::get(format!("{}/v1/leases/{lease}", keeper.gateway))
+            .await?
+            .json()
+            .await?;
+    ensure!(
+        status["status"] == "active" && status["workload"]["running"] == true,
+        "gateway status {status}"
+    );
+
+    mined(w.escrow()?.closeLease(lease), "closeLease").await?;
+    wait_for("the workload to be removed", WAIT, || async {
+        Ok(w.workload(lease).await?.is_none().then_some(()))
+    })
+    .await?;
+    ensure!(w.pods(lease).await? == 0, "no pod left");
+    ensure!(
+        fetch(&endpoint).await.is_none(),
+        "the endpoint still answers after close"
+    );
+    let metrics = keeper.metrics().await?;
+    ensure!(
+        metrics.contains("berth_keeper_teardowns_total 1"),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn bad_manifests_are_rejected_with_their_reason_and_nothing_runs(pool: PgPool) -> Result<()> {
+    let w = world(
+        &pool.connect_options(),
+        &[("BERTH_MANIFEST_TIMEOUT_S", "5")],
+    )
+    .await?;
+    let keeper = KeeperProcess::start(&w.setup).await?;
+    let hello = String::from_utf8(hello_manifest())?;
+    let privileged = format!("{hello}    privileged: true\n");
+    let greedy = hello.replace("cpu: 500m", "cpu: \"2\"");
+    let bad_yaml = "version: 1\nservices: [unclosed\n".to_string();
+    let mut too_large = hello.clone();
+    too_large.push_str(&format!("# {}\n", "x".repeat(70 * 1024)));
+
+    let mut cases = Vec::new();
+    for (name, committed, uploaded, reason, http) in [
+        (
+            "privileged",
+            privileged.as_bytes(),
+            privileged.as_bytes(),
+            RejectReason::PolicyViolation,
+            422,
+        ),
+        (
+            "hash mismatch",
+            hello.as_bytes(),
+            privileged.as_bytes(),
+            RejectReason::ManifestHashMismatch,
+            422,
+        ),
+        (
+            "too large",
+            too_large.as_bytes(),
+            too_large.as_bytes(),
+            RejectReason::ManifestInvalid,
+            422,
+        ),
+        (
+            "bad YAML",
+            bad_yaml.as_bytes(),
+            bad_yaml.as_bytes(),
+            RejectReason::ManifestInvalid,
+            422,
+        ),
+        (
+            "over the reservation",
+            greedy.as_bytes(),
+            greedy.as_bytes(),
+            RejectReason::ResourcesExceedReservation,
+            422,
+        ),
+    ] {
+        let (lease, status) = w.lease_with(committed, uploaded).await?;
+        ensure!(
+            status == http,
+            "{name}: upload answered {status}, expected {http}"
+        );
+        cases.push((name, lease, reason));
+    }
+    // No manifest at all: rejected once the manifest timeout passes on chain time.
+    let silent = open_lease_for(&w.chain, &w.c, TENANT, hello.as_bytes(), "", 10_000_000).await?;
+    w.chain.advance(10).await?;
+    cases.push(("no manifest", silent, RejectReason::ManifestUnavailable));
+
+    for (name, lease, reason) in cases {
+        w.wait_status(lease, LeaseStatus::Rejected, &keeper)
+            .await
+            .wrap_err(name)?;
+        let got = w.reject_reason(lease).await?;
+        ensure!(
+            got == Some(reason),
+            "{name}: rejected for {got:?}, expected {reason:?}"
+        );
+        ensure!(
+            w.pods(lease).await? == 0,
+            "{name}: a pod exists for a rejected lease"
+        );
+        let l = w.escrow()?.getLease(lease).call().await?;
+        ensure!(l.balance == 0, "{name}: the deposit was refunded in full");
+    }
+    // A forged upload is refused and stores nothing.
+    let lease = open_lease_for(&w.chain, &w.c, TENANT, hello.as_bytes(), "", 10_000_000).await?;
+    let (status, body) = upload(
+        &w.setup.gateway(),
+        &w.chain,
+        w.c.escrow,
+        5,
+        lease,
+        hello.as_bytes(),
+    )
+    .await?;
+    ensure!(
+        status == 403,
+        "an upload signed by someone else answered {status}: {body}"
+    );
+    let log = keeper.log_text();
+    ensure!(
+        log.contains("privileged containers are not allowed"),
+        "the log names the rule:\n{log}"
+    );
+    Ok(())
+}
+
+/// A manifest whose server starts 3 s late, so the keeper can be killed between deploying
+/// and confirming.
+fn slow_manifest() -> Vec<u8> {
+    let hello = String::from_utf8(hello_manifest()).unwrap_or_default();
+    hello.replace(
+        "    image: localhost/berth-hello:latest\n",
+        "    image: localhost/berth-hello:latest\n    command: [/bin/busybox, sh, -c, \"sleep 3; exec /bin/busybox httpd -f -p 8080 -h /www\"]\n",
+    ).into_bytes()
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_keeper_killed_before_confirming_restarts_into_one_workload_confirmed_once(
+    pool: PgPool,
+) -> Result<()> {
+    let w = world(&pool.connect_options(), &[]).await?;
+    let mut first = KeeperProcess::start(&w.setup).await?;
+    let manifest = slow_manifest();
+    let (lease, status) = w.lease_with(&manifest, &manifest).await?;
+    ensure!(status == 202, "upload answered {status}");
+    wait_for("the workload to be created", WAIT, || async {
+        Ok((w.pods(lease).await? > 0).then_some(()))
+    })
+    .await?;
+    first.kill9();
+    ensure!(
+        w.status(lease).await? == LeaseStatus::Pending,
+        "killed before confirming"
+    );
+
+    let second = KeeperProcess::start(&w.setup).await?;
+    w.wait_status(lease, LeaseStatus::Active, &second).await?;
+    serves(&w.endpoint(lease).await?, HELLO_BODY).await?;
+    ensure!(
+        w.pods(lease).await? == 1,
+        "exactly one workload after the restart"
+    );
+    ensure!(
+        confirmations_of(&w.chain, w.c.escrow, lease).await? == 1,
+        "confirmed once on chain"
+    );
+    let sent: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM berth_keeper.transactions WHERE action = 'confirm'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    ensure!(sent == 1, "one confirmation transaction sent, not {sent}");
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn engine_and_rpc_outages_tear_nothing_down_and_the_keeper_recovers(
+    pool: PgPool,
+) -> Result<()> {
+    let mut w = world(&pool.connect_options(), &[]).await?;
+    let keeper = KeeperProcess::start(&w.setup).await?;
+    let manifest = hello_manifest();
+    let (kept, _) = w.lease_with(&manifest, &manifest).await?;
+    let (closed, _) = w.lease_with(&manifest, &manifest).await?;
+    for lease in [kept, closed] {
+        w.wait_status(lease, LeaseStatus::Active, &keeper).await?;
+    }
+    let kept_url = w.endpoint(kept).await?;
+
+    // The engine goes away: the tenant closes one lease and opens another meanwhile.
+    w.podman.stop();
+    mined(w.escrow()?.closeLease(closed), "closeLease").await?;
+    let (opened, status) = w.lease_with(&manifest, &manifest).await?;
+    ensure!(
+        status == 202,
+        "uploads work while the engine is down, got {status}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ensure!(
+        w.pods(kept).await? == 1 && w.pods(closed).await? == 1,
+        "nothing removed while the engine is unreachable"
+    );
+    serves(&kept_url, HELLO_BODY).await?;
+    ensure!(
+        keeper.log_text().contains("pass failed"),
+        "the outage is logged"
+    );
+
+    // The RPC goes away: still nothing is torn down.
+    let pid = w.chain.pid().to_string();
+    std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()?;
+    w.podman.restart().await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = (w.pods(kept).await?, w.pods(closed).await?);
+    std::process::Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()?;
+    ensure!(
+        during == (1, 1),
+        "nothing removed while the RPC is unreachable: {during:?}"
+    );
+
+    // Both back: the keeper converges.
+    w.wait_status(opened, LeaseStatus::Active, &keeper).await?;
+    wait_for("the closed lease's workload to go", WAIT, || async {
+        Ok((w.pods(closed).await? == 0).then_some(()))
+    })
+    .await?;
+    ensure!(
+        w.pods(kept).await? == 1,
+        "the kept lease still has one workload"
+    );
+    serves(&kept_url, HELLO_BODY).await?;
+    serves(&w.endpoint(opened).await?, HELLO_BODY).await?;
+    Ok(())
+}

@@ -1,0 +1,430 @@
+//! Support for the provider keeper's tests: a podman REST service with the project's
+//! containers.conf, the example image, the `berth-keeper` process, signed uploads.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use alloy::{
+    primitives::{Address, U256},
+    signers::SignerSync,
+    transports::http::reqwest,
+};
+use berth_keepers::{
+    engine::{PodmanEngine, Workload},
+    upload::{SIGNATURE_HEADER, signing_hash},
+};
+use eyre::{Context, Result, bail, ensure};
+
+use crate::{Chain, Contracts, Settings, repo_root, workspace_binary, write_deployment};
+
+/// The project's podman settings.
+pub fn containers_conf() -> PathBuf {
+    repo_root().join("keepers/podman/containers.conf")
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        ensure!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `podman system service` on a socket of its own (scripts/podman-service); killed on drop.
+#[derive(Debug)]
+pub struct PodmanService {
+    child: Option<Child>,
+    socket: PathBuf,
+}
+
+impl PodmanService {
+    /// Starts the service and waits until its socket accepts connections.
+    pub async fn start() -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "berth-podman-{}-{}",
+            std::process::id(),
+            crate::unique_suffix()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let mut s = Self {
+            child: None,
+            socket: dir.join("podman.sock"),
+        };
+        s.restart().await?;
+        Ok(s)
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// An engine client on this socket.
+    pub fn engine(&self) -> PodmanEngine {
+        PodmanEngine::new(
+            &self.socket,
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+        )
+    }
+
+    /// Stops the service (containers keep running: conmon holds them).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+    }
+
+    /// Starts the service again on the same socket.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop();
+        let child = Command::new(repo_root().join("scripts/podman-service"))
+            .arg(&self.socket)
+            .env("CONTAINERS_CONF", containers_conf())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .wrap_err("starting scripts/podman-service (is podman installed?)")?;
+        self.child = Some(child);
+        let socket = self.socket.clone();
+        wait_for("the podman socket", Duration::from_secs(30), || {
+            let socket = socket.clone();
+            async move {
+                Ok(tokio::net::UnixStream::connect(&socket)
+                    .await
+                    .ok()
+                    .map(|_| ()))
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for PodmanService {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Builds `localhost/berth-hello:latest` (once per test run).
+pub fn hello_image() -> Result<()> {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    let mut built = BUILT
+        .lock()
+        .map_err(|_| eyre::eyre!("image lock poisoned"))?;
+    if *built {
+        return Ok(());
+    }
+    let status = Command::new(repo_root().join("examples/hello/build-image"))
+        .env("CONTAINERS_CONF", containers_conf())
+        .stdout(Stdio::null())
+        .status()
+        .wrap_err("running examples/hello/build-image")?;
+    ensure!(status.success(), "building the hello image failed");
+    *built = true;
+    Ok(())
+}
+
+/// The example manifest (serves "hello from berth" over HTTP on port 8080).
+pub fn hello_manifest() -> Vec<u8> {
+    std::fs::read(repo_root().join("examples/hello/manifest.yaml")).unwrap_or_default()
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// `count` consecutive ports starting at a free one, for a keeper's public port range.
+pub fn free_range(count: u16) -> Result<(u16, u16)> {
+    for _ in 0..200 {
+        let start = free_port()?;
+        if start > 65535 - count {
+            continue;
+        }
+        if (start..start + count).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return Ok((start, start + count - 1));
+        }
+    }
+    bail!("no {count} consecutive free ports")
+}
+
+/// A running `berth-keeper`; killed on drop. Its log goes to a file.
+#[derive(Debug)]
+pub struct KeeperProcess {
+    child: Child,
+    log: PathBuf,
+    /// Base URL of its gateway.
+    pub gateway: String,
+}
+
+/// What a test keeper needs.
+#[derive(Debug, Clone)]
+pub struct KeeperSetup {
+    /// `deployments/<chainId>.json`.
+    pub deployment: PathBuf,
+    /// RPC URL.
+    pub rpc_url: String,
+    /// Database URL.
+    pub database_url: String,
+    /// podman socket.
+    pub socket: PathBuf,
+    /// Public port range.
+    pub ports: (u16, u16),
+    /// Gateway port.
+    pub gateway_port: u16,
+    /// Operator key (hex).
+    pub operator_key: String,
+    /// Extra `BERTH_*` settings.
+    pub env: Vec<(String, String)>,
+}
+
+impl KeeperSetup {
+    /// A setup for provider 1 on `chain` (operator: anvil account 3).
+    pub fn new(
+        chain: &Chain,
+        c: &Contracts,
+        settings: Settings,
+        database_url: String,
+        podman: &PodmanService,
+    ) -> Result<Self> {
+        Ok(Self {
+            deployment: write_deployment(chain, c, settings)?,
+            rpc_url: chain.rpc_url(),
+            database_url,
+            socket: podman.socket().to_path_buf(),
+            ports: free_range(20)?,
+            gateway_port: free_port()?,
+            operator_key: format!("{}", chain.signer(3)?.to_bytes()),
+            env: Vec::new(),
+        })
+    }
+
+    /// The gateway's base URL.
+    pub fn gateway(&self) -> String {
+        format!("http://127.0.0.1:{}", self.gateway_port)
+    }
+}
+
+impl KeeperProcess {
+    /// Starts `berth-keeper` and waits until its gateway answers.
+    pub async fn start(setup: &KeeperSetup) -> Result<Self> {
+        let log = setup
+            .deployment
+            .with_extension(format!("keeper-{}.log", crate::unique_suffix()));
+        let out = File::create(&log)?;
+        let mut cmd = Command::new(workspace_binary("berth-keepers", "berth-keeper")?);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info,berth_keepers=debug")
+            .env("BERTH_RPC_URL", &setup.rpc_url)
+            .env("BERTH_DEPLOYMENT", &setup.deployment)
+            .env("BERTH_PROVIDER_ID", "1")
+            .env("BERTH_DATABASE_URL", &setup.database_url)
+            .env("BERTH_OPERATOR_KEY", &setup.operator_key)
+            .env("BERTH_ENGINE", "podman")
+            .env("BERTH_PODMAN_SOCKET", &setup.socket)
+            .env(
+                "BERTH_PORT_RANGE",
+                format!("{}-{}", setup.ports.0, setup.ports.1),
+            )
+            .env(
+                "BERTH_GATEWAY_ADDR",
+                format!("127.0.0.1:{}", setup.gateway_port),
+            )
+            .env("BERTH_POLL_INTERVAL_MS", "100")
+            .env("BERTH_RESYNC_INTERVAL_S", "2")
+            .envs(setup.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        let child = cmd.spawn().wrap_err("starting berth-keeper")?;
+        let mut k = Self {
+            child,
+            log,
+            gateway: setup.gateway(),
+        };
+        let health = format!("{}/healthz", k.gateway);
+        let start = Instant::now();
+        loop {
+            if reqwest::get(&health)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(k);
+            }
+            if let Some(status) = k.child.try_wait()? {
+                bail!("berth-keeper exited with {status}:\n{}", k.log_text());
+            }
+            ensure!(
+                start.elapsed() < Duration::from_secs(60),
+                "keeper gateway never answered:\n{}",
+                k.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Everything it logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its metrics, as Prometheus text.
+    pub async fn metrics(&self) -> Result<String> {
+        Ok(reqwest::get(format!("{}/metrics", self.gateway))
+            .await?
+            .text()
+            .await?)
+    }
+}
+
+impl Drop for KeeperProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Signs `manifest` for `lease` as `tenant` and PUTs it to the gateway; returns the HTTP
+/// status and the JSON answer.
+pub async fn upload(
+    gateway: &str,
+    chain: &Chain,
+    escrow: Address,
+    tenant: usize,
+    lease: U256,
+    manifest: &[u8],
+) -> Result<(u16, serde_json::Value)> {
+    let digest = signing_hash(chain.chain_id(), escrow, lease, manifest);
+    let sig = chain.signer(tenant)?.sign_hash_sync(&digest)?;
+    let resp = reqwest::Client::new()
+        .put(format!("{gateway}/v1/leases/{lease}/manifest"))
+        .header(
+            SIGNATURE_HEADER,
+            format!("0x{}", alloy::hex::encode(sig.as_bytes())),
+        )
+        .body(manifest.to_vec())
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+    Ok((status, body))
+}
+
+/// The workload podman runs for `lease` of `escrow` on `chain_id`, if any.
+pub async fn workload(
+    podman: &PodmanService,
+    chain_id: u64,
+    escrow: Address,
+    lease: U256,
+) -> Result<Option<Workload>> {
+    let mut all = podman.engine().list(chain_id, escrow).await?;
+    Ok(all.remove(&lease))
+}
+
+/// Pods podman runs for `lease` (to prove there is exactly one workload, not one per try).
+pub async fn pod_count(chain_id: u64, escrow: Address, lease: U256) -> Result<usize> {
+    let out = tokio::process::Command::new("podman")
+        .env("CONTAINERS_CONF", containers_conf())
+        .args([
+            "pod",
+            "ps",
+            "--quiet",
+            "--filter",
+            &format!("label=berth.dev/chain-id={chain_id}"),
+            "--filter",
+            &format!("label=berth.dev/escrow={escrow:#x}"),
+            "--filter",
+            &format!("label=berth.dev/lease-id={lease}"),
+        ])
+        .output()
+        .await?;
+    ensure!(
+        out.status.success(),
+        "podman pod ps: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count())
+}
+
+/// Removes every pod labelled with `chain_id` (a test's leftovers, whatever state it ended in).
+pub fn remove_pods_of_chain(chain_id: u64) {
+    let ids = Command::new("podman")
+        .env("CONTAINERS_CONF", containers_conf())
+        .args([
+            "pod",
+            "ps",
+            "--quiet",
+            "--filter",
+            &format!("label=berth.dev/chain-id={chain_id}"),
+        ])
+        .output();
+    if let Ok(out) = ids {
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        if !ids.is_empty() {
+            let _ = Command::new("podman")
+                .env("CONTAINERS_CONF", containers_conf())
+                .args(["pod", "rm", "--force"])
+                .args(&ids)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// GETs `url` and returns the body, or None when nothing answers.
+pub async fn fetch(url: &str) -> Option<String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok()?;
+    client.get(url).send().await.ok()?.text().await.ok()
+}
+
+/// The lease's `LeaseConfirmed` events.
+pub async fn confirmations_of(chain: &Chain, escrow: Address, lease: U256) -> Result<usize> {
+    use alloy::{providers::Provider, rpc::types::Filter, sol_types::SolEvent};
+    let logs = chain
+        .wallet(0)?
+        .get_logs(
+            &Filter::new()
+                .address(escrow)
+                .event_signature(berth_bindings::LeaseEscrow::LeaseConfirmed::SIGNATURE_HASH)
+                .topic1(alloy::primitives::B256::from(lease))
+                .from_block(0),
+        )
+        .await?;
+    Ok(logs.len())
+}
