@@ -210,8 +210,31 @@ impl Reconciler {
             views.insert(id, self.chain.lease(id, at).await?);
         }
 
+        // Ended leases first, all at once: teardown frees ports and capacity, and one slow
+        // removal must not hold up the others.
+        let ending: Vec<(U256, LeaseStatus)> = views
+            .iter()
+            .filter(|(id, v)| {
+                workloads.contains_key(*id)
+                    && is_ended(v.status)
+                    && (v.status == LeaseStatus::None || v.provider_id == self.settings.provider_id)
+            })
+            .map(|(id, v)| (*id, v.status))
+            .collect();
+        let removed = self.teardown_all(&ending).await;
+        let running = workloads.len() - removed.iter().filter(|r| r.is_ok()).count();
+        for ((id, _), result) in ending.iter().zip(&removed) {
+            if result.is_ok() {
+                self.known.remove(id);
+                self.started.remove(id);
+            }
+        }
+        if let Some(Err(e)) = removed.into_iter().find(Result::is_err) {
+            self.metrics.set_workloads(running);
+            return Err(e.into());
+        }
+
         let mut report = PassReport::default();
-        let mut running = workloads.len();
         for (id, view) in &views {
             let workload = workloads.get(id);
             if view.status != LeaseStatus::None && view.provider_id != self.settings.provider_id {
@@ -231,18 +254,11 @@ impl Reconciler {
                         report.waiting += 1;
                     }
                 }
-                LeaseStatus::None
-                | LeaseStatus::Closing
-                | LeaseStatus::Closed
-                | LeaseStatus::Rejected
-                | LeaseStatus::Cancelled => {
-                    if workload.is_some() {
-                        self.teardown(*id, view.status).await?;
-                        running -= 1;
-                    }
-                    if view.status != LeaseStatus::None || workload.is_some() {
-                        self.known.remove(id);
-                    }
+                // Not yet at the confirmed depth (or gone in a reorg): look again next pass.
+                LeaseStatus::None => {}
+                // Ended: torn down above; nothing more to watch.
+                _ => {
+                    self.known.remove(id);
                     self.started.remove(id);
                 }
             }
@@ -252,11 +268,26 @@ impl Reconciler {
         Ok(report)
     }
 
-    async fn teardown(&mut self, id: U256, status: LeaseStatus) -> Result<(), PassError> {
-        self.engine.delete(&self.key(id)).await?;
-        self.metrics.torn_down();
-        tracing::info!(lease = %id, ?status, "workload torn down");
-        Ok(())
+    /// Removes the workloads of ended leases, [`TEARDOWN_CONCURRENCY`] at a time; one result
+    /// per lease, in order.
+    async fn teardown_all(&self, ending: &[(U256, LeaseStatus)]) -> Vec<Result<(), EngineError>> {
+        use futures::StreamExt;
+        futures::stream::iter(ending.iter().map(|(id, status)| async move {
+            let result = self.engine.delete(&self.key(*id)).await;
+            match &result {
+                Ok(()) => {
+                    self.metrics.torn_down();
+                    tracing::info!(lease = %id, ?status, "workload torn down");
+                }
+                Err(e) => {
+                    tracing::warn!(lease = %id, error = %e, "teardown failed; retrying next pass")
+                }
+            }
+            result
+        }))
+        .buffered(TEARDOWN_CONCURRENCY)
+        .collect()
+        .await
     }
 
     /// A pending lease: intake and deploy, wait for readiness, confirm. Returns whether it is
@@ -570,6 +601,15 @@ impl Reconciler {
         Ok(())
     }
 }
+
+/// Leases whose workloads must go: ended on chain, or unknown to the chain at the confirmed
+/// depth although labelled for this escrow.
+fn is_ended(status: LeaseStatus) -> bool {
+    !matches!(status, LeaseStatus::Pending | LeaseStatus::Active)
+}
+
+/// Workloads removed at once.
+pub const TEARDOWN_CONCURRENCY: usize = 16;
 
 /// Public ports held by workloads.
 fn used_ports(all: &BTreeMap<U256, Workload>) -> BTreeSet<u16> {

@@ -187,7 +187,7 @@ async fn a_lease_is_deployed_served_confirmed_and_torn_down_on_close(pool: PgPoo
 async fn bad_manifests_are_rejected_with_their_reason_and_nothing_runs(pool: PgPool) -> Result<()> {
     let w = world(
         &pool.connect_options(),
-        &[("BERTH_MANIFEST_TIMEOUT_S", "5")],
+        &[("BERTH_MANIFEST_TIMEOUT_S", "60")],
     )
     .await?;
     let keeper = KeeperProcess::start(&w.setup).await?;
@@ -243,9 +243,23 @@ async fn bad_manifests_are_rejected_with_their_reason_and_nothing_runs(pool: PgP
         );
         cases.push((name, lease, reason));
     }
-    // No manifest at all: rejected once the manifest timeout passes on chain time.
+    // An upload signed by someone else is refused and stores nothing; with no manifest, the
+    // lease is rejected once the manifest timeout passes on chain time.
     let silent = open_lease_for(&w.chain, &w.c, TENANT, hello.as_bytes(), "", 10_000_000).await?;
-    w.chain.advance(10).await?;
+    let (status, body) = upload(
+        &w.setup.gateway(),
+        &w.chain,
+        w.c.escrow,
+        5,
+        silent,
+        hello.as_bytes(),
+    )
+    .await?;
+    ensure!(
+        status == 403,
+        "an upload signed by someone else answered {status}: {body}"
+    );
+    w.chain.advance(120).await?;
     cases.push(("no manifest", silent, RejectReason::ManifestUnavailable));
 
     for (name, lease, reason) in cases {
@@ -264,21 +278,6 @@ async fn bad_manifests_are_rejected_with_their_reason_and_nothing_runs(pool: PgP
         let l = w.escrow()?.getLease(lease).call().await?;
         ensure!(l.balance == 0, "{name}: the deposit was refunded in full");
     }
-    // A forged upload is refused and stores nothing.
-    let lease = open_lease_for(&w.chain, &w.c, TENANT, hello.as_bytes(), "", 10_000_000).await?;
-    let (status, body) = upload(
-        &w.setup.gateway(),
-        &w.chain,
-        w.c.escrow,
-        5,
-        lease,
-        hello.as_bytes(),
-    )
-    .await?;
-    ensure!(
-        status == 403,
-        "an upload signed by someone else answered {status}: {body}"
-    );
     let log = keeper.log_text();
     ensure!(
         log.contains("privileged containers are not allowed"),

@@ -240,13 +240,24 @@ where
 /// do not get it built by cargo).
 pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
+    // Test binaries live in target/<profile>/deps, other binaries in target/<profile>.
     let profile_dir = exe
         .parent()
-        .and_then(Path::parent)
-        .ok_or_eyre("test binary is not under target/<profile>/deps")?;
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
+        .ok_or_eyre("the running binary is not under target/<profile>")?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut args = vec!["build", "--quiet", "-p", package, "--bin", bin];
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        args.push("--release");
+    }
     let status = std::process::Command::new(cargo)
-        .args(["build", "--quiet", "-p", package, "--bin", bin])
+        .args(&args)
         .current_dir(repo_root())
         .status()
         .wrap_err_with(|| format!("running cargo build for {bin}"))?;
@@ -363,6 +374,42 @@ pub async fn deploy_with_one_lease(chain: &Chain, funds: U256) -> Result<(Contra
     fund_tenant(chain, &c, 4, funds).await?;
     open_lease(chain, &c, 4, 10_000_000).await?;
     Ok((c, settings))
+}
+
+/// A database of its own on the server of `DATABASE_URL`, for benchmarks; dropped by [`drop`].
+///
+/// [`drop`]: ScratchDb::drop
+#[derive(Debug)]
+pub struct ScratchDb {
+    admin: sqlx::PgPool,
+    name: String,
+    /// Its URL.
+    pub url: String,
+}
+
+impl ScratchDb {
+    /// Creates `berth_<purpose>_<pid>` on the server `DATABASE_URL` points at.
+    pub async fn create(purpose: &str) -> Result<Self> {
+        let base = std::env::var("DATABASE_URL").wrap_err("DATABASE_URL is required")?;
+        let name = format!("berth_{purpose}_{}", std::process::id());
+        let admin = sqlx::PgPool::connect(&base).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await?;
+        let url = match base.rsplit_once('/') {
+            Some((prefix, _)) => format!("{prefix}/{name}"),
+            None => eyre::bail!("DATABASE_URL has no database part"),
+        };
+        Ok(Self { admin, name, url })
+    }
+
+    /// Drops the database, closing whatever connections linger.
+    pub async fn drop(self) -> Result<()> {
+        sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .execute(&self.admin)
+            .await?;
+        Ok(())
+    }
 }
 
 /// A `postgres://` URL for the database `connect` points at (as `#[sqlx::test]` hands it out),

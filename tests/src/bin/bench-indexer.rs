@@ -17,7 +17,7 @@ use alloy::{
     sol_types::SolCall,
 };
 use berth_bindings::LeaseEscrow;
-use berth_e2e::{Chain, deploy_with_one_lease, mined};
+use berth_e2e::{Chain, ScratchDb, deploy_with_one_lease, mined};
 use berth_indexer::{
     events::{Decoder, Watched},
     metrics::Metrics,
@@ -38,7 +38,6 @@ async fn main() -> Result<()> {
         })
         .transpose()?
         .unwrap_or(100_000);
-    let base_url = std::env::var("DATABASE_URL").wrap_err("DATABASE_URL is required")?;
 
     let chain = Chain::start()?;
     let (c, _) = deploy_with_one_lease(&chain, U256::from(u64::MAX)).await?;
@@ -54,18 +53,10 @@ async fn main() -> Result<()> {
     );
 
     // A fresh database for this run.
-    let db = format!("berth_bench_{}", std::process::id());
-    let admin = sqlx::PgPool::connect(&base_url).await?;
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&admin)
-        .await?;
-    let url = match base_url.rsplit_once('/') {
-        Some((prefix, _)) => format!("{prefix}/{db}"),
-        None => eyre::bail!("DATABASE_URL has no database part"),
-    };
+    let db = ScratchDb::create("bench").await?;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
-        .connect(&url)
+        .connect(&db.url)
         .await?;
     // A fresh provider: the raw transactions above bypassed the old one's nonce cache.
     let outcome = measure(
@@ -77,9 +68,7 @@ async fn main() -> Result<()> {
     )
     .await;
     pool.close().await;
-    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
-        .execute(&admin)
-        .await?;
+    db.drop().await?;
     outcome
 }
 
