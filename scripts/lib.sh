@@ -85,3 +85,13 @@ ensure_postgres() {
   psql "$url" -qtAc 'SELECT 1' >/dev/null 2>&1 || die "PostgreSQL does not answer on 127.0.0.1:5432"
   export DATABASE_URL="$url"
 }
+
+# podman with runc (the keeper's podman engine) and Debian's static busybox (the example image),
+# configured by the project's containers.conf through CONTAINERS_CONF, never /etc.
+ensure_podman() {
+  # Listed in full: ensure_apt skips recommends, and kube play needs catatonit (the infra
+  # container), netavark and iptables (published ports).
+  ensure_apt podman runc conmon catatonit netavark aardvark-dns iptables busybox-static
+  export CONTAINERS_CONF="$BERTH_ROOT/keepers/podman/containers.conf"
+  podman info >/dev/null 2>&1 || die "podman is installed but does not work: run 'podman info'"
+}

@@ -399,6 +399,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("keeper.example.toml");
+        let env = |k: &str| (k == "BERTH_OPERATOR_KEY").then(|| "0x01".to_string());
+        let cfg = Config::load(Some(&path), env).expect("keeper.example.toml loads");
+        assert_eq!(cfg.confirmations, 3);
+        assert_eq!(cfg.ports(), Ok(30000..=30999));
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let e = load(MINIMAL, &[("BERTH_PORT_RANGE", "9-1")])
             .expect_err("bad range")
