@@ -67,6 +67,12 @@ pub struct LeaseView {
     pub manifest_hash: B256,
     /// Endpoint set at confirmation.
     pub endpoint: String,
+    /// Sequence of the last accepted report.
+    pub report_count: u32,
+    /// End of the last reported period (billing starts at confirmation).
+    pub billed_until: u64,
+    /// End of billable time once closed or terminated (0 before).
+    pub closed_at: u64,
 }
 
 /// The escrow's timing settings.
@@ -76,6 +82,8 @@ pub struct EscrowSettings {
     pub accept_timeout: u64,
     /// Runway below which the provider may terminate.
     pub min_runway: u64,
+    /// Seconds after closing in which the final report is accepted.
+    pub final_report_window: u64,
 }
 
 /// Reads of one deployment for one provider.
@@ -140,9 +148,15 @@ impl ChainReader {
             .call()
             .await
             .map_err(|e| ChainError::rpc("minRunway", e))?;
+        let window = escrow
+            .finalReportWindow()
+            .call()
+            .await
+            .map_err(|e| ChainError::rpc("finalReportWindow", e))?;
         Ok(EscrowSettings {
             accept_timeout: accept.saturating_to(),
             min_runway: runway.saturating_to(),
+            final_report_window: window.saturating_to(),
         })
     }
 
@@ -201,6 +215,9 @@ impl ChainReader {
             balance: U256::from(l.balance),
             manifest_hash: l.manifestHash,
             endpoint: l.endpoint,
+            report_count: l.reportCount,
+            billed_until: l.billedUntil.to::<u64>(),
+            closed_at: l.closedAt.to::<u64>(),
         })
     }
 
@@ -213,6 +230,24 @@ impl ChainReader {
             .await
             .map_err(|e| ChainError::rpc("depletionTimeOf", e))?;
         Ok(t.saturating_to())
+    }
+
+    /// Matured charges of a lease not yet claimed.
+    pub async fn claimable(&self, id: U256) -> Result<U256, ChainError> {
+        LeaseEscrow::new(self.escrow, &self.provider)
+            .claimableOf(id)
+            .call()
+            .await
+            .map_err(|e| ChainError::rpc("claimableOf", e))
+    }
+
+    /// Charges of a lease still inside their challenge window.
+    pub async fn pending_charges(&self, id: U256) -> Result<U256, ChainError> {
+        LeaseEscrow::new(self.escrow, &self.provider)
+            .pendingOf(id)
+            .call()
+            .await
+            .map_err(|e| ChainError::rpc("pendingOf", e))
     }
 
     /// Whether `signer` has code (a contract wallet, checked with ERC-1271).

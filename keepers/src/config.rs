@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::manifest::policy::{Policy, SAFE_CAPABILITIES};
 
 /// Everything the provider keeper needs.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// JSON-RPC endpoint.
@@ -83,6 +83,18 @@ pub struct Config {
     /// Timeout of a manifest download, s.
     #[serde(default = "defaults::download_timeout_s")]
     pub download_timeout_s: u64,
+    /// How often every running container is sampled, ms.
+    #[serde(default = "defaults::sample_interval_ms")]
+    pub sample_interval_ms: u64,
+    /// How often active leases are reported on chain, s.
+    #[serde(default = "defaults::report_interval_s")]
+    pub report_interval_s: u64,
+    /// Most usage reports in one transaction.
+    #[serde(default = "defaults::report_batch")]
+    pub report_batch: u64,
+    /// How often matured charges are claimed, s.
+    #[serde(default = "defaults::claim_interval_s")]
+    pub claim_interval_s: u64,
     /// `text` or `json` logs.
     #[serde(default = "defaults::log_format")]
     pub log_format: String,
@@ -133,6 +145,18 @@ mod defaults {
     pub fn download_timeout_s() -> u64 {
         10
     }
+    pub fn sample_interval_ms() -> u64 {
+        10_000
+    }
+    pub fn report_interval_s() -> u64 {
+        300
+    }
+    pub fn report_batch() -> u64 {
+        50
+    }
+    pub fn claim_interval_s() -> u64 {
+        3600
+    }
     pub fn log_format() -> String {
         "text".into()
     }
@@ -166,6 +190,10 @@ pub const FIELDS: &[&str] = &[
     "pull_timeout_s",
     "download_timeout_s",
     "log_format",
+    "sample_interval_ms",
+    "report_interval_s",
+    "report_batch",
+    "claim_interval_s",
 ];
 
 /// A configuration problem, naming the field.
@@ -300,10 +328,16 @@ impl Config {
             ("rpc_timeout_ms", self.rpc_timeout_ms),
             ("engine_timeout_ms", self.engine_timeout_ms),
             ("download_timeout_s", self.download_timeout_s),
+            ("sample_interval_ms", self.sample_interval_ms),
+            ("report_interval_s", self.report_interval_s),
+            ("claim_interval_s", self.claim_interval_s),
         ] {
             if v == 0 {
                 return Err(invalid(field, "must be above zero"));
             }
+        }
+        if !(1..=200).contains(&self.report_batch) {
+            return Err(invalid("report_batch", "must be 1 to 200"));
         }
         for cap in &self.allowed_capabilities {
             if cap.is_empty() || !cap.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
@@ -396,6 +430,22 @@ mod tests {
         assert_eq!(cfg.public_host, "10.0.0.1");
         assert_eq!(cfg.allowed_capabilities, vec!["CHOWN", "KILL"]);
         assert_eq!(cfg.ports(), Ok(30000..=30999));
+    }
+
+    #[test]
+    fn every_field_has_its_environment_override() {
+        let cfg = load(MINIMAL, &[]).expect("valid");
+        let table = toml::Table::try_from(&cfg).expect("serializes");
+        let mut fields: Vec<&str> = table.keys().map(String::as_str).collect();
+        for optional in ["keystore", "keystore_password_file"] {
+            if !fields.contains(&optional) {
+                fields.push(optional);
+            }
+        }
+        fields.sort_unstable();
+        let mut listed = FIELDS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(fields, listed, "FIELDS must name every field");
     }
 
     #[test]

@@ -63,6 +63,12 @@ pub fn router(g: Gateway) -> Router {
     Router::new()
         .route("/v1/leases/{id}/manifest", put(upload))
         .route("/v1/leases/{id}", get(status))
+        .route("/v1/leases/{id}/reports", get(reports))
+        .route("/v1/leases/{id}/reports/{sequence}", get(report))
+        .route(
+            "/v1/leases/{id}/reports/{sequence}/proof/{index}",
+            get(proof),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -206,6 +212,105 @@ async fn status(State(g): State<Arc<Gateway>>, Path(raw): Path<String>) -> Respo
         },
     }))
     .into_response()
+}
+
+fn report_json(r: &crate::store::StoredReport) -> serde_json::Value {
+    json!({
+        "sequence": r.sequence,
+        "from": r.from_s,
+        "to": r.to_s,
+        "cpu_units": r.units.cpu,
+        "memory_units": r.units.memory,
+        "storage_units": r.units.storage,
+        "clamped": r.units.clamped,
+        "samples_root": r.root,
+        "sample_count": r.sample_count,
+        "tx": r.tx,
+    })
+}
+
+async fn reports(State(g): State<Arc<Gateway>>, Path(raw): Path<String>) -> Response {
+    let Ok(id) = raw.parse::<U256>() else {
+        return bad_lease_id(&raw);
+    };
+    match g.store.reports(id).await {
+        Ok(rs) => Json(json!({ "lease": id.to_string(), "reports": rs.iter().map(report_json).collect::<Vec<_>>() })).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// A report with the samples under its root and, per container, the last sample before its
+/// period (what the first CPU delta is measured from).
+async fn report(
+    State(g): State<Arc<Gateway>>,
+    Path((raw, sequence)): Path<(String, u32)>,
+) -> Response {
+    let Ok(id) = raw.parse::<U256>() else {
+        return bad_lease_id(&raw);
+    };
+    let found = match g.store.reports(id).await {
+        Ok(rs) => rs.into_iter().find(|r| r.sequence == sequence),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let Some(r) = found else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("lease {id} has no report {sequence}"),
+        );
+    };
+    let samples = g.store.samples(id, r.from_s * 1000, r.to_s * 1000).await;
+    let baseline = g.store.baseline(id, r.from_s * 1000).await;
+    match (samples, baseline) {
+        (Ok(samples), Ok(baseline)) => {
+            let mut body = report_json(&r);
+            body["lease"] = json!(id.to_string());
+            body["samples"] = json!(samples);
+            body["baseline"] = json!(baseline);
+            Json(body).into_response()
+        }
+        (Err(e), _) | (_, Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// The Merkle proof of one sample of a report.
+async fn proof(
+    State(g): State<Arc<Gateway>>,
+    Path((raw, sequence, index)): Path<(String, u32, usize)>,
+) -> Response {
+    let Ok(id) = raw.parse::<U256>() else {
+        return bad_lease_id(&raw);
+    };
+    let found = match g.store.reports(id).await {
+        Ok(rs) => rs.into_iter().find(|r| r.sequence == sequence),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let Some(r) = found else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("lease {id} has no report {sequence}"),
+        );
+    };
+    let samples = match g.store.samples(id, r.from_s * 1000, r.to_s * 1000).await {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let leaves: Vec<_> = samples
+        .iter()
+        .map(|s| crate::metering::merkle::leaf(id, s))
+        .collect();
+    match crate::metering::merkle::proof(&leaves, index) {
+        Some(p) => Json(json!({
+            "sample": samples[index],
+            "leaf": leaves[index],
+            "proof": p,
+            "samples_root": r.root,
+        }))
+        .into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("report {sequence} has {} samples", samples.len()),
+        ),
+    }
 }
 
 async fn metrics(State(g): State<Arc<Gateway>>) -> impl IntoResponse {

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod gateway;
 pub mod intake;
 pub mod manifest;
+pub mod metering;
 pub mod metrics;
 pub mod reconcile;
 pub mod render;

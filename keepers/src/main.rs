@@ -88,6 +88,11 @@ async fn main() -> Result<()> {
         max_cpu_millis: (cfg.max_cpu_millis > 0).then_some(cfg.max_cpu_millis),
         max_memory_mib: (cfg.max_memory_mib > 0).then_some(cfg.max_memory_mib),
         download_timeout: std::time::Duration::from_secs(cfg.download_timeout_s),
+        report_interval: std::time::Duration::from_secs(cfg.report_interval_s),
+        report_batch: usize::try_from(cfg.report_batch).unwrap_or(50),
+        claim_interval: std::time::Duration::from_secs(cfg.claim_interval_s),
+        // Three missed rounds in a row are a gap, not usage.
+        max_sample_gap_ms: cfg.sample_interval_ms * 3,
     };
     let reconciler = Reconciler::new(
         chain.clone(),
@@ -100,6 +105,8 @@ async fn main() -> Result<()> {
     )
     .await?;
 
+    let (sampler_engine, sampler_store, sampler_metrics) =
+        (engine.clone(), store.clone(), metrics.clone());
     let gateway = Gateway {
         chain,
         store,
@@ -131,6 +138,15 @@ async fn main() -> Result<()> {
         gateway = cfg.gateway_addr,
         "keeper running"
     );
+    tokio::spawn(berth_keepers::metering::sampler::run(
+        sampler_engine,
+        sampler_store,
+        chain_id,
+        deployment.lease_escrow,
+        Config::millis(cfg.sample_interval_ms),
+        sampler_metrics,
+        stopped.clone(),
+    ));
     let stop = Arc::new(stop);
     tokio::spawn(async move {
         wait_for_signal().await;

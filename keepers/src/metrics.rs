@@ -24,6 +24,14 @@ struct Inner {
     workloads: AtomicU64,
     uploads: AtomicU64,
     rejects: Mutex<BTreeMap<String, u64>>,
+    samples: AtomicU64,
+    sample_errors: AtomicU64,
+    reports: AtomicU64,
+    report_batches: AtomicU64,
+    gas_spent_wei: Mutex<u128>,
+    claimed: Mutex<u128>,
+    terminations: AtomicU64,
+    near_exhaustion: AtomicU64,
 }
 
 impl Metrics {
@@ -55,6 +63,38 @@ impl Metrics {
     /// A manifest upload was stored.
     pub fn uploaded(&self) {
         self.0.uploads.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A sampling round stored `n` samples (or failed).
+    pub fn sampled(&self, n: Option<usize>) {
+        match n {
+            Some(n) => self.0.samples.fetch_add(n as u64, Ordering::Relaxed),
+            None => self.0.sample_errors.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+    /// A batch of `n` usage reports was sent.
+    pub fn reported(&self, n: usize) {
+        self.0.reports.fetch_add(n as u64, Ordering::Relaxed);
+        self.0.report_batches.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A transaction of the keeper was mined, costing `wei`.
+    pub fn gas_spent(&self, wei: u128) {
+        if let Ok(mut g) = self.0.gas_spent_wei.lock() {
+            *g += wei;
+        }
+    }
+    /// A claim paid `amount` base units.
+    pub fn claimed(&self, amount: u128) {
+        if let Ok(mut c) = self.0.claimed.lock() {
+            *c += amount;
+        }
+    }
+    /// A lease was terminated on exhaustion.
+    pub fn terminated(&self) {
+        self.0.terminations.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Active leases whose runway is under twice the minimum.
+    pub fn set_near_exhaustion(&self, n: usize) {
+        self.0.near_exhaustion.store(n as u64, Ordering::Relaxed);
     }
     /// Workloads found in the engine by the last pass.
     pub fn set_workloads(&self, n: usize) {
@@ -100,6 +140,47 @@ impl Metrics {
             "berth_keeper_manifest_uploads_total",
             "Signed manifest uploads stored.",
             i.uploads.load(Ordering::Relaxed),
+        );
+        counter(
+            "berth_keeper_samples_total",
+            "Container samples stored.",
+            i.samples.load(Ordering::Relaxed),
+        );
+        counter(
+            "berth_keeper_sample_errors_total",
+            "Sampling rounds that failed (a gap in the samples).",
+            i.sample_errors.load(Ordering::Relaxed),
+        );
+        counter(
+            "berth_keeper_reports_total",
+            "Usage reports sent.",
+            i.reports.load(Ordering::Relaxed),
+        );
+        counter(
+            "berth_keeper_report_batches_total",
+            "Batched report transactions sent.",
+            i.report_batches.load(Ordering::Relaxed),
+        );
+        counter(
+            "berth_keeper_terminations_total",
+            "Leases ended on exhaustion.",
+            i.terminations.load(Ordering::Relaxed),
+        );
+        let big = |m: &Mutex<u128>| m.lock().map(|v| *v).unwrap_or(0);
+        let _ = write!(
+            out,
+            "# HELP berth_keeper_gas_spent_wei_total Fees paid for the keeper's mined transactions.\n# TYPE berth_keeper_gas_spent_wei_total counter\nberth_keeper_gas_spent_wei_total {}\n",
+            big(&i.gas_spent_wei)
+        );
+        let _ = write!(
+            out,
+            "# HELP berth_keeper_claimed_total Charges claimed, token base units.\n# TYPE berth_keeper_claimed_total counter\nberth_keeper_claimed_total {}\n",
+            big(&i.claimed)
+        );
+        let _ = write!(
+            out,
+            "# HELP berth_keeper_leases_near_exhaustion Active leases with less than twice the minimum runway.\n# TYPE berth_keeper_leases_near_exhaustion gauge\nberth_keeper_leases_near_exhaustion {}\n",
+            i.near_exhaustion.load(Ordering::Relaxed)
         );
         let _ = write!(
             out,

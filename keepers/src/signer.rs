@@ -147,6 +147,8 @@ impl SignerTask {
         let gas = self
             .provider
             .estimate_gas(request.clone())
+            // Against the pending block: a report may end after the latest block's time.
+            .block(alloy::eips::BlockId::pending())
             .await
             .map_err(|e| rpc("eth_estimateGas", e))?;
         let fees = self

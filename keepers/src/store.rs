@@ -4,6 +4,8 @@
 use alloy::primitives::{Address, B256, U256};
 use sqlx::{PgPool, Row, postgres::PgConnectOptions};
 
+use crate::metering::{Sample, Units};
+
 /// The schema, embedded and applied at start; its bookkeeping table lives in `berth_keeper`
 /// too, so the keeper and the indexer can share a database.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -37,6 +39,44 @@ pub struct OpenTx {
     pub hash: B256,
     /// Nonce it used.
     pub nonce: u64,
+}
+
+/// A usage report as the keeper built and sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredReport {
+    /// Lease.
+    pub lease: U256,
+    /// Sequence number on chain.
+    pub sequence: u32,
+    /// Period start (chain seconds, exclusive).
+    pub from_s: u64,
+    /// Period end (inclusive).
+    pub to_s: u64,
+    /// Units charged.
+    pub units: Units,
+    /// Merkle root of the period's samples.
+    pub root: B256,
+    /// Samples under the root.
+    pub sample_count: usize,
+    /// The transaction that carried it.
+    pub tx: Option<B256>,
+}
+
+fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u64_of(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn sample_of(r: &sqlx::postgres::PgRow) -> Sample {
+    Sample {
+        container: r.get("container"),
+        taken_at_ms: u64_of(r.get("taken_at_ms")),
+        cpu_ns: u64_of(r.get("cpu_ns")),
+        memory_bytes: u64_of(r.get("memory_bytes")),
+    }
 }
 
 /// The keeper's store for one escrow on one chain.
@@ -200,6 +240,206 @@ impl Store {
         .bind(action)
         .fetch_one(&self.pool)
         .await?)
+    }
+
+    /// Stores samples taken at `taken_at_ms` (one round); a repeated round stores nothing twice.
+    pub async fn put_samples(
+        &self,
+        taken_at_ms: u64,
+        samples: &[(U256, String, u64, u64)],
+    ) -> Result<(), StoreError> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        let leases: Vec<String> = samples.iter().map(|s| s.0.to_string()).collect();
+        let containers: Vec<String> = samples.iter().map(|s| s.1.clone()).collect();
+        let cpu: Vec<i64> = samples.iter().map(|s| i64_of(s.2)).collect();
+        let mem: Vec<i64> = samples.iter().map(|s| i64_of(s.3)).collect();
+        sqlx::query(
+            "INSERT INTO berth_keeper.samples (chain_id, escrow, lease_id, container, taken_at_ms, cpu_ns, memory_bytes)
+             SELECT $1, $2, l::numeric, c, $3, cpu, mem
+             FROM UNNEST($4::text[], $5::text[], $6::bigint[], $7::bigint[]) AS t(l, c, cpu, mem)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(self.chain_id)
+        .bind(&self.escrow)
+        .bind(i64_of(taken_at_ms))
+        .bind(&leases)
+        .bind(&containers)
+        .bind(&cpu)
+        .bind(&mem)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A lease's samples with `from_ms < taken_at_ms <= to_ms`, by container then time.
+    pub async fn samples(
+        &self,
+        lease: U256,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Result<Vec<Sample>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT container, taken_at_ms, cpu_ns, memory_bytes FROM berth_keeper.samples
+             WHERE chain_id = $1 AND escrow = $2 AND lease_id = $3::numeric
+               AND taken_at_ms > $4 AND taken_at_ms <= $5
+             ORDER BY container, taken_at_ms",
+        )
+        .bind(self.chain_id)
+        .bind(&self.escrow)
+        .bind(lease.to_string())
+        .bind(i64_of(from_ms))
+        .bind(i64_of(to_ms))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(sample_of).collect())
+    }
+
+    /// Per container, the last sample of a lease at or before `at_ms`.
+    pub async fn baseline(&self, lease: U256, at_ms: u64) -> Result<Vec<Sample>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (container) container, taken_at_ms, cpu_ns, memory_bytes
+             FROM berth_keeper.samples
+             WHERE chain_id = $1 AND escrow = $2 AND lease_id = $3::numeric AND taken_at_ms <= $4
+             ORDER BY container, taken_at_ms DESC",
+        )
+        .bind(self.chain_id)
+        .bind(&self.escrow)
+        .bind(lease.to_string())
+        .bind(i64_of(at_ms))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(sample_of).collect())
+    }
+
+    /// Records a report as submitted (replacing an earlier attempt at the same sequence).
+    pub async fn put_report(&self, r: &StoredReport) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO berth_keeper.reports (chain_id, escrow, lease_id, sequence, from_s, to_s,
+                 cpu_units, memory_units, storage_units, samples_root, sample_count, clamped, tx_hash)
+             VALUES ($1, $2, $3::numeric, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT (chain_id, escrow, lease_id, sequence) DO UPDATE SET
+                 from_s = excluded.from_s, to_s = excluded.to_s, cpu_units = excluded.cpu_units,
+                 memory_units = excluded.memory_units, storage_units = excluded.storage_units,
+                 samples_root = excluded.samples_root, sample_count = excluded.sample_count,
+                 clamped = excluded.clamped, tx_hash = excluded.tx_hash, created_at = now()",
+        )
+        .bind(self.chain_id)
+        .bind(&self.escrow)
+        .bind(r.lease.to_string())
+        .bind(i64::from(r.sequence))
+        .bind(i64_of(r.from_s))
+        .bind(i64_of(r.to_s))
+        .bind(i64_of(r.units.cpu))
+        .bind(i64_of(r.units.memory))
+        .bind(i64_of(r.units.storage))
+        .bind(r.root.as_slice())
+        .bind(i32::try_from(r.sample_count).unwrap_or(i32::MAX))
+        .bind(r.units.clamped)
+        .bind(r.tx.map(|h| h.to_vec()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A lease's recorded reports, by sequence.
+    pub async fn reports(&self, lease: U256) -> Result<Vec<StoredReport>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT sequence, from_s, to_s, cpu_units, memory_units, storage_units, samples_root,
+                    sample_count, clamped, tx_hash
+             FROM berth_keeper.reports
+             WHERE chain_id = $1 AND escrow = $2 AND lease_id = $3::numeric ORDER BY sequence",
+        )
+        .bind(self.chain_id)
+        .bind(&self.escrow)
+        .bind(lease.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredReport {
+                lease,
+                sequence: u32::try_from(r.get::<i64, _>("sequence")).unwrap_or(0),
+                from_s: u64_of(r.get("from_s")),
+                to_s: u64_of(r.get("to_s")),
+                units: Units {
+                    cpu: u64_of(r.get("cpu_units")),
+                    memory: u64_of(r.get("memory_units")),
+                    storage: u64_of(r.get("storage_units")),
+                    clamped: r.get("clamped"),
+                },
+                root: B256::from_slice(r.get::<Vec<u8>, _>("samples_root").as_slice()),
+                sample_count: usize::try_from(r.get::<i32, _>("sample_count")).unwrap_or(0),
+                tx: r
+                    .get::<Option<Vec<u8>>, _>("tx_hash")
+                    .filter(|h| h.len() == 32)
+                    .map(|h| B256::from_slice(&h)),
+            })
+            .collect())
+    }
+
+    /// Leases with reports that are not settled yet (candidates for claiming).
+    pub async fn unsettled_leases(&self) -> Result<Vec<U256>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT r.lease_id::text FROM berth_keeper.reports r
+             WHERE r.chain_id = $1 AND r.escrow = $2
+               AND NOT EXISTS (SELECT 1 FROM berth_keeper.settled s
+                   WHERE s.chain_id = r.chain_id AND s.escrow = r.escrow AND s.lease_id = r.lease_id)",
+        )
+        .bind(self.chain_id)
+        .bind(&self.escrow)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.iter().filter_map(|s| s.parse().ok()).collect())
+    }
+
+    /// Marks a lease as having nothing left to claim.
+    pub async fn settle_lease(&self, lease: U256) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO berth_keeper.settled (chain_id, escrow, lease_id) VALUES ($1, $2, $3::numeric)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(self.chain_id)
+        .bind(&self.escrow)
+        .bind(lease.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a claim and what it paid.
+    pub async fn record_claim(
+        &self,
+        leases: &[U256],
+        amount: U256,
+        tx: B256,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<String> = leases.iter().map(U256::to_string).collect();
+        sqlx::query(
+            "INSERT INTO berth_keeper.claims (chain_id, escrow, lease_ids, amount, tx_hash)
+             VALUES ($1, $2, $3::numeric[], $4::numeric, $5) ON CONFLICT (tx_hash) DO NOTHING",
+        )
+        .bind(self.chain_id)
+        .bind(&self.escrow)
+        .bind(&ids)
+        .bind(amount.to_string())
+        .bind(tx.as_slice())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Everything claimed so far, base units.
+    pub async fn claimed_total(&self) -> Result<U256, StoreError> {
+        let total: String = sqlx::query_scalar(
+            "SELECT COALESCE(sum(amount), 0)::text FROM berth_keeper.claims WHERE chain_id = $1 AND escrow = $2",
+        )
+        .bind(self.chain_id)
+        .bind(&self.escrow)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(total.parse().unwrap_or_default())
     }
 }
 

@@ -13,15 +13,17 @@ use berth_e2e::{
 use eyre::{Result, WrapErr, ensure};
 use sqlx::{PgPool, postgres::PgConnectOptions};
 
-const TENANT: usize = 4;
-const WAIT: Duration = Duration::from_secs(60);
+pub(crate) const TENANT: usize = 4;
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
+/// Provider 1's prices in the keeper tests (cheap: runways of years).
+const CHEAP: [u128; 4] = [1_000_000, 1000, 1000, 0];
 
 /// anvil with the contracts, provider 1 registered, a funded tenant, podman, the hello image.
-struct World {
-    chain: Chain,
-    c: Contracts,
-    podman: PodmanService,
-    setup: KeeperSetup,
+pub(crate) struct World {
+    pub(crate) chain: Chain,
+    pub(crate) c: Contracts,
+    pub(crate) podman: PodmanService,
+    pub(crate) setup: KeeperSetup,
 }
 
 impl Drop for World {
@@ -31,14 +33,24 @@ impl Drop for World {
 }
 
 async fn world(db: &PgConnectOptions, env: &[(&str, &str)]) -> Result<World> {
-    hello_image()?;
-    let chain = Chain::start()?;
     let settings = Settings {
         min_stake: 0,
         ..Settings::default()
     };
+    world_with(db, env, CHEAP, settings).await
+}
+
+/// A world with provider 1 at `prices` and the escrow at `settings`.
+pub(crate) async fn world_with(
+    db: &PgConnectOptions,
+    env: &[(&str, &str)],
+    prices: [u128; 4],
+    settings: Settings,
+) -> Result<World> {
+    hello_image()?;
+    let chain = Chain::start()?;
     let c = deploy(&chain, settings).await?;
-    register_provider(&chain, &c, [1_000_000, 1000, 1000, 0]).await?;
+    register_provider(&chain, &c, prices).await?;
     fund_tenant(&chain, &c, TENANT, U256::from(10u64.pow(12))).await?;
     let podman = PodmanService::start().await?;
     let mut setup = KeeperSetup::new(&chain, &c, settings, database_url(db), &podman)?;
@@ -55,16 +67,18 @@ async fn world(db: &PgConnectOptions, env: &[(&str, &str)]) -> Result<World> {
 }
 
 impl World {
-    fn escrow(&self) -> Result<LeaseEscrow::LeaseEscrowInstance<alloy::providers::DynProvider>> {
+    pub(crate) fn escrow(
+        &self,
+    ) -> Result<LeaseEscrow::LeaseEscrowInstance<alloy::providers::DynProvider>> {
         Ok(LeaseEscrow::new(self.c.escrow, self.chain.wallet(TENANT)?))
     }
 
-    async fn status(&self, lease: U256) -> Result<LeaseStatus> {
+    pub(crate) async fn status(&self, lease: U256) -> Result<LeaseStatus> {
         let l = self.escrow()?.getLease(lease).call().await?;
         LeaseStatus::from_u8(l.status).ok_or_else(|| eyre::eyre!("bad status"))
     }
 
-    async fn wait_status(
+    pub(crate) async fn wait_status(
         &self,
         lease: U256,
         want: LeaseStatus,
@@ -80,7 +94,11 @@ impl World {
     }
 
     /// Opens a lease for `manifest` and uploads `upload` (signed by the tenant).
-    async fn lease_with(&self, manifest: &[u8], upload_bytes: &[u8]) -> Result<(U256, u16)> {
+    pub(crate) async fn lease_with(
+        &self,
+        manifest: &[u8],
+        upload_bytes: &[u8],
+    ) -> Result<(U256, u16)> {
         let lease = open_lease_for(&self.chain, &self.c, TENANT, manifest, "", 10_000_000).await?;
         let (status, _) = upload(
             &self.setup.gateway(),
@@ -94,19 +112,22 @@ impl World {
         Ok((lease, status))
     }
 
-    async fn workload(&self, lease: U256) -> Result<Option<berth_keepers::engine::Workload>> {
+    pub(crate) async fn workload(
+        &self,
+        lease: U256,
+    ) -> Result<Option<berth_keepers::engine::Workload>> {
         workload(&self.podman, self.chain.chain_id(), self.c.escrow, lease).await
     }
 
-    async fn pods(&self, lease: U256) -> Result<usize> {
+    pub(crate) async fn pods(&self, lease: U256) -> Result<usize> {
         pod_count(self.chain.chain_id(), self.c.escrow, lease).await
     }
 
-    async fn endpoint(&self, lease: U256) -> Result<String> {
+    pub(crate) async fn endpoint(&self, lease: U256) -> Result<String> {
         Ok(self.escrow()?.getLease(lease).call().await?.endpoint)
     }
 
-    async fn reject_reason(&self, lease: U256) -> Result<Option<RejectReason>> {
+    pub(crate) async fn reject_reason(&self, lease: U256) -> Result<Option<RejectReason>> {
         let logs = self
             .chain
             .wallet(0)?
@@ -130,14 +151,14 @@ impl World {
 }
 
 /// Waits until `url` answers with `body`.
-async fn serves(url: &str, body: &str) -> Result<()> {
+pub(crate) async fn serves(url: &str, body: &str) -> Result<()> {
     wait_for(&format!("{url} to serve"), WAIT, || async move {
         Ok(fetch(url).await.filter(|b| b == body).map(|_| ()))
     })
     .await
 }
 
-const HELLO_BODY: &str = "hello from berth\n";
+pub(crate) const HELLO_BODY: &str = "hello from berth\n";
 
 #[sqlx::test(migrations = false)]
 async fn a_lease_is_deployed_served_confirmed_and_torn_down_on_close(pool: PgPool) -> Result<()> {

@@ -4,3 +4,4 @@ mod indexer;
 mod indexer_process;
 mod keeper;
 mod lease_lifecycle;
+mod metering;

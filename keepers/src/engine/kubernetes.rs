@@ -16,7 +16,7 @@ use kube::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{EngineError, Workload};
+use super::{ContainerStats, EngineError, Workload};
 use crate::render::{LeaseKey, Rendered};
 
 /// Field manager of every server-side apply.
@@ -26,6 +26,9 @@ pub const FIELD_MANAGER: &str = "berth-keeper";
 #[derive(Clone)]
 pub struct KubeEngine {
     client: Client,
+    /// Per container: when it was last read and the CPU time integrated so far (the metrics
+    /// API gives CPU rates, not counters).
+    cpu: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>>,
 }
 
 impl std::fmt::Debug for KubeEngine {
@@ -47,7 +50,10 @@ fn classify(what: &str, e: &kube::Error) -> EngineError {
 impl KubeEngine {
     /// An engine using `client` (from a kubeconfig, in-cluster settings, or a test service).
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            cpu: std::sync::Arc::default(),
+        }
     }
 
     /// An engine from the environment's kubeconfig or in-cluster service account.
@@ -128,6 +134,69 @@ impl KubeEngine {
         Ok(())
     }
 
+    /// CPU and memory of every container of `escrow`, from the metrics API
+    /// (`metrics.k8s.io/v1beta1` PodMetrics). CPU rates are integrated over the time between
+    /// readings into a cumulative counter per container.
+    pub async fn stats(
+        &self,
+        chain_id: u64,
+        escrow: Address,
+    ) -> Result<Vec<ContainerStats>, EngineError> {
+        let selector = LeaseKey::escrow_selector(chain_id, escrow);
+        let url = format!(
+            "/apis/metrics.k8s.io/v1beta1/pods?labelSelector={}",
+            selector
+                .replace('/', "%2F")
+                .replace('=', "%3D")
+                .replace(',', "%2C")
+        );
+        let req = http::Request::get(url)
+            .body(Vec::new())
+            .map_err(|e| EngineError::Unavailable(format!("metrics request: {e}")))?;
+        let list: serde_json::Value = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| classify("reading pod metrics", &e))?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let mut out = Vec::new();
+        let mut cpu = self
+            .cpu
+            .lock()
+            .map_err(|_| EngineError::Unavailable("metrics state poisoned".into()))?;
+        for pod in list["items"].as_array().into_iter().flatten() {
+            let Some(lease) = pod["metadata"]["labels"][crate::render::LABEL_LEASE]
+                .as_str()
+                .and_then(|v| v.parse::<U256>().ok())
+            else {
+                continue;
+            };
+            let pod_name = pod["metadata"]["name"].as_str().unwrap_or_default();
+            for c in pod["containers"].as_array().into_iter().flatten() {
+                let name = format!("{pod_name}/{}", c["name"].as_str().unwrap_or_default());
+                let nanocores = c["usage"]["cpu"].as_str().and_then(nanocores).unwrap_or(0);
+                let memory = c["usage"]["memory"]
+                    .as_str()
+                    .and_then(|m| crate::manifest::quantity::bytes(m).ok())
+                    .unwrap_or(0);
+                let entry = cpu.entry(name.clone()).or_insert((now_ms, 0));
+                let elapsed_ms = now_ms.saturating_sub(entry.0);
+                entry.1 += (u128::from(nanocores) * u128::from(elapsed_ms) / 1000) as u64;
+                entry.0 = now_ms;
+                out.push(ContainerStats {
+                    lease,
+                    container: name,
+                    cpu_ns: entry.1,
+                    memory_bytes: memory,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Deletes the lease's namespace; every object of the lease goes with it.
     pub async fn delete(&self, key: &LeaseKey) -> Result<(), EngineError> {
         let api: Api<Namespace> = Api::all(self.client.clone());
@@ -140,6 +209,20 @@ impl KubeEngine {
             Err(e) => Err(classify("deleting namespace", &e)),
         }
     }
+}
+
+/// A CPU quantity of the metrics API (`250000000n`, `1500u`, `12m`, `2`) in nanocores.
+fn nanocores(q: &str) -> Option<u64> {
+    let (digits, scale) = if let Some(n) = q.strip_suffix('n') {
+        (n, 1)
+    } else if let Some(u) = q.strip_suffix('u') {
+        (u, 1_000)
+    } else if let Some(m) = q.strip_suffix('m') {
+        (m, 1_000_000)
+    } else {
+        (q, 1_000_000_000)
+    };
+    digits.parse::<u64>().ok()?.checked_mul(scale)
 }
 
 #[cfg(test)]
@@ -354,6 +437,51 @@ mod tests {
         assert!(matches!(refused, EngineError::Refused(_)), "{refused}");
         let outage = engine.apply(&rendered).await.expect_err("503");
         assert!(matches!(outage, EngineError::Unavailable(_)), "{outage}");
+        server.await.expect("server assertions");
+    }
+
+    #[tokio::test]
+    async fn stats_read_the_metrics_api_and_integrate_cpu_rates() {
+        assert_eq!(nanocores("250000000n"), Some(250_000_000));
+        assert_eq!(nanocores("12m"), Some(12_000_000));
+        assert_eq!(nanocores("2"), Some(2_000_000_000));
+        let (engine, mut handle) = engine();
+        let server = tokio::spawn(async move {
+            for _ in 0..2 {
+                let (line, _, _, send) = next(&mut handle).await;
+                assert_eq!(
+                    line,
+                    "GET /apis/metrics.k8s.io/v1beta1/pods?labelSelector=berth.dev%2Fchain-id%3D31337%2Cberth.dev%2Fescrow%3D0xabababababababababababababababababababab"
+                );
+                respond(
+                    send,
+                    200,
+                    &json!({"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "items": [{
+                        "metadata": {"name": "web-1", "namespace": NS, "labels": {"berth.dev/lease-id": "7"}},
+                        "containers": [{"name": "web", "usage": {"cpu": "500000000n", "memory": "64Mi"}}]
+                    }]}),
+                );
+            }
+        });
+        let first = engine
+            .stats(31337, Address::repeat_byte(0xab))
+            .await
+            .expect("stats");
+        assert_eq!(first[0].lease, U256::from(7));
+        assert_eq!(first[0].container, "web-1/web");
+        assert_eq!(first[0].memory_bytes, 64 << 20);
+        assert_eq!(first[0].cpu_ns, 0, "the first reading starts the counter");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let second = engine
+            .stats(31337, Address::repeat_byte(0xab))
+            .await
+            .expect("stats");
+        // Half a core for ~200 ms is ~100 ms of CPU.
+        assert!(
+            (90_000_000..150_000_000).contains(&second[0].cpu_ns),
+            "{}",
+            second[0].cpu_ns
+        );
         server.await.expect("server assertions");
     }
 

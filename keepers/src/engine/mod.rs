@@ -49,6 +49,19 @@ impl Workload {
     }
 }
 
+/// One reading of one container of a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerStats {
+    /// Lease.
+    pub lease: U256,
+    /// Container name (unique within the lease).
+    pub container: String,
+    /// Cumulative CPU time, nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory in use, bytes.
+    pub memory_bytes: u64,
+}
+
 /// Why an engine call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -98,6 +111,18 @@ impl Engine {
         match self {
             Self::Podman(e) => e.delete(key).await,
             Self::Kubernetes(e) => e.delete(key).await,
+        }
+    }
+
+    /// CPU and memory of every running container of `escrow` on `chain_id`.
+    pub async fn stats(
+        &self,
+        chain_id: u64,
+        escrow: Address,
+    ) -> Result<Vec<ContainerStats>, EngineError> {
+        match self {
+            Self::Podman(e) => e.stats(chain_id, escrow).await,
+            Self::Kubernetes(e) => e.stats(chain_id, escrow).await,
         }
     }
 

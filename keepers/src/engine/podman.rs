@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::net::UnixStream;
 
-use super::{EngineError, Workload};
+use super::{ContainerStats, EngineError, Workload};
 use crate::render::{LABEL_LEASE, LeaseKey, Rendered};
 
 /// libpod API version in request paths (podman 4.0 and later).
@@ -35,6 +35,33 @@ struct PodSummary {
     status: String,
     #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ContainerSummary {
+    id: String,
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StatsReport {
+    #[serde(default)]
+    stats: Vec<StatsEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatsEntry {
+    #[serde(rename = "ContainerID")]
+    container_id: String,
+    #[serde(rename = "CPUNano", default)]
+    cpu_nano: u64,
+    #[serde(rename = "MemUsage", default)]
+    mem_usage: u64,
 }
 
 impl PodmanEngine {
@@ -227,6 +254,74 @@ impl PodmanEngine {
                 text.trim()
             )))
         }
+    }
+
+    /// CPU (cumulative ns) and memory (bytes) of every running container of `escrow`.
+    pub async fn stats(
+        &self,
+        chain_id: u64,
+        escrow: Address,
+    ) -> Result<Vec<ContainerStats>, EngineError> {
+        let filters: Vec<String> = LeaseKey::escrow_selector(chain_id, escrow)
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        let filter = serde_json::json!({ "label": filters, "status": ["running"] }).to_string();
+        let path = format!("/containers/json?filters={}", url_encode(&filter));
+        let (status, body) = self.call(Method::GET, &path, None, self.timeout).await?;
+        if !status.is_success() {
+            return Err(EngineError::Unavailable(format!(
+                "listing containers: {status}"
+            )));
+        }
+        let containers: Vec<ContainerSummary> = serde_json::from_slice(&body)
+            .map_err(|e| EngineError::Unavailable(format!("listing containers: bad JSON: {e}")))?;
+        let mut leases = BTreeMap::new();
+        for c in &containers {
+            if let Some(lease) = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_LEASE))
+                .and_then(|v| v.parse::<U256>().ok())
+            {
+                leases.insert(
+                    c.id.clone(),
+                    (
+                        lease,
+                        c.names.first().cloned().unwrap_or_else(|| c.id.clone()),
+                    ),
+                );
+            }
+        }
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let query: Vec<String> = leases.keys().map(|id| format!("containers={id}")).collect();
+        let path = format!("/containers/stats?stream=false&{}", query.join("&"));
+        let (status, body) = self.call(Method::GET, &path, None, self.timeout).await?;
+        if !status.is_success() {
+            // A container that stopped between the two calls fails the whole request: the
+            // next round samples the rest.
+            return Err(EngineError::Unavailable(format!(
+                "container stats: {status}: {}",
+                String::from_utf8_lossy(&body).trim()
+            )));
+        }
+        let report: StatsReport = serde_json::from_slice(&body)
+            .map_err(|e| EngineError::Unavailable(format!("container stats: bad JSON: {e}")))?;
+        Ok(report
+            .stats
+            .into_iter()
+            .filter_map(|s| {
+                let (lease, name) = leases.get(&s.container_id)?.clone();
+                Some(ContainerStats {
+                    lease,
+                    container: name,
+                    cpu_ns: s.cpu_nano,
+                    memory_bytes: s.mem_usage,
+                })
+            })
+            .collect())
     }
 
     /// Removes every pod of the lease (its containers with it). The lease is over on chain, so

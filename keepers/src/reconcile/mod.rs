@@ -3,6 +3,8 @@
 //! found by label. Each pass makes the second match the first. New blocks and manifest
 //! uploads only wake it; a periodic resync runs anyway.
 
+mod settle;
+
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     sync::Arc,
@@ -51,6 +53,14 @@ pub struct Settings {
     pub max_memory_mib: Option<u64>,
     /// Time limit of a manifest download.
     pub download_timeout: Duration,
+    /// How often active leases are reported.
+    pub report_interval: Duration,
+    /// Most reports in one transaction.
+    pub report_batch: usize,
+    /// How often matured charges are claimed.
+    pub claim_interval: Duration,
+    /// Longest gap between two samples that still bills memory for it.
+    pub max_sample_gap_ms: u64,
 }
 
 /// Why a pass stopped early; the loop retries with backoff, and nothing is torn down.
@@ -97,6 +107,10 @@ pub struct Reconciler {
     started: HashMap<U256, Instant>,
     wake: Arc<Notify>,
     http: reqwest::Client,
+    next_report: Instant,
+    next_claim: Instant,
+    /// Cached depletion time of active leases (refreshed after reports and when due).
+    depletion: HashMap<U256, u64>,
 }
 
 impl Reconciler {
@@ -111,6 +125,7 @@ impl Reconciler {
         chain_id: u64,
     ) -> Result<Self, PassError> {
         let escrow = chain.settings().await?;
+        let settings_report_interval = settings.report_interval;
         let http = reqwest::Client::builder()
             .timeout(settings.download_timeout)
             .connect_timeout(settings.download_timeout)
@@ -130,6 +145,9 @@ impl Reconciler {
             started: HashMap::new(),
             wake: Arc::new(Notify::new()),
             http,
+            next_report: Instant::now() + settings_report_interval,
+            next_claim: Instant::now(),
+            depletion: HashMap::new(),
         })
     }
 
@@ -265,6 +283,14 @@ impl Reconciler {
         }
         self.metrics.set_workloads(running);
         report.workloads = running;
+        self.settle(&views).await?;
+        tracing::debug!(
+            head,
+            leases = views.len(),
+            workloads = running,
+            waiting = report.waiting,
+            "pass done"
+        );
         Ok(report)
     }
 
