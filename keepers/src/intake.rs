@@ -52,11 +52,14 @@ pub fn check_manifest(
 }
 
 /// Assigns a public port to every exposed port of `m`: the one the manifest asks for, or the
-/// lowest free one of `range`. `used` are the public ports other workloads hold.
+/// lowest free one of `range`. `used` are the public ports other workloads hold; `bindable`
+/// says whether nothing else on the host holds a port (always true where the engine, not this
+/// host, owns the ports).
 pub fn assign_ports(
     m: &Manifest,
     range: &RangeInclusive<u16>,
     used: &BTreeSet<u16>,
+    bindable: impl Fn(u16) -> bool,
 ) -> Result<PortMap, Rejection> {
     let mut taken = used.clone();
     let mut map = PortMap::new();
@@ -80,12 +83,15 @@ pub fn assign_ports(
             .iter()
             .filter(|p| p.expose != Expose::None && p.host_port.is_none())
         {
-            let free = range.clone().find(|c| !taken.contains(c)).ok_or_else(|| {
-                Rejection::new(
-                    RejectReason::CapacityUnavailable,
-                    format!("no free public port in {}-{}", range.start(), range.end()),
-                )
-            })?;
+            let free = range
+                .clone()
+                .find(|c| !taken.contains(c) && bindable(*c))
+                .ok_or_else(|| {
+                    Rejection::new(
+                        RejectReason::CapacityUnavailable,
+                        format!("no free public port in {}-{}", range.start(), range.end()),
+                    )
+                })?;
             taken.insert(free);
             map.insert((name.clone(), p.port), free);
         }
@@ -172,17 +178,26 @@ mod tests {
     #[test]
     fn ports_honour_requests_then_fill_the_lowest_free() {
         let m = Manifest::parse(TWO).expect("parses");
-        let ports = assign_ports(&m, &(30000..=30002), &BTreeSet::from([30001])).expect("fits");
+        let ports =
+            assign_ports(&m, &(30000..=30002), &BTreeSet::from([30001]), |_| true).expect("fits");
         assert_eq!(ports[&("api".into(), 9000)], 30000);
         assert_eq!(ports[&("api".into(), 80)], 30002);
         assert_eq!(
             endpoint(&m, &ports, "h"),
             "api/80=http://h:30002,api/9000=h:30000"
         );
-        let full = assign_ports(&m, &(30000..=30001), &BTreeSet::from([30001])).expect_err("full");
+        let full = assign_ports(&m, &(30000..=30001), &BTreeSet::from([30001]), |_| true)
+            .expect_err("full");
         assert_eq!(full.reason, RejectReason::CapacityUnavailable);
-        let taken =
-            assign_ports(&m, &(30000..=30002), &BTreeSet::from([30000])).expect_err("taken");
+        let taken = assign_ports(&m, &(30000..=30002), &BTreeSet::from([30000]), |_| true)
+            .expect_err("taken");
         assert!(taken.rule.contains("30000"));
+        let busy_host =
+            assign_ports(&m, &(30000..=30003), &BTreeSet::new(), |p| p != 30001).expect("fits");
+        assert_eq!(
+            busy_host[&("api".into(), 80)],
+            30002,
+            "a port bound by another process is skipped"
+        );
     }
 }

@@ -81,7 +81,7 @@ async fn wait_reports(
 }
 
 fn check_caps(r: &LeaseEscrow::UsageReported) -> Result<()> {
-    let period = u64::from(r.to.to::<u64>() - r.from.to::<u64>());
+    let period = r.to.to::<u64>() - r.from.to::<u64>();
     ensure!(
         r.cpuUnits <= 500 * period,
         "cpu {} above the cap over {period} s",
@@ -341,8 +341,8 @@ async fn a_keeper_restarted_between_sampling_and_reporting_stays_contiguous_and_
             .collect();
         let before = all
             .iter()
-            .filter(|s| s.taken_at_ms <= from * 1000)
-            .last()
+            .rev()
+            .find(|s| s.taken_at_ms <= from * 1000)
             .cloned()
             .into_iter()
             .collect();

@@ -155,14 +155,13 @@ pub fn free_port() -> Result<u16> {
         .port())
 }
 
-/// `count` consecutive ports starting at a free one, for a keeper's public port range.
+/// `count` consecutive free ports below the kernel's ephemeral range (32768 and up), so the
+/// keeper's public ports cannot collide with outgoing connections' local ports.
 pub fn free_range(count: u16) -> Result<(u16, u16)> {
-    for _ in 0..200 {
-        let start = free_port()?;
-        if start > 65535 - count {
-            continue;
-        }
-        if (start..start + count).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+    let seed = u64::from(std::process::id()) * 7919 + crate::unique_suffix() * 104_729;
+    for attempt in 0..200u64 {
+        let start = 20_000 + ((seed + attempt * 613) % u64::from(12_000 - count)) as u16;
+        if (start..start + count).all(|p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()) {
             return Ok((start, start + count - 1));
         }
     }
@@ -395,7 +394,7 @@ pub fn remove_pods_of_chain(chain_id: u64) {
         if !ids.is_empty() {
             let _ = Command::new("podman")
                 .env("CONTAINERS_CONF", containers_conf())
-                .args(["pod", "rm", "--force"])
+                .args(["pod", "rm", "--force", "--time", "0"])
                 .args(&ids)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

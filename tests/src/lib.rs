@@ -304,7 +304,8 @@ pub fn write_deployment(
 }
 
 /// Registers provider 1 with anvil account 2 as owner and account 3 as operator, no stake,
-/// capacity 8 cores / 16 GiB / 100 GiB, at `prices` (scaled, see `PRICE_SCALE`).
+/// capacity 64 cores / 64 GiB / 100 GiB (room for the 50-lease tests), at `prices` (scaled,
+/// see `PRICE_SCALE`).
 pub async fn register_provider(chain: &Chain, c: &Contracts, prices: [u128; 4]) -> Result<()> {
     let owner = chain.wallet(2)?;
     mined(
@@ -313,7 +314,7 @@ pub async fn register_provider(chain: &Chain, c: &Contracts, prices: [u128; 4]) 
             c.token,
             "http://127.0.0.1:8443".into(),
             "region=local".into(),
-            [8000, 16_384, 100],
+            [64_000, 65_536, 100],
             prices,
             U256::ZERO,
         ),

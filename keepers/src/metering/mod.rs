@@ -98,6 +98,31 @@ pub fn units(
     u
 }
 
+/// Builds a lease's report for `(from_s, to_s]` from the samples stored for it: the units,
+/// and the Merkle root over the period's samples.
+pub async fn build_report(
+    store: &crate::store::Store,
+    lease: alloy::primitives::U256,
+    sequence: u32,
+    from_s: u64,
+    to_s: u64,
+    reservation: Reservation,
+    max_gap_ms: u64,
+) -> Result<crate::store::StoredReport, crate::store::StoreError> {
+    let samples = store.samples(lease, from_s * 1000, to_s * 1000).await?;
+    let baseline = store.baseline(lease, from_s * 1000).await?;
+    Ok(crate::store::StoredReport {
+        lease,
+        sequence,
+        from_s,
+        to_s,
+        units: units(&baseline, &samples, from_s, to_s, reservation, max_gap_ms),
+        root: merkle::samples_root(lease, &samples),
+        sample_count: samples.len(),
+        tx: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

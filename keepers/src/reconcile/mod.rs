@@ -360,14 +360,18 @@ impl Reconciler {
                 return Ok(false);
             }
             let used = used_ports(all);
-            let ports =
-                match intake::assign_ports(&manifest, &self.settings.policy.host_ports, &used) {
-                    Ok(p) => p,
-                    Err(r) => {
-                        self.reject(view, r).await?;
-                        return Ok(false);
-                    }
-                };
+            let ports = match intake::assign_ports(
+                &manifest,
+                &self.settings.policy.host_ports,
+                &used,
+                |p| self.bindable(p),
+            ) {
+                Ok(p) => p,
+                Err(r) => {
+                    self.reject(view, r).await?;
+                    return Ok(false);
+                }
+            };
             return self.deploy(view, &manifest, ports).await;
         };
 
@@ -439,8 +443,10 @@ impl Reconciler {
                 // Keep the confirmed endpoint: reuse the ports it names when they are free.
                 let used = used_ports(all);
                 let mut ports =
-                    intake::assign_ports(&manifest, &self.settings.policy.host_ports, &used)
-                        .unwrap_or_default();
+                    intake::assign_ports(&manifest, &self.settings.policy.host_ports, &used, |p| {
+                        self.bindable(p)
+                    })
+                    .unwrap_or_default();
                 for ((svc, port), public) in ports.iter_mut() {
                     if let Some(p) =
                         confirmed_port(&view.endpoint, svc, *port, &self.settings.public_host)
@@ -458,6 +464,15 @@ impl Reconciler {
             .await?;
         self.metrics.deployed();
         Ok(())
+    }
+
+    /// Whether a public port is free on this host: podman publishes ports here, so a port
+    /// another process holds would fail the pod; the cluster owns NodePorts.
+    fn bindable(&self, port: u16) -> bool {
+        match self.engine {
+            Engine::Podman(_) => std::net::TcpListener::bind(("0.0.0.0", port)).is_ok(),
+            Engine::Kubernetes(_) => true,
+        }
     }
 
     /// Runway and cluster capacity for a new lease.

@@ -15,7 +15,7 @@ use berth_bindings::{LeaseEscrow, LeaseStatus};
 use super::{PassError, Reconciler};
 use crate::{
     chain::LeaseView,
-    metering::{self, merkle},
+    metering,
     signer::{TxJob, TxOutcome},
     store::StoredReport,
 };
@@ -44,10 +44,8 @@ impl Reconciler {
         let due = std::time::Instant::now() >= self.next_report;
         let final_due = views.values().any(|v| self.needs_final_report(v, now));
         tracing::debug!(now, due, final_due, "settle");
-        if due || final_due {
-            if self.report(views, now, due).await? {
-                self.next_report = std::time::Instant::now() + self.settings.report_interval;
-            }
+        if (due || final_due) && self.report(views, now, due).await? {
+            self.next_report = std::time::Instant::now() + self.settings.report_interval;
         }
         if std::time::Instant::now() >= self.next_claim {
             self.claim().await?;
@@ -213,30 +211,20 @@ impl Reconciler {
 
     /// One lease's report for `(billed_until, to]` from the stored samples.
     async fn build_report(&self, l: &LeaseView, to: u64) -> Result<StoredReport, PassError> {
-        let from = l.billed_until;
-        let samples = self.store.samples(l.id, from * 1000, to * 1000).await?;
-        let baseline = self.store.baseline(l.id, from * 1000).await?;
-        let units = metering::units(
-            &baseline,
-            &samples,
-            from,
+        let r = metering::build_report(
+            &self.store,
+            l.id,
+            l.report_count + 1,
+            l.billed_until,
             to,
             l.reservation,
             self.settings.max_sample_gap_ms,
-        );
-        if units.clamped {
-            tracing::warn!(lease = %l.id, from, to, ?units, "usage above the reservation: clamped to the cap");
+        )
+        .await?;
+        if r.units.clamped {
+            tracing::warn!(lease = %l.id, from = r.from_s, to, units = ?r.units, "usage above the reservation: clamped to the cap");
         }
-        Ok(StoredReport {
-            lease: l.id,
-            sequence: l.report_count + 1,
-            from_s: from,
-            to_s: to,
-            units,
-            root: merkle::samples_root(l.id, &samples),
-            sample_count: samples.len(),
-            tx: None,
-        })
+        Ok(r)
     }
 
     /// Claims matured charges of every lease with something to claim, in batches.
