@@ -29,7 +29,7 @@ struct Args {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let cfg = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
-    init_tracing(&cfg.log_format);
+    berth_runtime::init_tracing(&cfg.log_format);
 
     let provider = http_provider(&cfg.rpc_url, cfg.rpc_timeout())?;
     let chain_id = provider
@@ -78,7 +78,7 @@ async fn main() -> Result<()> {
 
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        berth_runtime::shutdown_signal().await;
         tracing::info!("shutting down after the current batch");
         let _ = stop.send(true);
     });
@@ -91,31 +91,4 @@ async fn main() -> Result<()> {
     }
     indexer.run(stopped).await?;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
-}
-
-fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

@@ -86,6 +86,25 @@ fn bad_lease_id(raw: &str) -> Response {
     )
 }
 
+/// The lease at the latest block, if it is one of this provider's.
+async fn lease_of_provider(
+    g: &Gateway,
+    id: U256,
+) -> Result<crate::chain::LeaseView, Box<Response>> {
+    let lease = g
+        .chain
+        .lease(id, BlockId::latest())
+        .await
+        .map_err(|e| Box::new(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())))?;
+    if lease.status == LeaseStatus::None || lease.provider_id != g.provider_id {
+        return Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            format!("lease {id} is not a lease of provider {}", g.provider_id),
+        )));
+    }
+    Ok(lease)
+}
+
 async fn upload(
     State(g): State<Arc<Gateway>>,
     Path(raw): Path<String>,
@@ -104,16 +123,10 @@ async fn upload(
     let Ok(sig_bytes) = sig_hex.trim().parse::<EvmBytes>() else {
         return error(StatusCode::UNAUTHORIZED, "the signature is not hex");
     };
-    let lease = match g.chain.lease(id, BlockId::latest()).await {
+    let lease = match lease_of_provider(&g, id).await {
         Ok(l) => l,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(response) => return *response,
     };
-    if lease.status == LeaseStatus::None || lease.provider_id != g.provider_id {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("lease {id} is not a lease of provider {}", g.provider_id),
-        );
-    }
     if !matches!(lease.status, LeaseStatus::Pending | LeaseStatus::Active) {
         return error(
             StatusCode::CONFLICT,
@@ -180,16 +193,10 @@ async fn status(State(g): State<Arc<Gateway>>, Path(raw): Path<String>) -> Respo
     let Ok(id) = raw.parse::<U256>() else {
         return bad_lease_id(&raw);
     };
-    let lease = match g.chain.lease(id, BlockId::latest()).await {
+    let lease = match lease_of_provider(&g, id).await {
         Ok(l) => l,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(response) => return *response,
     };
-    if lease.status == LeaseStatus::None || lease.provider_id != g.provider_id {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("lease {id} is not a lease of provider {}", g.provider_id),
-        );
-    }
     let manifest = g.store.manifest(id).await.ok().flatten();
     let workload = tokio::time::timeout(
         Duration::from_secs(5),
@@ -239,24 +246,38 @@ async fn reports(State(g): State<Arc<Gateway>>, Path(raw): Path<String>) -> Resp
     }
 }
 
+/// The lease id in `raw` and its report `sequence`, or the error response to send.
+async fn find_report(
+    g: &Gateway,
+    raw: &str,
+    sequence: u32,
+) -> Result<(U256, crate::store::StoredReport), Box<Response>> {
+    let Ok(id) = raw.parse::<U256>() else {
+        return Err(Box::new(bad_lease_id(raw)));
+    };
+    let reports = g
+        .store
+        .reports(id)
+        .await
+        .map_err(|e| Box::new(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())))?;
+    match reports.into_iter().find(|r| r.sequence == sequence) {
+        Some(r) => Ok((id, r)),
+        None => Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            format!("lease {id} has no report {sequence}"),
+        ))),
+    }
+}
+
 /// A report with the samples under its root and, per container, the last sample before its
 /// period (what the first CPU delta is measured from).
 async fn report(
     State(g): State<Arc<Gateway>>,
     Path((raw, sequence)): Path<(String, u32)>,
 ) -> Response {
-    let Ok(id) = raw.parse::<U256>() else {
-        return bad_lease_id(&raw);
-    };
-    let found = match g.store.reports(id).await {
-        Ok(rs) => rs.into_iter().find(|r| r.sequence == sequence),
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    };
-    let Some(r) = found else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("lease {id} has no report {sequence}"),
-        );
+    let (id, r) = match find_report(&g, &raw, sequence).await {
+        Ok(found) => found,
+        Err(response) => return *response,
     };
     let samples = g.store.samples(id, r.from_s * 1000, r.to_s * 1000).await;
     let baseline = g.store.baseline(id, r.from_s * 1000).await;
@@ -277,18 +298,9 @@ async fn proof(
     State(g): State<Arc<Gateway>>,
     Path((raw, sequence, index)): Path<(String, u32, usize)>,
 ) -> Response {
-    let Ok(id) = raw.parse::<U256>() else {
-        return bad_lease_id(&raw);
-    };
-    let found = match g.store.reports(id).await {
-        Ok(rs) => rs.into_iter().find(|r| r.sequence == sequence),
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    };
-    let Some(r) = found else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("lease {id} has no report {sequence}"),
-        );
+    let (id, r) = match find_report(&g, &raw, sequence).await {
+        Ok(found) => found,
+        Err(response) => return *response,
     };
     let samples = match g.store.samples(id, r.from_s * 1000, r.to_s * 1000).await {
         Ok(s) => s,

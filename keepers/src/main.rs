@@ -31,7 +31,7 @@ struct Args {
 async fn main() -> Result<()> {
     let args = Args::parse();
     let cfg = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
-    init_tracing(&cfg.log_format);
+    berth_runtime::init_tracing(&cfg.log_format);
 
     let provider = http_provider(&cfg.rpc_url, Config::millis(cfg.rpc_timeout_ms))?;
     let chain_id = provider
@@ -149,7 +149,7 @@ async fn main() -> Result<()> {
     ));
     let stop = Arc::new(stop);
     tokio::spawn(async move {
-        wait_for_signal().await;
+        berth_runtime::shutdown_signal().await;
         tracing::info!("shutting down");
         let _ = stop.send(true);
     });
@@ -174,31 +174,4 @@ fn operator_key(cfg: &Config) -> Result<PrivateKeySigner> {
         .trim()
         .parse()
         .map_err(|_| eyre::eyre!("operator_key is not a 32-byte hex private key"))
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending().await,
-    }
-}
-
-fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

@@ -346,60 +346,51 @@ pub async fn workload(
     Ok(all.remove(&lease))
 }
 
-/// Pods podman runs for `lease` (to prove there is exactly one workload, not one per try).
-pub async fn pod_count(chain_id: u64, escrow: Address, lease: U256) -> Result<usize> {
-    let out = tokio::process::Command::new("podman")
-        .env("CONTAINERS_CONF", containers_conf())
-        .args([
-            "pod",
-            "ps",
-            "--quiet",
-            "--filter",
-            &format!("label=berth.dev/chain-id={chain_id}"),
-            "--filter",
-            &format!("label=berth.dev/escrow={escrow:#x}"),
-            "--filter",
-            &format!("label=berth.dev/lease-id={lease}"),
-        ])
-        .output()
-        .await?;
+/// Ids of the pods podman has with every label in `labels`.
+fn pod_ids(labels: &[String]) -> Result<Vec<String>> {
+    let mut cmd = Command::new("podman");
+    cmd.env("CONTAINERS_CONF", containers_conf())
+        .args(["pod", "ps", "--quiet"]);
+    for l in labels {
+        cmd.args(["--filter", &format!("label={l}")]);
+    }
+    let out = cmd.output()?;
     ensure!(
         out.status.success(),
         "podman pod ps: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .count())
+        .split_whitespace()
+        .map(str::to_string)
+        .collect())
+}
+
+/// Pods podman runs for `lease` (to prove there is exactly one workload, not one per try).
+pub async fn pod_count(chain_id: u64, escrow: Address, lease: U256) -> Result<usize> {
+    let labels = [
+        format!("berth.dev/chain-id={chain_id}"),
+        format!("berth.dev/escrow={escrow:#x}"),
+        format!("berth.dev/lease-id={lease}"),
+    ];
+    Ok(tokio::task::spawn_blocking(move || pod_ids(&labels))
+        .await??
+        .len())
 }
 
 /// Removes every pod labelled with `chain_id` (a test's leftovers, whatever state it ended in).
 pub fn remove_pods_of_chain(chain_id: u64) {
-    let ids = Command::new("podman")
-        .env("CONTAINERS_CONF", containers_conf())
-        .args([
-            "pod",
-            "ps",
-            "--quiet",
-            "--filter",
-            &format!("label=berth.dev/chain-id={chain_id}"),
-        ])
-        .output();
-    if let Ok(out) = ids {
-        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
-        if !ids.is_empty() {
-            let _ = Command::new("podman")
-                .env("CONTAINERS_CONF", containers_conf())
-                .args(["pod", "rm", "--force", "--time", "0"])
-                .args(&ids)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
+    let Ok(ids) = pod_ids(&[format!("berth.dev/chain-id={chain_id}")]) else {
+        return;
+    };
+    if !ids.is_empty() {
+        let _ = Command::new("podman")
+            .env("CONTAINERS_CONF", containers_conf())
+            .args(["pod", "rm", "--force", "--time", "0"])
+            .args(&ids)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
