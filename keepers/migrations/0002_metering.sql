@@ -23,6 +23,9 @@ CREATE TABLE berth_keeper.reports (
     storage_units  BIGINT      NOT NULL,
     samples_root   BYTEA       NOT NULL,
     sample_count   INTEGER     NOT NULL,
+    -- Samples under the root: taken_at_ms in (from_s * 1000, samples_until_ms]; the wall clock
+    -- at building time caps it, so a sample stored later can never change a sent root.
+    samples_until_ms BIGINT    NOT NULL,
     clamped        BOOLEAN     NOT NULL,
     tx_hash        BYTEA,
     created_at     TIMESTAMPTZ NOT NULL DEFAULT now(),

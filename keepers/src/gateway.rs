@@ -279,7 +279,10 @@ async fn report(
         Ok(found) => found,
         Err(response) => return *response,
     };
-    let samples = g.store.samples(id, r.from_s * 1000, r.to_s * 1000).await;
+    let samples = g
+        .store
+        .samples(id, r.from_s * 1000, r.samples_until_ms)
+        .await;
     let baseline = g.store.baseline(id, r.from_s * 1000).await;
     match (samples, baseline) {
         (Ok(samples), Ok(baseline)) => {
@@ -302,7 +305,11 @@ async fn proof(
         Ok(found) => found,
         Err(response) => return *response,
     };
-    let samples = match g.store.samples(id, r.from_s * 1000, r.to_s * 1000).await {
+    let samples = match g
+        .store
+        .samples(id, r.from_s * 1000, r.samples_until_ms)
+        .await
+    {
         Ok(s) => s,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };

@@ -58,6 +58,8 @@ pub struct StoredReport {
     pub root: B256,
     /// Samples under the root.
     pub sample_count: usize,
+    /// The root covers samples taken in `(from_s * 1000, samples_until_ms]`.
+    pub samples_until_ms: u64,
     /// The transaction that carried it.
     pub tx: Option<B256>,
 }
@@ -317,13 +319,15 @@ impl Store {
     pub async fn put_report(&self, r: &StoredReport) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO berth_keeper.reports (chain_id, escrow, lease_id, sequence, from_s, to_s,
-                 cpu_units, memory_units, storage_units, samples_root, sample_count, clamped, tx_hash)
-             VALUES ($1, $2, $3::numeric, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                 cpu_units, memory_units, storage_units, samples_root, sample_count, clamped, tx_hash,
+                 samples_until_ms)
+             VALUES ($1, $2, $3::numeric, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
              ON CONFLICT (chain_id, escrow, lease_id, sequence) DO UPDATE SET
                  from_s = excluded.from_s, to_s = excluded.to_s, cpu_units = excluded.cpu_units,
                  memory_units = excluded.memory_units, storage_units = excluded.storage_units,
                  samples_root = excluded.samples_root, sample_count = excluded.sample_count,
-                 clamped = excluded.clamped, tx_hash = excluded.tx_hash, created_at = now()",
+                 clamped = excluded.clamped, tx_hash = excluded.tx_hash,
+                 samples_until_ms = excluded.samples_until_ms, created_at = now()",
         )
         .bind(self.chain_id)
         .bind(&self.escrow)
@@ -338,6 +342,7 @@ impl Store {
         .bind(i32::try_from(r.sample_count).unwrap_or(i32::MAX))
         .bind(r.units.clamped)
         .bind(r.tx.map(|h| h.to_vec()))
+        .bind(i64_of(r.samples_until_ms))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -347,7 +352,7 @@ impl Store {
     pub async fn reports(&self, lease: U256) -> Result<Vec<StoredReport>, StoreError> {
         let rows = sqlx::query(
             "SELECT sequence, from_s, to_s, cpu_units, memory_units, storage_units, samples_root,
-                    sample_count, clamped, tx_hash
+                    sample_count, clamped, tx_hash, samples_until_ms
              FROM berth_keeper.reports
              WHERE chain_id = $1 AND escrow = $2 AND lease_id = $3::numeric ORDER BY sequence",
         )
@@ -371,6 +376,7 @@ impl Store {
                 },
                 root: B256::from_slice(r.get::<Vec<u8>, _>("samples_root").as_slice()),
                 sample_count: usize::try_from(r.get::<i32, _>("sample_count")).unwrap_or(0),
+                samples_until_ms: u64_of(r.get("samples_until_ms")),
                 tx: r
                     .get::<Option<Vec<u8>>, _>("tx_hash")
                     .filter(|h| h.len() == 32)

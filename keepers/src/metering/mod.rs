@@ -99,7 +99,9 @@ pub fn units(
 }
 
 /// Builds a lease's report for `(from_s, to_s]` from the samples stored for it: the units,
-/// and the Merkle root over the period's samples.
+/// and the Merkle root over the period's samples taken up to `now_ms` (when the chain's clock
+/// is ahead of ours, samples stored after this moment must not fall under a sent root).
+#[allow(clippy::too_many_arguments)]
 pub async fn build_report(
     store: &crate::store::Store,
     lease: alloy::primitives::U256,
@@ -108,8 +110,10 @@ pub async fn build_report(
     to_s: u64,
     reservation: Reservation,
     max_gap_ms: u64,
+    now_ms: u64,
 ) -> Result<crate::store::StoredReport, crate::store::StoreError> {
-    let samples = store.samples(lease, from_s * 1000, to_s * 1000).await?;
+    let until_ms = (to_s * 1000).min(now_ms);
+    let samples = store.samples(lease, from_s * 1000, until_ms).await?;
     let baseline = store.baseline(lease, from_s * 1000).await?;
     Ok(crate::store::StoredReport {
         lease,
@@ -119,6 +123,7 @@ pub async fn build_report(
         units: units(&baseline, &samples, from_s, to_s, reservation, max_gap_ms),
         root: merkle::samples_root(lease, &samples),
         sample_count: samples.len(),
+        samples_until_ms: until_ms,
         tx: None,
     })
 }

@@ -219,6 +219,7 @@ impl Reconciler {
             to,
             l.reservation,
             self.settings.max_sample_gap_ms,
+            metering::sampler::now_ms(),
         )
         .await?;
         if r.units.clamped {

@@ -136,6 +136,7 @@ async fn cpu(db_url: &str, workloads: u64) -> Result<()> {
             to,
             reservation,
             3 * INTERVAL_MS,
+            u64::MAX,
         )
         .await?;
         ensure!(
