@@ -201,7 +201,33 @@ async fn a_lease_is_deployed_served_confirmed_and_torn_down_on_close(pool: PgPoo
         metrics.contains("berth_keeper_teardowns_total 1"),
         "{metrics}"
     );
+
+    // Instead of an upload, a manifest URI the keeper downloads.
+    let url = serve_always(manifest.clone()).await?;
+    let lease = open_lease_for(&w.chain, &w.c, TENANT, &manifest, &url, 10_000_000).await?;
+    w.wait_status(lease, LeaseStatus::Active, &keeper).await?;
+    serves(&w.endpoint(lease).await?, HELLO_BODY).await?;
     Ok(())
+}
+
+/// Serves `body` over HTTP on a free local port (to every request); returns the URL.
+async fn serve_always(body: Vec<u8>) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/manifest.yaml", listener.local_addr()?);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(&body).await;
+        }
+    });
+    Ok(url)
 }
 
 #[sqlx::test(migrations = false)]
