@@ -381,6 +381,7 @@ impl Config {
                 .iter()
                 .cloned()
                 .collect::<BTreeSet<_>>(),
+            single_host: self.engine == "podman",
         }
     }
 

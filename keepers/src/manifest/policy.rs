@@ -26,6 +26,9 @@ pub struct Policy {
     pub host_ports: RangeInclusive<u16>,
     /// Capabilities a service may add.
     pub allowed_capabilities: BTreeSet<String>,
+    /// One host publishes every public port itself (the podman engine): each replica would
+    /// claim the same port, so services with public ports run one replica.
+    pub single_host: bool,
 }
 
 impl Default for Policy {
@@ -33,6 +36,7 @@ impl Default for Policy {
         Self {
             host_ports: 30000..=32767,
             allowed_capabilities: SAFE_CAPABILITIES.iter().map(|c| (*c).to_string()).collect(),
+            single_host: false,
         }
     }
 }
@@ -125,6 +129,14 @@ impl Policy {
                     ));
                 }
             }
+            if self.single_host
+                && s.replicas > 1
+                && s.ports.iter().any(|p| p.expose != Expose::None)
+            {
+                return deny(format!(
+                    "services.{name}.replicas: this provider runs one host, where a service with public ports runs one replica"
+                ));
+            }
             for p in &s.ports {
                 if let Some(hp) = p.host_port
                     && p.expose != Expose::None
@@ -183,6 +195,25 @@ mod tests {
             .check(&manifest("    privileged: true\n"))
             .expect_err("violates");
         assert_eq!(v.reject_reason(), RejectReason::PolicyViolation);
+    }
+
+    #[test]
+    fn a_single_host_runs_one_replica_of_a_public_service() {
+        let m = manifest("    replicas: 2\n    ports: [{port: 80, expose: http}]\n");
+        assert_eq!(Policy::default().check(&m), Ok(()));
+        let single = Policy {
+            single_host: true,
+            ..Policy::default()
+        };
+        assert!(
+            single
+                .check(&m)
+                .expect_err("violates")
+                .to_string()
+                .contains("replicas")
+        );
+        let internal = manifest("    replicas: 2\n    ports: [{port: 80}]\n");
+        assert_eq!(single.check(&internal), Ok(()));
     }
 
     #[test]
