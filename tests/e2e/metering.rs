@@ -260,13 +260,18 @@ async fn a_short_funded_lease_is_ended_on_exhaustion_and_both_sides_get_their_sh
         "paid {paid} + refunded {refunded} != deposit {deposit}"
     );
     ensure!(refunded > U256::ZERO, "the tenant keeps the unused rest");
-    let claimed: String =
-        sqlx::query_scalar("SELECT COALESCE(sum(amount),0)::text FROM berth_keeper.claims")
-            .fetch_one(&pool)
-            .await?;
+    // The keeper records a claim once its receipt arrives (off the reconcile pass).
+    let recorded = wait_for("the keeper to record the claim", WAIT, || async {
+        let claimed: String =
+            sqlx::query_scalar("SELECT COALESCE(sum(amount),0)::text FROM berth_keeper.claims")
+                .fetch_one(&pool)
+                .await?;
+        Ok((claimed != "0").then_some(claimed))
+    })
+    .await?;
     ensure!(
-        claimed == paid.to_string(),
-        "the keeper recorded {claimed}, the chain paid {paid}"
+        recorded == paid.to_string(),
+        "the keeper recorded {recorded}, the chain paid {paid}"
     );
     Ok(())
 }
