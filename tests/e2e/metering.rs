@@ -398,6 +398,9 @@ async fn fifty_leases_are_reported_in_one_transaction(pool: PgPool) -> Result<()
         w.wait_status(*lease, LeaseStatus::Active, &keeper).await?;
     }
     drop(keeper);
+    // Let every confirmation fall at least 3 s in the past, so that a period ending now (the
+    // wall clock less the keeper's 2 s margin) is non-empty for all 50 leases.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     // A second keeper with a short report interval: its first round holds all 50 leases.
     let mut setup = w.setup.clone();
     setup
