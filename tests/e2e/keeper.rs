@@ -330,6 +330,71 @@ async fn bad_manifests_are_rejected_with_their_reason_and_nothing_runs(pool: PgP
         log.contains("privileged containers are not allowed"),
         "the log names the rule:\n{log}"
     );
+
+    // Malformed requests to the gateway get a clear status and JSON error, and store nothing.
+    let http = alloy::transports::http::reqwest::Client::new();
+    let gw = &keeper.gateway;
+    for (what, request, want) in [
+        (
+            "no signature",
+            http.put(format!("{gw}/v1/leases/1/manifest"))
+                .body(hello.clone()),
+            401,
+        ),
+        (
+            "garbled signature",
+            http.put(format!("{gw}/v1/leases/1/manifest"))
+                .header("berth-signature", "zz")
+                .body(hello.clone()),
+            401,
+        ),
+        (
+            "a lease id that is not a number",
+            http.get(format!("{gw}/v1/leases/abc")),
+            400,
+        ),
+        (
+            "no such lease",
+            http.get(format!("{gw}/v1/leases/999")),
+            404,
+        ),
+        (
+            "no such report",
+            http.get(format!("{gw}/v1/leases/1/reports/7")),
+            404,
+        ),
+        (
+            "a body over 1 MiB",
+            http.put(format!("{gw}/v1/leases/1/manifest"))
+                .header("berth-signature", "0x00")
+                .body(vec![b'#'; 2 << 20]),
+            413,
+        ),
+    ] {
+        let resp = request.send().await?;
+        let status = resp.status().as_u16();
+        ensure!(status == want, "{what}: answered {status}, expected {want}");
+        if want != 413 {
+            let body: serde_json::Value = resp.json().await?;
+            ensure!(
+                body["error"].is_string(),
+                "{what}: no error message in {body}"
+            );
+        }
+    }
+    let (status, _) = upload(
+        &w.setup.gateway(),
+        &w.chain,
+        w.c.escrow,
+        TENANT,
+        U256::from(999),
+        hello.as_bytes(),
+    )
+    .await?;
+    ensure!(
+        status == 404,
+        "an upload for a lease that does not exist answered {status}"
+    );
     Ok(())
 }
 
