@@ -56,6 +56,9 @@ pub struct Gateway {
     pub wake: Arc<Notify>,
     /// Manifest policy (to tell the tenant at once what the keeper will decide).
     pub policy: crate::manifest::policy::Policy,
+    /// Longest sample gap billed for memory (see `metering::units`), served with each report
+    /// so a tenant can recompute it.
+    pub max_sample_gap_ms: u64,
 }
 
 /// The router.
@@ -290,6 +293,7 @@ async fn report(
             body["lease"] = json!(id.to_string());
             body["samples"] = json!(samples);
             body["baseline"] = json!(baseline);
+            body["max_gap_ms"] = json!(g.max_sample_gap_ms);
             Json(body).into_response()
         }
         (Err(e), _) | (_, Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),

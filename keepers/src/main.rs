@@ -116,6 +116,7 @@ async fn main() -> Result<()> {
         metrics,
         wake: reconciler.waker(),
         policy: cfg.policy(),
+        max_sample_gap_ms: cfg.sample_interval_ms * 3,
     };
     let listener = tokio::net::TcpListener::bind(&cfg.gateway_addr)
         .await

@@ -1,0 +1,413 @@
+//! `berth deploy`: from a manifest file to a serving endpoint — validate locally, pick a
+//! provider, open and fund the lease in one transaction (EIP-2612 permit), upload the signed
+//! manifest, wait for the keeper's confirmation or rejection.
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use alloy::{
+    eips::BlockId,
+    primitives::{U256, keccak256},
+};
+use berth_bindings::{LeaseEscrow, LeaseStatus, RejectReason};
+use berth_keepers::manifest::{
+    MAX_MANIFEST_BYTES, Manifest,
+    policy::{Policy, Reservation, check_reservation},
+};
+use clap::Args;
+use eyre::Result;
+use serde_json::json;
+
+use crate::{
+    amounts,
+    context::{Ctx, Wallet, progress},
+    failure::{self, Kind, fail},
+    gateway, history,
+    market::{self, Wanted},
+    output::{emit, table},
+    token::Token,
+};
+
+/// `deploy`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("funding").required(true).args(["deposit", "hours"])))]
+pub struct Deploy {
+    /// The manifest file (see docs/manifest.md).
+    pub manifest: PathBuf,
+    /// `auto` (the cheapest active provider that fits) or a provider id.
+    #[arg(long, default_value = "auto")]
+    pub provider: String,
+    /// Deposit, in the provider's token.
+    #[arg(long)]
+    pub deposit: Option<String>,
+    /// Fund this many hours at the lease's maximum rate instead of a fixed deposit.
+    #[arg(long)]
+    pub hours: Option<f64>,
+    /// Reserve this many CPU millicores [default: what the manifest asks for].
+    #[arg(long)]
+    pub cpu: Option<u32>,
+    /// Reserve this many MiB of memory [default: what the manifest asks for].
+    #[arg(long)]
+    pub memory: Option<u32>,
+    /// Reserve this many GiB of storage [default: what the manifest asks for].
+    #[arg(long)]
+    pub storage: Option<u32>,
+    /// With `--provider auto`: a provider attribute that must match, `key=value` (repeatable).
+    #[arg(long = "attribute")]
+    pub attributes: Vec<String>,
+    /// With `--provider auto`: the most the lease may cost per hour at its maximum rate, in tokens.
+    #[arg(long)]
+    pub max_hourly: Option<String>,
+    /// Let the keeper download the manifest from this URL instead of uploading it.
+    #[arg(long)]
+    pub manifest_uri: Option<String>,
+    /// Approve the escrow in a separate transaction instead of signing a permit.
+    #[arg(long)]
+    pub no_permit: bool,
+    /// Seconds to wait for the provider to confirm or reject.
+    #[arg(long, default_value_t = 300)]
+    pub wait_s: u64,
+}
+
+/// Reads and validates a manifest file; its bytes and what it asks for.
+pub fn read_manifest(path: &PathBuf) -> Result<(Vec<u8>, Manifest)> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| fail(Kind::Input, format!("manifest {}: {e}", path.display())))?;
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        return Err(fail(
+            Kind::Input,
+            format!(
+                "manifest {}: {} bytes, more than the {MAX_MANIFEST_BYTES} a keeper accepts",
+                path.display(),
+                bytes.len()
+            ),
+        ));
+    }
+    let m = Manifest::parse(&bytes)
+        .map_err(|e| fail(Kind::Input, format!("manifest {}: {e}", path.display())))?;
+    Ok((bytes, m))
+}
+
+fn reservation(d: &Deploy, m: &Manifest) -> Result<Reservation> {
+    let t = m.totals();
+    let fit = |field: &str, total: u64, given: Option<u32>| -> Result<u32> {
+        let asked = u32::try_from(total).map_err(|_| {
+            fail(
+                Kind::Input,
+                format!("manifest asks for {total} {field}: too much"),
+            )
+        })?;
+        Ok(given.unwrap_or(asked))
+    };
+    let r = Reservation {
+        cpu_millis: fit("CPU millicores", t.cpu_millis, d.cpu)?,
+        memory_mib: fit("memory MiB", t.memory_mib, d.memory)?,
+        storage_gib: fit("storage GiB", t.storage_gib, d.storage)?,
+    };
+    check_reservation(t, r).map_err(|v| fail(Kind::Input, format!("reservation: {v}")))?;
+    Ok(r)
+}
+
+/// Runs `deploy`.
+pub async fn run(ctx: &Ctx, d: Deploy) -> Result<()> {
+    let json = ctx.global.json;
+    let (bytes, manifest) = read_manifest(&d.manifest)?;
+    let r = reservation(&d, &manifest)?;
+    if let Err(v) = Policy::default().check(&manifest) {
+        progress(
+            json,
+            &format!("warning: keepers with the default policy refuse this manifest: {v}"),
+        );
+    }
+    let mut wanted = Wanted {
+        cpu_millis: r.cpu_millis,
+        memory_mib: r.memory_mib,
+        storage_gib: r.storage_gib,
+        attributes: d
+            .attributes
+            .iter()
+            .map(|a| {
+                a.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .ok_or_else(|| fail(Kind::Input, format!("--attribute `{a}` is not key=value")))
+            })
+            .collect::<Result<_>>()?,
+        max_hourly: None,
+    };
+    let w = ctx.wallet()?;
+    let offers = market::offers(ctx).await?;
+    let token_for_limits = match offers.first() {
+        Some(o) => Token::load(ctx, o.token).await?,
+        None => return Err(fail(Kind::Refused, "no provider is registered")),
+    };
+    if let Some(max) = &d.max_hourly {
+        wanted.max_hourly = Some(token_for_limits.parse("--max-hourly", max)?);
+    }
+    let chosen = if d.provider == "auto" {
+        let (verdicts, best) = market::choose(&offers, &wanted, token_for_limits.decimals);
+        match best {
+            Some(o) => o.clone(),
+            None => {
+                let why: Vec<String> = verdicts
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "provider {}: {}",
+                            v.id,
+                            v.excluded.clone().unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                return Err(fail(
+                    Kind::Refused,
+                    format!(
+                        "no provider fits {} millicores, {} MiB, {} GiB: {}",
+                        r.cpu_millis,
+                        r.memory_mib,
+                        r.storage_gib,
+                        why.join("; ")
+                    ),
+                ));
+            }
+        }
+    } else {
+        let id: u32 = d.provider.parse().map_err(|_| {
+            fail(
+                Kind::Input,
+                format!("--provider `{}` is neither auto nor an id", d.provider),
+            )
+        })?;
+        let o = market::offer(ctx, id).await?;
+        let token = Token::load(ctx, o.token).await?;
+        let direct = Wanted {
+            attributes: Vec::new(),
+            max_hourly: None,
+            ..wanted.clone()
+        };
+        if let Some(why) = o.exclusion(&direct, token.decimals) {
+            return Err(fail(
+                Kind::Refused,
+                format!("provider {id} cannot take this lease: {why}"),
+            ));
+        }
+        o
+    };
+    let token = Token::load(ctx, chosen.token).await?;
+    let rate = chosen.max_rate(&wanted);
+    let escrow_read = ctx.escrow();
+    let min_runway: u64 = escrow_read
+        .minRunway()
+        .call()
+        .await
+        .map_err(|e| failure::contract("minRunway", &e))?
+        .to();
+    let required = amounts::cost(rate, min_runway);
+    let deposit = match (&d.deposit, d.hours) {
+        (Some(text), _) => token.parse("--deposit", text)?,
+        (None, Some(h)) if h.is_finite() && h > 0.0 => {
+            amounts::cost(rate, (h * 3600.0).ceil() as u64)
+        }
+        (None, _) => return Err(fail(Kind::Input, "--hours must be a positive number")),
+    };
+    let hourly = amounts::cost(rate, 3600);
+    if deposit < required {
+        return Err(fail(
+            Kind::Refused,
+            format!(
+                "deposit {} is below the minimum {}: the escrow requires {min_runway} s of runway at this lease's maximum rate of {} per hour",
+                token.show(deposit),
+                token.show(required),
+                token.show(hourly)
+            ),
+        ));
+    }
+    token.require_balance(ctx, w.address, deposit).await?;
+    progress(
+        json,
+        &format!(
+            "provider {} ({}): {} millicores, {} MiB, {} GiB at most {} per hour; deposit {}",
+            chosen.id,
+            chosen.endpoint,
+            r.cpu_millis,
+            r.memory_mib,
+            r.storage_gib,
+            token.show(hourly),
+            token.show(deposit)
+        ),
+    );
+    let lease = open(
+        ctx,
+        &w,
+        &d,
+        &token,
+        chosen.id,
+        r,
+        keccak256(&bytes),
+        deposit,
+        rate,
+    )
+    .await?;
+    progress(json, &format!("lease {lease} opened"));
+    if d.manifest_uri.is_none() {
+        gateway::upload(ctx, &w, &chosen.endpoint, lease, &bytes).await?;
+    }
+    let view = wait(ctx, lease, Duration::from_secs(d.wait_s)).await?;
+    emit(
+        json,
+        &json!({
+            "lease": lease.to_string(),
+            "provider": chosen.id,
+            "status": "active",
+            "endpoint": view.endpoint,
+            "deposit": deposit.to_string(),
+            "max_rate": rate.to_string(),
+            "tenant": w.address,
+        }),
+        || {
+            table(
+                &["lease", "provider", "endpoint"],
+                &[vec![
+                    lease.to_string(),
+                    chosen.id.to_string(),
+                    view.endpoint.clone(),
+                ]],
+            )
+        },
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn open(
+    ctx: &Ctx,
+    w: &Wallet,
+    d: &Deploy,
+    token: &Token,
+    provider: u32,
+    r: Reservation,
+    hash: alloy::primitives::B256,
+    deposit: U256,
+    rate: U256,
+) -> Result<U256> {
+    let escrow = LeaseEscrow::new(ctx.deployment.lease_escrow, w.provider.clone());
+    let uri = d.manifest_uri.clone().unwrap_or_default();
+    // 50% padding: a keeper releasing capacity between estimate and mining makes the
+    // allocation slot costlier to fill than the estimate assumed.
+    let receipt = if d.no_permit {
+        token
+            .ensure_allowance(w, ctx.deployment.lease_escrow, deposit)
+            .await?;
+        w.send(
+            escrow.openLease(
+                U256::from(provider),
+                r.cpu_millis,
+                r.memory_mib,
+                r.storage_gib,
+                hash,
+                uri,
+                deposit,
+                rate,
+            ),
+            "openLease",
+            50,
+        )
+        .await?
+    } else {
+        let deadline = U256::from(ctx.now().await? + 3600);
+        let (sig_r, vs) = token
+            .permit(ctx, w, ctx.deployment.lease_escrow, deposit, deadline)
+            .await?;
+        w.send(
+            escrow.openLeaseWithPermit(
+                U256::from(provider),
+                r.cpu_millis,
+                r.memory_mib,
+                r.storage_gib,
+                hash,
+                uri,
+                deposit,
+                rate,
+                deadline,
+                sig_r,
+                vs,
+            ),
+            "openLeaseWithPermit",
+            50,
+        )
+        .await?
+    };
+    receipt
+        .decoded_log::<LeaseEscrow::LeaseOpened>()
+        .map(|l| l.data.leaseId)
+        .ok_or_else(|| fail(Kind::Internal, "openLease mined without LeaseOpened"))
+}
+
+/// The lease once the provider answered: its endpoint if confirmed; an error naming the
+/// reject reason, or the timeout.
+async fn wait(ctx: &Ctx, lease: U256, limit: Duration) -> Result<berth_keepers::chain::LeaseView> {
+    let json = ctx.global.json;
+    let reader = berth_keepers::chain::ChainReader::new(ctx.rpc.clone(), &ctx.deployment, 0);
+    let start = Instant::now();
+    let mut said = Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let view = reader
+            .lease(lease, BlockId::latest())
+            .await
+            .map_err(|e| fail(Kind::Unreachable, format!("reading lease {lease}: {e}")))?;
+        match view.status {
+            LeaseStatus::Active | LeaseStatus::Closing | LeaseStatus::Closed
+                if !view.endpoint.is_empty() =>
+            {
+                progress(
+                    json,
+                    &format!(
+                        "lease {lease} confirmed after {:.1} s",
+                        start.elapsed().as_secs_f64()
+                    ),
+                );
+                return Ok(view);
+            }
+            LeaseStatus::Rejected => {
+                let reason = history::rejection_of(ctx, lease)
+                    .await?
+                    .and_then(RejectReason::from_u8)
+                    .map_or_else(|| "unknown reason".to_owned(), |r| format!("{r:?}"));
+                return Err(fail(
+                    Kind::NotDeployed,
+                    format!("provider rejected lease {lease}: {reason}; the deposit was refunded"),
+                ));
+            }
+            LeaseStatus::Pending => {}
+            other => {
+                return Err(fail(
+                    Kind::NotDeployed,
+                    format!("lease {lease} is {other:?}, not running"),
+                ));
+            }
+        }
+        if start.elapsed() > limit {
+            return Err(fail(
+                Kind::NotDeployed,
+                format!(
+                    "lease {lease} was not confirmed within {} s; it stays pending: `berth status {lease}` to watch, `berth close {lease}` to cancel after the accept timeout",
+                    limit.as_secs()
+                ),
+            ));
+        }
+        if said.elapsed() >= Duration::from_secs(5) {
+            progress(
+                json,
+                &format!(
+                    "waiting for the provider… {:.0} s",
+                    start.elapsed().as_secs_f64()
+                ),
+            );
+            said = Instant::now();
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
