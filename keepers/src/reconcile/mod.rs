@@ -241,8 +241,14 @@ impl Reconciler {
             .collect();
         let removed = self.teardown_all(&ending).await;
         let running = workloads.len() - removed.iter().filter(|r| r.is_ok()).count();
+        // A closed lease stays watched until its final report is in (or its window is over):
+        // a report round that could not send it this pass must find it again in the next.
+        let wall_s = crate::metering::sampler::now_ms() / 1000;
         for ((id, _), result) in ending.iter().zip(&removed) {
-            if result.is_ok() {
+            let awaiting = views
+                .get(id)
+                .is_some_and(|v| self.needs_final_report(v, wall_s));
+            if result.is_ok() && !awaiting {
                 self.known.remove(id);
                 self.started.remove(id);
             }
@@ -274,10 +280,12 @@ impl Reconciler {
                 }
                 // Not yet at the confirmed depth (or gone in a reorg): look again next pass.
                 LeaseStatus::None => {}
-                // Ended: torn down above; nothing more to watch.
+                // Ended: torn down above; nothing more to watch once the final report is in.
                 _ => {
-                    self.known.remove(id);
-                    self.started.remove(id);
+                    if !self.needs_final_report(view, wall_s) {
+                        self.known.remove(id);
+                        self.started.remove(id);
+                    }
                 }
             }
         }

@@ -54,7 +54,8 @@ impl Reconciler {
         Ok(())
     }
 
-    fn needs_final_report(&self, v: &LeaseView, now: u64) -> bool {
+    /// Whether `v` is this provider's closed lease still owed its final report at `now`.
+    pub(super) fn needs_final_report(&self, v: &LeaseView, now: u64) -> bool {
         v.status == LeaseStatus::Closing
             && v.provider_id == self.settings.provider_id
             && v.billed_until < v.closed_at
