@@ -1,5 +1,6 @@
 //! Berth's end-to-end tests: one binary, one module per scenario.
 
+mod cli;
 mod indexer;
 mod indexer_process;
 mod keeper;

@@ -1,0 +1,475 @@
+//! The `berth` CLI driven as a user drives it — a real process against anvil, Postgres, podman
+//! and a real keeper — asserting on its `--json` output and on the chain's balances; and its
+//! answers to bad input: one line, a documented exit code, nothing changed on chain.
+
+use std::{path::PathBuf, process::Command};
+
+use alloy::{
+    primitives::{Address, U256},
+    providers::Provider,
+};
+use berth_bindings::{LeaseEscrow, LeaseStatus, TestToken};
+use berth_e2e::{
+    Chain, Contracts, Settings, deploy, keeper::*, mined, workspace_binary, write_deployment,
+};
+use eyre::{Result, WrapErr, ensure};
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::keeper::{HELLO_BODY, TENANT, WAIT, serves};
+
+const OWNER: usize = 2;
+const OPERATOR: usize = 3;
+/// A second provider's owner (more expensive, in another region).
+const OTHER_OWNER: usize = 5;
+
+fn settings() -> Settings {
+    Settings {
+        min_stake: 0,
+        challenge_window: 30,
+        final_report_window: 30,
+        min_runway: 60,
+        ..Settings::default()
+    }
+}
+
+/// One run of the CLI.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Result<Value> {
+        serde_json::from_str(&self.stdout).wrap_err_with(|| format!("stdout is not JSON: {self:?}"))
+    }
+
+    fn ok(self) -> Result<Self> {
+        ensure!(self.code == 0, "berth failed: {self:?}");
+        Ok(self)
+    }
+}
+
+/// The CLI against one chain and deployment.
+struct Cli {
+    rpc_url: String,
+    deployment: PathBuf,
+}
+
+impl Cli {
+    /// Runs `berth <args>`, signing with anvil account `key` when given.
+    fn run(&self, chain: &Chain, key: Option<usize>, args: &[&str]) -> Result<Run> {
+        let mut cmd = Command::new(workspace_binary("berth-cli", "berth")?);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("BERTH_RPC_URL", &self.rpc_url)
+            .env("BERTH_DEPLOYMENT", &self.deployment)
+            .args(args);
+        if let Some(k) = key {
+            cmd.env(
+                "BERTH_PRIVATE_KEY",
+                format!("{}", chain.signer(k)?.to_bytes()),
+            );
+        }
+        let out = cmd.output().wrap_err("running berth")?;
+        Ok(Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+}
+
+fn str_of(v: &Value, field: &str) -> String {
+    match &v[field] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn token_balance(chain: &Chain, c: &Contracts, who: Address) -> Result<U256> {
+    Ok(TestToken::new(c.token, chain.wallet(0)?)
+        .balanceOf(who)
+        .call()
+        .await?)
+}
+
+fn manifest_file(name: &str, bytes: &[u8]) -> Result<PathBuf> {
+    let path = std::env::temp_dir().join(format!(
+        "berth-cli-{}-{}-{name}",
+        std::process::id(),
+        berth_e2e::unique_suffix()
+    ));
+    std::fs::write(&path, bytes)?;
+    Ok(path)
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_tenant_and_a_provider_run_a_lease_from_register_to_withdraw_with_the_cli(
+    pool: PgPool,
+) -> Result<()> {
+    hello_image()?;
+    let chain = Chain::start()?;
+    let c = deploy(&chain, settings()).await?;
+    let podman = PodmanService::start().await?;
+    let mut setup = KeeperSetup::new(
+        &chain,
+        &c,
+        settings(),
+        berth_e2e::database_url(&pool.connect_options()),
+        &podman,
+    )?;
+    setup.env = [
+        ("BERTH_SAMPLE_INTERVAL_MS", "200"),
+        ("BERTH_REPORT_INTERVAL_S", "2"),
+        ("BERTH_CLAIM_INTERVAL_S", "600"),
+        ("BERTH_MIN_RUNWAY_S", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let _cleanup = PodsOf(chain.chain_id());
+    let cli = Cli {
+        rpc_url: chain.rpc_url(),
+        deployment: setup.deployment.clone(),
+    };
+    let operator = chain.signer(OPERATOR)?.address().to_string();
+
+    // provider: register with the CLI (prices in tokens per hour)
+    let reg = cli
+        .run(
+            &chain,
+            Some(OWNER),
+            &[
+                "--json",
+                "provider",
+                "register",
+                "--endpoint",
+                &setup.gateway(),
+                "--operator",
+                &operator,
+                "--attributes",
+                "region=local,tier=dev",
+                "--cpu",
+                "4000",
+                "--memory",
+                "8192",
+                "--storage",
+                "10",
+                "--base-price",
+                "0.01",
+                "--cpu-price",
+                "0.02",
+                "--memory-price",
+                "0.01",
+            ],
+        )?
+        .ok()?
+        .json()?;
+    ensure!(str_of(&reg, "provider") == "1", "{reg}");
+    let other = cli
+        .run(
+            &chain,
+            Some(OTHER_OWNER),
+            &[
+                "--json",
+                "provider",
+                "register",
+                "--endpoint",
+                "http://127.0.0.1:9",
+                "--attributes",
+                "region=eu",
+                "--cpu",
+                "4000",
+                "--memory",
+                "8192",
+                "--base-price",
+                "0.5",
+                "--cpu-price",
+                "1",
+            ],
+        )?
+        .ok()?
+        .json()?;
+    ensure!(str_of(&other, "provider") == "2", "{other}");
+    let keeper = KeeperProcess::start(&setup).await?;
+
+    // tenant: tokens, no approval (deploy signs a permit)
+    let tenant = chain.signer(TENANT)?.address();
+    mined(
+        TestToken::new(c.token, chain.wallet(TENANT)?).mint(tenant, U256::from(1_000_000_000u64)),
+        "mint",
+    )
+    .await?;
+
+    // providers: both listed, provider 1 the cheapest; a filter names what excludes each
+    let market = cli
+        .run(
+            &chain,
+            None,
+            &[
+                "--json",
+                "providers",
+                "--cpu",
+                "500",
+                "--memory",
+                "256",
+                "--all",
+            ],
+        )?
+        .ok()?
+        .json()?;
+    ensure!(market["cheapest"] == 1, "{market}");
+    ensure!(
+        market["providers"].as_array().map(Vec::len) == Some(2),
+        "{market}"
+    );
+    let none = cli.run(
+        &chain,
+        None,
+        &["--json", "providers", "--attribute", "region=mars", "--all"],
+    )?;
+    let none = none.ok()?.json()?;
+    ensure!(none["cheapest"].is_null(), "{none}");
+    ensure!(
+        none["providers"][1]["excluded"] == "attribute region=eu, wanted region=mars",
+        "{none}"
+    );
+
+    // deploy (auto): provider 1, one transaction with a permit, endpoint serving
+    let manifest = manifest_file("hello.yaml", &hello_manifest())?;
+    let before = token_balance(&chain, &c, tenant).await?;
+    let nonce_before = chain.wallet(0)?.get_transaction_count(tenant).await?;
+    let dep = cli
+        .run(
+            &chain,
+            Some(TENANT),
+            &[
+                "--json",
+                "deploy",
+                manifest.to_str().unwrap_or_default(),
+                "--hours",
+                "1",
+            ],
+        )?
+        .ok()
+        .map_err(|e| e.wrap_err(keeper.log_text()))?
+        .json()?;
+    let lease = U256::from(str_of(&dep, "lease").parse::<u64>()?);
+    ensure!(dep["provider"] == 1 && dep["status"] == "active", "{dep}");
+    let deposit: U256 = str_of(&dep, "deposit").parse()?;
+    // one hour at the lease's maximum rate (0.0225 tUSD: 0.01 + 0.5 × 0.02 + 0.25 × 0.01)
+    let escrow = LeaseEscrow::new(c.escrow, chain.wallet(0)?);
+    let rate = escrow.maxRateOf(lease).call().await?;
+    ensure!(
+        deposit == (rate * U256::from(3600)).div_ceil(U256::from(1_000_000_000u64)),
+        "deposit {deposit} for rate {rate}"
+    );
+    ensure!(
+        deposit.abs_diff(U256::from(22_500)) <= U256::from(2),
+        "deposit {deposit}"
+    );
+    ensure!(
+        chain.wallet(0)?.get_transaction_count(tenant).await? == nonce_before + 1,
+        "deploy took more than one transaction"
+    );
+    ensure!(token_balance(&chain, &c, tenant).await? == before - deposit);
+    let endpoint = str_of(&dep, "endpoint");
+    serves(&endpoint, HELLO_BODY).await?;
+
+    // status
+    let st = cli
+        .run(&chain, None, &["--json", "status", &lease.to_string()])?
+        .ok()?
+        .json()?;
+    ensure!(
+        st["status"] == "active" && str_of(&st, "endpoint") == endpoint,
+        "{st}"
+    );
+    ensure!(st["runway_s"].as_u64().is_some_and(|r| r > 3000), "{st}");
+
+    // top-up
+    let balance_before = escrow.getLease(lease).call().await?.balance;
+    cli.run(
+        &chain,
+        Some(TENANT),
+        &["--json", "top-up", &lease.to_string(), "--amount", "0.5"],
+    )?
+    .ok()?;
+    let balance_after = escrow.getLease(lease).call().await?.balance;
+    ensure!(
+        balance_after >= balance_before + 500_000 - 1_000,
+        "top-up: {balance_before} → {balance_after}"
+    );
+
+    // usage: wait for reports, then verify every one from the provider's samples
+    wait_for("two usage reports", WAIT, || async {
+        let st = cli
+            .run(&chain, None, &["--json", "status", &lease.to_string()])?
+            .ok()?
+            .json()?;
+        Ok((st["report_count"].as_u64().unwrap_or(0) >= 2).then_some(()))
+    })
+    .await?;
+    let v = cli
+        .run(
+            &chain,
+            None,
+            &["--json", "verify-usage", &lease.to_string()],
+        )?
+        .ok()?
+        .json()?;
+    ensure!(v["mismatches"] == 0, "{v}");
+    ensure!(
+        v["reports"].as_array().is_some_and(|r| r.len() >= 2
+            && r.iter()
+                .all(|c| c["root_matches"] == true && c["units_match"] == true)),
+        "{v}"
+    );
+
+    // close, the keeper's final report, the window, withdraw: the tenant gets the rest
+    let closed = cli
+        .run(
+            &chain,
+            Some(TENANT),
+            &["--json", "close", &lease.to_string()],
+        )?
+        .ok()?
+        .json()?;
+    ensure!(closed["status"] == "closing", "{closed}");
+    let closed_at = closed["closed_at"].as_u64().unwrap_or_default();
+    wait_for("the final report", WAIT, || async {
+        let l = escrow.getLease(lease).call().await?;
+        Ok((l.billedUntil.to::<u64>() >= closed_at).then_some(()))
+    })
+    .await
+    .map_err(|e| e.wrap_err(keeper.log_text()))?;
+    chain.advance(31).await?;
+    let rest = U256::from(escrow.getLease(lease).call().await?.balance);
+    let before_withdraw = token_balance(&chain, &c, tenant).await?;
+    let wd = cli
+        .run(
+            &chain,
+            Some(TENANT),
+            &["--json", "withdraw", &lease.to_string()],
+        )?
+        .ok()?
+        .json()?;
+    ensure!(
+        str_of(&wd, "withdrawn").parse::<U256>()? == rest,
+        "{wd} vs {rest}"
+    );
+    ensure!(token_balance(&chain, &c, tenant).await? == before_withdraw + rest);
+    let st = cli
+        .run(&chain, None, &["--json", "status", &lease.to_string()])?
+        .ok()?
+        .json()?;
+    ensure!(st["status"] == "closed", "{st}");
+    ensure!(
+        LeaseStatus::from_u8(escrow.getLease(lease).call().await?.status)
+            == Some(LeaseStatus::Closed)
+    );
+    Ok(())
+}
+
+/// Removes the chain's pods when the test ends, however it ends.
+struct PodsOf(u64);
+
+impl Drop for PodsOf {
+    fn drop(&mut self) {
+        remove_pods_of_chain(self.0);
+    }
+}
+
+#[tokio::test]
+async fn bad_input_fails_with_one_line_and_its_exit_code_and_changes_nothing() -> Result<()> {
+    let chain = Chain::start()?;
+    let c = deploy(&chain, settings()).await?;
+    let deployment = write_deployment(&chain, &c, settings())?;
+    let cli = Cli {
+        rpc_url: chain.rpc_url(),
+        deployment,
+    };
+    cli.run(
+        &chain,
+        Some(OWNER),
+        &[
+            "provider",
+            "register",
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--cpu",
+            "4000",
+            "--memory",
+            "8192",
+            "--base-price",
+            "0.01",
+            "--cpu-price",
+            "0.02",
+        ],
+    )?
+    .ok()?;
+    let tenant = chain.signer(TENANT)?.address();
+    mined(
+        TestToken::new(c.token, chain.wallet(TENANT)?).mint(tenant, U256::from(1_000_000_000u64)),
+        "mint",
+    )
+    .await?;
+    let good = manifest_file("good.yaml", &hello_manifest())?;
+    let bad = manifest_file("bad.yaml", b"version: 1\nservices:\n  web:\n    image: [\n")?;
+    let unreachable = format!("http://127.0.0.1:{}", free_port()?);
+    let escrow = LeaseEscrow::new(c.escrow, chain.wallet(0)?);
+    let p = chain.wallet(0)?;
+    let state = || async {
+        Ok::<_, eyre::Report>((
+            p.get_transaction_count(tenant).await?,
+            escrow.leaseCount().call().await?,
+            token_balance(&chain, &c, tenant).await?,
+        ))
+    };
+    let before = state().await?;
+    let good = good.to_str().unwrap_or_default();
+    let bad = bad.to_str().unwrap_or_default();
+    let cases: [(&[&str], i32, &str); 6] = [
+        (
+            &["deploy", bad, "--hours", "1"],
+            3,
+            "manifest does not parse",
+        ),
+        (&["status", "999"], 6, "lease 999 does not exist"),
+        (
+            &["top-up", "999", "--amount", "1"],
+            6,
+            "lease 999 does not exist",
+        ),
+        (
+            &["deploy", good, "--deposit", "0.000001"],
+            7,
+            "is below the minimum",
+        ),
+        (&["--chain-id", "1", "status", "1"], 5, "not chain 1"),
+        (
+            &["--rpc-url", &unreachable, "status", "1"],
+            4,
+            "cannot reach the RPC endpoint",
+        ),
+    ];
+    for (args, code, says) in cases {
+        let run = cli.run(&chain, Some(TENANT), args)?;
+        ensure!(
+            run.code == code,
+            "{args:?}: exit {} (want {code}): {run:?}",
+            run.code
+        );
+        let line = run.stderr.trim_end();
+        ensure!(
+            !line.contains('\n') && line.starts_with("error: ") && line.contains(says),
+            "{args:?}: stderr {line:?} should be one line saying {says:?}"
+        );
+        ensure!(run.stdout.is_empty(), "{args:?}: stdout {:?}", run.stdout);
+    }
+    ensure!(state().await? == before, "bad input changed the chain");
+    Ok(())
+}
