@@ -473,3 +473,171 @@ async fn bad_input_fails_with_one_line_and_its_exit_code_and_changes_nothing() -
     ensure!(state().await? == before, "bad input changed the chain");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_provider_runs_its_whole_lifecycle_with_a_keystore() -> Result<()> {
+    let s = Settings {
+        min_stake: 100_000_000,
+        unbonding_delay: 3600,
+        ..settings()
+    };
+    let chain = Chain::start()?;
+    let c = deploy(&chain, s).await?;
+    let cli = Cli {
+        rpc_url: chain.rpc_url(),
+        deployment: write_deployment(&chain, &c, s)?,
+    };
+    let owner = chain.signer(OWNER)?.address();
+    mined(
+        TestToken::new(c.token, chain.wallet(OWNER)?).mint(owner, U256::from(150_000_000u64)),
+        "mint",
+    )
+    .await?;
+    // an encrypted keystore made by cast, its password in a file
+    let dir = std::env::temp_dir().join(format!(
+        "berth-keystore-{}-{}",
+        std::process::id(),
+        berth_e2e::unique_suffix()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let key = format!("{}", chain.signer(OWNER)?.to_bytes());
+    let status = Command::new(berth_e2e::foundry_binary("cast")?)
+        .args([
+            "wallet",
+            "import",
+            "owner",
+            "--private-key",
+            &key,
+            "--keystore-dir",
+        ])
+        .arg(&dir)
+        .args(["--unsafe-password", "correct horse"])
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    ensure!(status.success(), "cast wallet import failed");
+    let password = dir.join("password");
+    std::fs::write(&password, "correct horse\n")?;
+    let wrong = dir.join("wrong");
+    std::fs::write(&wrong, "battery staple\n")?;
+    let keystore = dir.join("owner");
+    let ks = keystore.to_str().unwrap_or_default();
+    let as_owner = |args: &[&str], pw: &PathBuf| -> Result<Run> {
+        let mut all = vec![
+            "--keystore",
+            ks,
+            "--password-file",
+            pw.to_str().unwrap_or_default(),
+        ];
+        all.extend_from_slice(args);
+        cli.run(&chain, None, &all)
+    };
+    let register = [
+        "--json",
+        "provider",
+        "register",
+        "--endpoint",
+        "http://127.0.0.1:9",
+        "--cpu",
+        "2000",
+        "--memory",
+        "4096",
+        "--cpu-price",
+        "0.02",
+        "--stake",
+        "100",
+    ];
+    let refused = as_owner(&register, &wrong)?;
+    ensure!(
+        refused.code == 3 && refused.stderr.contains("cannot open keystore"),
+        "{refused:?}"
+    );
+    let reg = as_owner(&register, &password)?.ok()?.json()?;
+    ensure!(
+        str_of(&reg, "provider") == "1" && str_of(&reg, "owner").parse::<Address>()? == owner,
+        "{reg}"
+    );
+    ensure!(token_balance(&chain, &c, owner).await? == U256::from(50_000_000u64));
+
+    let status = |cli: &Cli| -> Result<Value> {
+        cli.run(&chain, None, &["--json", "provider", "status", "1"])?
+            .ok()?
+            .json()
+    };
+    let st = status(&cli)?;
+    ensure!(
+        st["status"] == "active" && st["stake"] == "100000000",
+        "{st}"
+    );
+
+    as_owner(
+        &[
+            "--json",
+            "provider",
+            "update",
+            "1",
+            "--cpu-price",
+            "0.04",
+            "--cpu",
+            "3000",
+        ],
+        &password,
+    )?
+    .ok()?;
+    let st = status(&cli)?;
+    ensure!(
+        st["prices_scaled"][1] == "11111111" && st["price_version"] == 1,
+        "{st}"
+    );
+    ensure!(st["capacity"][0] == 3000, "{st}");
+    let nothing = as_owner(&["provider", "update", "1"], &password)?;
+    ensure!(
+        nothing.code == 3 && nothing.stderr.contains("nothing to update"),
+        "{nothing:?}"
+    );
+
+    as_owner(&["--json", "provider", "pause", "1"], &password)?.ok()?;
+    let market = cli
+        .run(&chain, None, &["--json", "providers"])?
+        .ok()?
+        .json()?;
+    ensure!(
+        market["providers"].as_array().is_some_and(Vec::is_empty),
+        "{market}"
+    );
+    let market = cli
+        .run(&chain, None, &["--json", "providers", "--all"])?
+        .ok()?
+        .json()?;
+    ensure!(
+        market["providers"][0]["excluded"] == "paused (takes no new leases)",
+        "{market}"
+    );
+    as_owner(&["--json", "provider", "resume", "1"], &password)?.ok()?;
+    ensure!(status(&cli)?["status"] == "active");
+
+    let claimed = as_owner(&["--json", "provider", "claim", "1"], &password)?
+        .ok()?
+        .json()?;
+    ensure!(claimed["claimed"] == "0", "{claimed}");
+
+    as_owner(&["--json", "provider", "exit", "1"], &password)?.ok()?;
+    ensure!(status(&cli)?["status"] == "exiting");
+    let early = as_owner(&["provider", "withdraw-stake", "1"], &password)?;
+    ensure!(
+        early.code == 7 && early.stderr.contains("UnbondingNotOver"),
+        "{early:?}"
+    );
+    chain.advance(3601).await?;
+    let done = as_owner(&["--json", "provider", "withdraw-stake", "1"], &password)?
+        .ok()?
+        .json()?;
+    ensure!(done["status"] == "exited", "{done}");
+    ensure!(token_balance(&chain, &c, owner).await? == U256::from(150_000_000u64));
+    let unknown = cli.run(&chain, None, &["provider", "status", "7"])?;
+    ensure!(
+        unknown.code == 6 && unknown.stderr.contains("provider 7 does not exist"),
+        "{unknown:?}"
+    );
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
