@@ -95,3 +95,47 @@ ensure_podman() {
   export CONTAINERS_CONF="$BERTH_ROOT/keepers/podman/containers.conf"
   podman info >/dev/null 2>&1 || die "podman is installed but does not work: run 'podman info'"
 }
+
+# Postgres for the devnet; exports DATABASE_URL. $DATABASE_URL or the local server when one
+# answers (unless BERTH_DEVNET_LOCAL_PG=1), else a project-local cluster in $1 (initdb once)
+# on port ${BERTH_DEVNET_PG_PORT:-55432}, started now; stop it with stop_local_postgres.
+LOCAL_PG_DIR=""
+ensure_devnet_postgres() {
+  local dir="$1"
+  command -v psql >/dev/null || ensure_apt postgresql-client
+  local url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+  if [[ "${BERTH_DEVNET_LOCAL_PG:-0}" != 1 ]] && psql "$url" -qtAc 'SELECT 1' >/dev/null 2>&1; then
+    export DATABASE_URL="$url"
+    return 0
+  fi
+  [[ -n "${DATABASE_URL:-}" && "${BERTH_DEVNET_LOCAL_PG:-0}" != 1 ]] && die "DATABASE_URL=$DATABASE_URL does not answer"
+  ensure_apt postgresql
+  local bin port="${BERTH_DEVNET_PG_PORT:-55432}"
+  bin="$(find /usr/lib/postgresql -maxdepth 2 -name bin -type d | sort -V | tail -1)"
+  [[ -x "$bin/initdb" ]] || die "no initdb under /usr/lib/postgresql"
+  # The server refuses to run as root: as root, the cluster belongs to Debian's postgres user.
+  local as=()
+  [[ $(id -u) -eq 0 ]] && as=(runuser -u postgres --)
+  mkdir -p "$dir"
+  [[ $(id -u) -eq 0 ]] && chown postgres: "$dir" && chmod 0700 "$dir"
+  if [[ ! -f "$dir/PG_VERSION" ]]; then
+    log "creating a project-local PostgreSQL cluster in $dir"
+    "${as[@]}" "$bin/initdb" -D "$dir" -U postgres --auth=trust >/dev/null
+  fi
+  if ! "${as[@]}" "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    log "starting the project-local PostgreSQL on 127.0.0.1:$port"
+    "${as[@]}" "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null \
+      || die "PostgreSQL did not start (see $dir/server.log)"
+  fi
+  LOCAL_PG_DIR="$dir"
+  LOCAL_PG_AS=("${as[@]}")
+  LOCAL_PG_BIN="$bin"
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+# Stops the cluster ensure_devnet_postgres started, if it started one.
+stop_local_postgres() {
+  [[ -n "$LOCAL_PG_DIR" ]] || return 0
+  "${LOCAL_PG_AS[@]}" "$LOCAL_PG_BIN/pg_ctl" -D "$LOCAL_PG_DIR" -m fast -w stop >/dev/null 2>&1 || true
+}
