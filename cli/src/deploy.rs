@@ -54,10 +54,10 @@ pub struct Deploy {
     /// Reserve this many GiB of storage [default: what the manifest asks for].
     #[arg(long)]
     pub storage: Option<u32>,
-    /// With `--provider auto`: a provider attribute that must match, `key=value` (repeatable).
+    /// A provider attribute that must match, `key=value` (repeatable).
     #[arg(long = "attribute")]
     pub attributes: Vec<String>,
-    /// With `--provider auto`: the most the lease may cost per hour at its maximum rate, in tokens.
+    /// The most the lease may cost per hour at its maximum rate, in the deployment's payment token.
     #[arg(long)]
     pub max_hourly: Option<String>,
     /// Let the keeper download the manifest from this URL instead of uploading it.
@@ -138,10 +138,11 @@ pub async fn run(ctx: &Ctx, d: Deploy) -> Result<()> {
     };
     let w = ctx.wallet()?;
     let offers = market::offers(ctx).await?;
-    let token_for_limits = match offers.first() {
-        Some(o) => Token::load(ctx, o.token).await?,
-        None => return Err(fail(Kind::Refused, "no provider is registered")),
-    };
+    if offers.is_empty() {
+        return Err(fail(Kind::Refused, "no provider is registered"));
+    }
+    // --max-hourly is in the deployment's payment token
+    let token_for_limits = Token::load(ctx, ctx.deployment.payment_token).await?;
     if let Some(max) = &d.max_hourly {
         wanted.max_hourly = Some(token_for_limits.parse("--max-hourly", max)?);
     }
@@ -180,13 +181,7 @@ pub async fn run(ctx: &Ctx, d: Deploy) -> Result<()> {
             )
         })?;
         let o = market::offer(ctx, id).await?;
-        let token = Token::load(ctx, o.token).await?;
-        let direct = Wanted {
-            attributes: Vec::new(),
-            max_hourly: None,
-            ..wanted.clone()
-        };
-        if let Some(why) = o.exclusion(&direct, token.decimals) {
+        if let Some(why) = o.exclusion(&wanted, token_for_limits.decimals) {
             return Err(fail(
                 Kind::Refused,
                 format!("provider {id} cannot take this lease: {why}"),

@@ -115,10 +115,10 @@ struct Providers {
 
 async fn providers(ctx: &Ctx, p: Providers) -> Result<()> {
     let offers = market::offers(ctx).await?;
-    let decimals = match offers.first() {
-        Some(o) => Token::load(ctx, o.token).await?.decimals,
-        None => 0,
-    };
+    // prices are shown, and --max-hourly read, in the deployment's payment token
+    let decimals = Token::load(ctx, ctx.deployment.payment_token)
+        .await?
+        .decimals;
     let mut wanted = Wanted {
         cpu_millis: p.cpu,
         memory_mib: p.memory,
