@@ -346,7 +346,9 @@ async fn wait(ctx: &Ctx, lease: U256, limit: Duration) -> Result<berth_keepers::
     let reader = berth_keepers::chain::ChainReader::new(ctx.rpc.clone(), &ctx.deployment, 0);
     let start = Instant::now();
     let mut said = Instant::now();
-    let mut delay = Duration::from_millis(250);
+    // A getLease every half second: cheap, and the endpoint shows within a block of the
+    // keeper's confirmation.
+    let delay = Duration::from_millis(500);
     loop {
         let view = reader
             .lease(lease, BlockId::latest())
@@ -403,6 +405,5 @@ async fn wait(ctx: &Ctx, lease: U256, limit: Duration) -> Result<berth_keepers::
             said = Instant::now();
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
     }
 }

@@ -329,6 +329,19 @@ async fn a_tenant_and_a_provider_run_a_lease_from_register_to_withdraw_with_the_
         "{v}"
     );
 
+    // dispute: the unmatured charges are frozen for the arbiter
+    let disputed = cli
+        .run(
+            &chain,
+            Some(TENANT),
+            &["--json", "dispute", &lease.to_string()],
+        )?
+        .ok()?
+        .json()?;
+    let frozen: U256 = str_of(&disputed, "disputed").parse()?;
+    ensure!(frozen > U256::ZERO, "{disputed}");
+    ensure!(U256::from(escrow.getLease(lease).call().await?.disputed) == frozen);
+
     // close, the keeper's final report, the window, withdraw: the tenant gets the rest
     let closed = cli
         .run(
