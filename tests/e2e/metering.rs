@@ -119,10 +119,6 @@ async fn busy_leases_pay_more_cpu_than_idle_ones_and_tenants_can_recompute_every
     for r in busy_reports.iter().chain(&idle_reports) {
         check_caps(r)?;
     }
-    ensure!(
-        idle_reports.iter().any(|r| r.memoryUnits > 0),
-        "memory is billed"
-    );
 
     // The tenant's check: fetch a report's samples, recompute its root, compare with the chain.
     let onchain = &busy_reports[1];
@@ -137,6 +133,13 @@ async fn busy_leases_pay_more_cpu_than_idle_ones_and_tenants_can_recompute_every
     let samples: Vec<Sample> = serde_json::from_value(body["samples"].clone())?;
     let baseline: Vec<Sample> = serde_json::from_value(body["baseline"].clone())?;
     ensure!(!samples.is_empty(), "the report has samples: {body}");
+    // Memory is measured; the units check below proves it is counted exactly. (An idle
+    // busybox uses well under a MiB, so a 2-second report can round to 0 MiB-seconds: asking
+    // for a non-zero memory charge made this test flaky.)
+    ensure!(
+        samples.iter().all(|s| s.memory_bytes > 0),
+        "every sample measures memory: {body}"
+    );
     ensure!(
         merkle::samples_root(busy, &samples) == onchain.samplesRoot,
         "recomputed root differs from the chain"
