@@ -445,7 +445,7 @@ async fn bad_input_fails_with_one_line_and_its_exit_code_and_changes_nothing() -
     let before = state().await?;
     let good = good.to_str().unwrap_or_default();
     let bad = bad.to_str().unwrap_or_default();
-    let cases: [(&[&str], i32, &str); 6] = [
+    let cases: [(&[&str], i32, &str); 14] = [
         (
             &["deploy", bad, "--hours", "1"],
             3,
@@ -468,9 +468,60 @@ async fn bad_input_fails_with_one_line_and_its_exit_code_and_changes_nothing() -
             4,
             "cannot reach the RPC endpoint",
         ),
+        (
+            &["deploy", good, "--hours", "1", "--provider", "abc"],
+            3,
+            "--provider `abc` is neither auto nor an id",
+        ),
+        (
+            &["deploy", good, "--hours", "1", "--provider", "9"],
+            6,
+            "provider 9 does not exist",
+        ),
+        (
+            &["deploy", good, "--hours", "1", "--attribute", "region"],
+            3,
+            "--attribute `region` is not key=value",
+        ),
+        (
+            &["deploy", good, "--hours", "0"],
+            3,
+            "--hours must be a positive number",
+        ),
+        (
+            &["deploy", good, "--deposit", "1.0000001"],
+            3,
+            "more than 6 decimal places",
+        ),
+        (
+            &["deploy", good, "--hours", "1", "--cpu", "100"],
+            3,
+            "reservation:",
+        ),
+        (
+            &[
+                "provider",
+                "register",
+                "--endpoint",
+                "http://x",
+                "--cpu",
+                "0",
+                "--memory",
+                "1",
+            ],
+            7,
+            "ZeroCapacity",
+        ),
+        // no key: the one case run without BERTH_PRIVATE_KEY (see below)
+        (
+            &["deploy", good, "--hours", "1"],
+            3,
+            "pass --keystore or set BERTH_PRIVATE_KEY",
+        ),
     ];
-    for (args, code, says) in cases {
-        let run = cli.run(&chain, Some(TENANT), args)?;
+    for (i, (args, code, says)) in cases.into_iter().enumerate() {
+        let key = (i + 1 < cases.len()).then_some(TENANT);
+        let run = cli.run(&chain, key, args)?;
         ensure!(
             run.code == code,
             "{args:?}: exit {} (want {code}): {run:?}",
