@@ -47,8 +47,8 @@ pub struct Global {
     /// BERTH_PRIVATE_KEY.
     #[arg(long, env = "BERTH_KEYSTORE", global = true)]
     pub keystore: Option<PathBuf>,
-    /// File holding the keystore's password [default: BERTH_KEYSTORE_PASSWORD, else a prompt
-    /// is refused: the CLI never reads secrets from its arguments].
+    /// File holding the keystore's password [default: the BERTH_KEYSTORE_PASSWORD variable;
+    /// passwords are never taken from arguments].
     #[arg(long, env = "BERTH_KEYSTORE_PASSWORD_FILE", global = true)]
     pub password_file: Option<PathBuf>,
     /// Print machine-readable JSON on stdout instead of text.

@@ -68,7 +68,12 @@ pub async fn run(ctx: &Ctx, id: U256) -> Result<()> {
             Ok(body) => {
                 let inside = samples(&body, "samples")?;
                 let baseline = samples(&body, "baseline")?;
-                let max_gap_ms = body["max_gap_ms"].as_u64().unwrap_or(u64::MAX);
+                let Some(max_gap_ms) = body["max_gap_ms"].as_u64() else {
+                    check.problem =
+                        Some("the provider does not serve its memory gap rule (max_gap_ms)".into());
+                    checks.push(check);
+                    continue;
+                };
                 let root: B256 = merkle::samples_root(id, &inside);
                 let units = metering::units(&baseline, &inside, from, to, reservation, max_gap_ms);
                 check.samples = inside.len();
