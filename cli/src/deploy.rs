@@ -110,10 +110,10 @@ fn reservation(d: &Deploy, m: &Manifest) -> Result<Reservation> {
     Ok(r)
 }
 
-/// Runs `deploy`.
-pub async fn run(ctx: &Ctx, d: Deploy) -> Result<()> {
+/// Runs `deploy` for a manifest already read and validated by [`read_manifest`] (before any
+/// connection: a bad manifest is reported as such even with the chain unreachable).
+pub async fn run(ctx: &Ctx, d: Deploy, (bytes, manifest): (Vec<u8>, Manifest)) -> Result<()> {
     let json = ctx.global.json;
-    let (bytes, manifest) = read_manifest(&d.manifest)?;
     let r = reservation(&d, &manifest)?;
     if let Err(v) = Policy::default().check(&manifest) {
         progress(

@@ -192,11 +192,19 @@ async fn providers(ctx: &Ctx, p: Providers) -> Result<()> {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    // Local checks first: a bad manifest is the user's first problem, whatever the chain does.
+    let manifest = match &cli.command {
+        Command::Deploy(d) => Some(deploy::read_manifest(&d.manifest)?),
+        _ => None,
+    };
     let ctx = Ctx::connect(&cli.global).await?;
     match cli.command {
         Command::Provider(cmd) => provider::run(&ctx, cmd).await,
         Command::Providers(p) => providers(&ctx, p).await,
-        Command::Deploy(d) => deploy::run(&ctx, d).await,
+        Command::Deploy(d) => match manifest {
+            Some(m) => deploy::run(&ctx, d, m).await,
+            None => Err(eyre::eyre!("deploy without its manifest")),
+        },
         Command::Status(a) => lease::status(&ctx, a.lease).await,
         Command::TopUp(t) => lease::top_up(&ctx, t.lease, &t.amount).await,
         Command::Close(a) => lease::close(&ctx, a.lease).await,

@@ -445,7 +445,7 @@ async fn bad_input_fails_with_one_line_and_its_exit_code_and_changes_nothing() -
     let before = state().await?;
     let good = good.to_str().unwrap_or_default();
     let bad = bad.to_str().unwrap_or_default();
-    let cases: [(&[&str], i32, &str); 14] = [
+    let cases: [(&[&str], i32, &str); 15] = [
         (
             &["deploy", bad, "--hours", "1"],
             3,
@@ -467,6 +467,12 @@ async fn bad_input_fails_with_one_line_and_its_exit_code_and_changes_nothing() -
             &["--rpc-url", &unreachable, "status", "1"],
             4,
             "cannot reach the RPC endpoint",
+        ),
+        // the manifest is checked before the chain is asked anything
+        (
+            &["--rpc-url", &unreachable, "deploy", bad, "--hours", "1"],
+            3,
+            "manifest does not parse",
         ),
         (
             &["deploy", good, "--hours", "1", "--provider", "abc"],
