@@ -3,18 +3,28 @@
 
 use serde_json::Value;
 
-/// Prints a command's result.
+/// Prints a command's result. A reader that went away (`berth status --json | head`) is
+/// not an error: the output is simply not wanted any more.
 pub fn emit(json: bool, value: &Value, text: impl FnOnce() -> String) {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-        );
+    let out = if json {
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
     } else {
-        let t = text();
-        if !t.is_empty() {
-            println!("{}", t.trim_end());
+        text().trim_end().to_owned()
+    };
+    if !out.is_empty() {
+        write_stdout(&mut std::io::stdout().lock(), &out);
+    }
+}
+
+/// Writes `text` and a newline; a closed pipe ends the process quietly with status 0, as
+/// standard Unix tools do, instead of a panic.
+fn write_stdout(w: &mut impl std::io::Write, text: &str) {
+    if let Err(e) = writeln!(w, "{text}").and_then(|()| w.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
         }
+        eprintln!("error: writing the result: {e}");
+        std::process::exit(1);
     }
 }
 

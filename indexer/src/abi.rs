@@ -19,10 +19,23 @@ pub struct NamedEvent {
     pub args: Map<String, Value>,
 }
 
-/// Events of one contract by their topic 0.
+/// Events of one contract by their topic 0: each as declared (for names and types) and as
+/// decoded, with every `string` read as `bytes` (the same encoding), so that a string is
+/// kept byte for byte even when it is not UTF-8.
 #[derive(Debug, Clone)]
 pub struct EventTable {
-    by_topic: HashMap<B256, Event>,
+    by_topic: HashMap<B256, (Event, Event)>,
+}
+
+/// The event with `string` parameters typed `bytes` (`string[]` as `bytes[]`).
+fn strings_as_bytes(event: &Event) -> Event {
+    let mut e = event.clone();
+    for input in &mut e.inputs {
+        if !input.indexed {
+            input.ty = input.ty.replace("string", "bytes");
+        }
+    }
+    e
 }
 
 impl EventTable {
@@ -37,7 +50,7 @@ impl EventTable {
             .abi
             .events()
             .filter(|e| !e.anonymous)
-            .map(|e| (e.selector(), e.clone()))
+            .map(|e| (e.selector(), (e.clone(), strings_as_bytes(e))))
             .collect();
         Ok(Self { by_topic })
     }
@@ -49,9 +62,9 @@ impl EventTable {
 
     /// Decodes a log whose topic 0 is known; `None` if the topic is unknown.
     pub fn decode(&self, log: &LogData) -> Option<Result<NamedEvent, String>> {
-        let event = self.by_topic.get(log.topics().first()?)?;
+        let (event, as_bytes) = self.by_topic.get(log.topics().first()?)?;
         Some(
-            event
+            as_bytes
                 .decode_log(log)
                 .map_err(|e| e.to_string())
                 .map(|decoded| {
@@ -65,7 +78,12 @@ impl EventTable {
                             body.next()
                         };
                         if let Some(value) = value {
-                            args.insert(input.name.clone(), to_json(&value));
+                            let json = if !input.indexed && input.ty.starts_with("string") {
+                                string_json(&value)
+                            } else {
+                                to_json(&value)
+                            };
+                            args.insert(input.name.clone(), json);
                         }
                     }
                     NamedEvent {
@@ -74,6 +92,37 @@ impl EventTable {
                     }
                 }),
         )
+    }
+}
+
+/// A `string` argument decoded as bytes: a JSON string when it is UTF-8 without NUL (what
+/// JSONB and TEXT can hold), else `{"hex": "0x…", "text": "…"}` with the exact bytes and a
+/// readable form (invalid bytes and NUL escaped as `\xNN`).
+pub fn string_json(value: &DynSolValue) -> Value {
+    match value {
+        DynSolValue::Bytes(b) => match std::str::from_utf8(b) {
+            Ok(text) if !text.contains('\0') => Value::String(text.to_owned()),
+            _ => {
+                let mut text = String::new();
+                for chunk in b.utf8_chunks() {
+                    for c in chunk.valid().chars() {
+                        if c == '\0' {
+                            text.push_str("\\x00");
+                        } else {
+                            text.push(c);
+                        }
+                    }
+                    for byte in chunk.invalid() {
+                        text.push_str(&format!("\\x{byte:02x}"));
+                    }
+                }
+                serde_json::json!({ "hex": alloy::hex::encode_prefixed(b), "text": text })
+            }
+        },
+        DynSolValue::Array(items) | DynSolValue::FixedArray(items) => {
+            Value::Array(items.iter().map(string_json).collect())
+        }
+        other => to_json(other),
     }
 }
 
@@ -91,5 +140,27 @@ pub fn to_json(value: &DynSolValue) -> Value {
         DynSolValue::Array(items) | DynSolValue::FixedArray(items) | DynSolValue::Tuple(items) => {
             Value::Array(items.iter().map(to_json).collect())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_kept_exactly_and_never_carry_a_nul_into_json() {
+        let clean = string_json(&DynSolValue::Bytes(b"http://a".to_vec()));
+        assert_eq!(clean, Value::String("http://a".into()));
+        let nul = string_json(&DynSolValue::Bytes(b"a\0b".to_vec()));
+        assert_eq!(nul["hex"], "0x610062");
+        assert_eq!(nul["text"], "a\\x00b");
+        let bad = string_json(&DynSolValue::Bytes(vec![b'x', 0xff, 0xfe]));
+        assert_eq!(bad["hex"], "0x78fffe");
+        assert_eq!(bad["text"], "x\\xff\\xfe");
+        assert!(
+            !serde_json::to_string(&nul)
+                .unwrap_or_default()
+                .contains("\\u0000")
+        );
     }
 }

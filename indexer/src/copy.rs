@@ -55,6 +55,9 @@ impl CopyBuf {
                 '\t' => self.buf.push_str("\\t"),
                 '\n' => self.buf.push_str("\\n"),
                 '\r' => self.buf.push_str("\\r"),
+                // TEXT cannot hold a NUL, and one would fail the whole batch: it is written as
+                // the four characters `\x00` (callers keep exact bytes elsewhere).
+                '\0' => self.buf.push_str("\\\\x00"),
                 c => self.buf.push(c),
             }
         }

@@ -5,6 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use alloy::{
     eips::BlockNumberOrTag,
+    primitives::B256,
     providers::Provider,
     rpc::types::{Filter, Log},
 };
@@ -86,7 +87,13 @@ struct Batch {
     from: u64,
     end: BlockRef,
     logs: Vec<Log>,
+    /// Every block of the range when it lies within the reorg window of the head, linked
+    /// parent to child (stored, so a later rewind finds exact ancestors).
+    linked: Vec<BlockRef>,
 }
+
+/// Most headers read at once while linking a range.
+const HEADER_CONCURRENCY: usize = 16;
 
 /// What reading a range gave.
 #[derive(Debug)]
@@ -173,16 +180,57 @@ impl<P: Provider> Indexer<P> {
     }
 
     async fn header(&self, number: u64) -> Result<Option<BlockRef>, SyncError> {
+        Ok(self.linked_header(number).await?.map(|(b, _)| b))
+    }
+
+    /// A block and its parent's hash.
+    async fn linked_header(&self, number: u64) -> Result<Option<(BlockRef, B256)>, SyncError> {
         let block = self
             .provider
             .get_block_by_number(BlockNumberOrTag::Number(number))
             .await
             .map_err(rpc)?;
-        Ok(block.map(|b| BlockRef {
-            number,
-            hash: b.header.hash,
-            time: b.header.timestamp,
+        Ok(block.map(|b| {
+            (
+                BlockRef {
+                    number,
+                    hash: b.header.hash,
+                    time: b.header.timestamp,
+                },
+                b.header.parent_hash,
+            )
         }))
+    }
+
+    /// Headers `from..=to`, in order, each the child of the one before and the first a
+    /// child of `parent`; `None` when the chain moved meanwhile (a reorg, a lagging node).
+    async fn linked_range(
+        &self,
+        from: u64,
+        to: u64,
+        parent: Option<B256>,
+    ) -> Result<Option<Vec<BlockRef>>, SyncError> {
+        use futures::StreamExt;
+        let headers: Vec<Option<(BlockRef, B256)>> = futures::stream::iter(from..=to)
+            .map(|n| self.linked_header(n))
+            .buffered(HEADER_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let mut expected = parent;
+        let mut blocks = Vec::with_capacity(headers.len());
+        for header in headers {
+            let Some((block, parent_hash)) = header else {
+                return Ok(None);
+            };
+            if expected.is_some_and(|e| e != parent_hash) {
+                return Ok(None);
+            }
+            expected = Some(block.hash);
+            blocks.push(block);
+        }
+        Ok(Some(blocks))
     }
 
     /// One unit of work: check for a reorg, then index the next range. While a batch is
@@ -204,9 +252,13 @@ impl<P: Provider> Indexer<P> {
         if from > head {
             return Ok(Step::Idle);
         }
+        let parent = checkpoint.map(|c| c.hash);
         let batch = match self.prefetched.take() {
             Some(batch) if batch.from == from => batch,
-            _ => match self.fetch(from, head.min(from + self.range - 1)).await? {
+            _ => match self
+                .fetch(from, head.min(from + self.range - 1), parent, latest)
+                .await?
+            {
                 Fetch::Done(batch) => batch,
                 Fetch::TooLarge(error) => {
                     self.range = (self.range / 2).max(1);
@@ -216,13 +268,21 @@ impl<P: Provider> Indexer<P> {
                 Fetch::Moved => return Ok(Step::Idle),
             },
         };
-        let (rows, blocks) = self.rows(&batch.logs, batch.end).await?;
+        let (rows, mut blocks) = self.rows(&batch.logs, batch.end).await?;
+        if !batch.linked.is_empty() {
+            blocks = batch.linked[..batch.linked.len() - 1].to_vec();
+        }
         let commit =
             self.store
                 .commit_batch(batch.from, &rows, &blocks, batch.end, self.cfg.reorg_window);
         let next_from = batch.end.number + 1;
         if next_from <= head {
-            let next = self.fetch(next_from, head.min(next_from + self.range - 1));
+            let next = self.fetch(
+                next_from,
+                head.min(next_from + self.range - 1),
+                Some(batch.end.hash),
+                latest,
+            );
             let (written, next) = tokio::join!(commit, next);
             written?;
             // A failed prefetch is simply fetched again by the next step.
@@ -243,12 +303,26 @@ impl<P: Provider> Indexer<P> {
         })
     }
 
-    /// Reads the logs of `from..=to` and the header of `to`, checking that `to` is still
-    /// canonical after the logs were read (no reorg in between).
-    async fn fetch(&self, from: u64, to: u64) -> Result<Fetch, SyncError> {
+    /// Reads the logs of `from..=to`, checking that the range hangs off the stored chain:
+    /// block `from` is a child of `parent` (the checkpoint), and after the logs were read
+    /// the range is still canonical. Within the reorg window of the head every block of the
+    /// range is linked to its parent and every log to its block; deeper, the two ends are
+    /// read again. A reorg at any moment of the fetch gives [`Fetch::Moved`], and the next
+    /// step finds the checkpoint orphaned and rewinds.
+    async fn fetch(
+        &self,
+        from: u64,
+        to: u64,
+        parent: Option<B256>,
+        latest: u64,
+    ) -> Result<Fetch, SyncError> {
         let Some(end) = self.header(to).await? else {
             return Ok(Fetch::Moved); // the node has not got that far after all
         };
+        match self.linked_header(from).await? {
+            Some((_, p)) if parent.is_none_or(|e| e == p) => {}
+            _ => return Ok(Fetch::Moved),
+        }
         let filter = Filter::new()
             .address(vec![
                 self.decoder.watched().registry,
@@ -263,10 +337,44 @@ impl<P: Provider> Indexer<P> {
             }
             Err(e) => return Err(rpc(e)),
         };
-        if self.header(to).await?.map(|b| b.hash) != Some(end.hash) {
+        let near_head = latest.saturating_sub(to) < self.cfg.reorg_window;
+        let linked = if near_head {
+            match self.linked_range(from, to, parent).await? {
+                Some(blocks) => blocks,
+                None => return Ok(Fetch::Moved),
+            }
+        } else {
+            match self.linked_header(from).await? {
+                Some((_, p)) if parent.is_none_or(|e| e == p) => {}
+                _ => return Ok(Fetch::Moved),
+            }
+            Vec::new()
+        };
+        if linked
+            .last()
+            .map_or(self.header(to).await?.map(|b| b.hash), |b| Some(b.hash))
+            != Some(end.hash)
+        {
             return Ok(Fetch::Moved);
         }
-        Ok(Fetch::Done(Batch { from, end, logs }))
+        // Every log must belong to the blocks just linked.
+        if !linked.is_empty() {
+            let stray = logs.iter().any(|l| {
+                let i = l.block_number.and_then(|n| n.checked_sub(from));
+                i.and_then(|i| linked.get(usize::try_from(i).ok()?))
+                    .map(|b| b.hash)
+                    != l.block_hash
+            });
+            if stray {
+                return Ok(Fetch::Moved);
+            }
+        }
+        Ok(Fetch::Done(Batch {
+            from,
+            end,
+            logs,
+            linked,
+        }))
     }
 
     async fn rows(

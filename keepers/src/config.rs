@@ -47,6 +47,16 @@ pub struct Config {
     /// Address of the tenant API (also serves `/metrics`).
     #[serde(default = "defaults::gateway_addr")]
     pub gateway_addr: String,
+    /// Most open connections to the gateway; further ones are closed at once.
+    #[serde(default = "defaults::gateway_max_connections")]
+    pub gateway_max_connections: u64,
+    /// How long a client may take to send a request's headers (also how long an idle
+    /// connection is kept), ms.
+    #[serde(default = "defaults::gateway_header_timeout_ms")]
+    pub gateway_header_timeout_ms: u64,
+    /// How long one request may take, body included, ms.
+    #[serde(default = "defaults::gateway_request_timeout_ms")]
+    pub gateway_request_timeout_ms: u64,
     /// Blocks behind the head a lease is read at before acting.
     #[serde(default)]
     pub confirmations: u64,
@@ -124,6 +134,15 @@ mod defaults {
     pub fn gateway_addr() -> String {
         "127.0.0.1:8443".into()
     }
+    pub fn gateway_max_connections() -> u64 {
+        256
+    }
+    pub fn gateway_header_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn gateway_request_timeout_ms() -> u64 {
+        30_000
+    }
     pub fn poll_interval_ms() -> u64 {
         500
     }
@@ -177,6 +196,9 @@ pub const FIELDS: &[&str] = &[
     "port_range",
     "allowed_capabilities",
     "gateway_addr",
+    "gateway_max_connections",
+    "gateway_header_timeout_ms",
+    "gateway_request_timeout_ms",
     "confirmations",
     "poll_interval_ms",
     "resync_interval_s",
@@ -331,6 +353,12 @@ impl Config {
             ("sample_interval_ms", self.sample_interval_ms),
             ("report_interval_s", self.report_interval_s),
             ("claim_interval_s", self.claim_interval_s),
+            ("gateway_max_connections", self.gateway_max_connections),
+            ("gateway_header_timeout_ms", self.gateway_header_timeout_ms),
+            (
+                "gateway_request_timeout_ms",
+                self.gateway_request_timeout_ms,
+            ),
         ] {
             if v == 0 {
                 return Err(invalid(field, "must be above zero"));

@@ -61,6 +61,75 @@ pub struct Gateway {
     pub max_sample_gap_ms: u64,
 }
 
+/// Limits that keep one client from exhausting the keeper: every read has a deadline and the
+/// number of connections a cap, far below the process's file descriptors, so sampling,
+/// the engine socket and the database always find one.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// Most open connections; a connection beyond is closed at once.
+    pub max_connections: usize,
+    /// Deadline for a request's headers, and for an idle kept-alive connection.
+    pub header_timeout: Duration,
+    /// Deadline for a whole request, body included (answered 408).
+    pub request_timeout: Duration,
+}
+
+/// Serves `app` on `listener` within `limits` until `shutdown` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ServeLimits,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let app = app.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
+                Ok(response) => response,
+                Err(_) => error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request took longer than {} ms",
+                        limits.request_timeout.as_millis()
+                    ),
+                ),
+            }
+        },
+    ));
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    while !*shutdown.borrow() {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors or the like: pause instead of spinning.
+                    tracing::warn!(error = %e, "gateway accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::debug!(
+                limit = limits.max_connections,
+                "gateway full: connection closed"
+            );
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "gateway connection ended");
+            }
+            drop(permit);
+        });
+    }
+}
+
 /// The router.
 pub fn router(g: Gateway) -> Router {
     Router::new()
@@ -112,10 +181,22 @@ async fn upload(
     State(g): State<Arc<Gateway>>,
     Path(raw): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let Ok(id) = raw.parse::<U256>() else {
         return bad_lease_id(&raw);
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("the body is larger than {MAX_BODY} bytes")
+            } else {
+                format!("reading the body: {}", rejection.body_text())
+            };
+            return error(status, message);
+        }
     };
     let Some(sig_hex) = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()) else {
         return error(

@@ -67,7 +67,7 @@ pub fn assign_ports(
     for (name, s) in &m.services {
         for p in s.ports.iter().filter(|p| p.expose != Expose::None) {
             if let Some(hp) = p.host_port {
-                if !taken.insert(hp) {
+                if !taken.insert(hp) || !bindable(hp) {
                     return Err(Rejection::new(
                         RejectReason::CapacityUnavailable,
                         format!("public port {hp} requested by services.{name} is taken"),
@@ -192,6 +192,9 @@ mod tests {
         let taken = assign_ports(&m, &(30000..=30002), &BTreeSet::from([30000]), |_| true)
             .expect_err("taken");
         assert!(taken.rule.contains("30000"));
+        let held = assign_ports(&m, &(30000..=30003), &BTreeSet::new(), |p| p != 30000)
+            .expect_err("a requested port another process holds");
+        assert_eq!(held.reason, RejectReason::CapacityUnavailable);
         let busy_host =
             assign_ports(&m, &(30000..=30003), &BTreeSet::new(), |p| p != 30001).expect("fits");
         assert_eq!(

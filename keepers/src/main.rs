@@ -8,7 +8,7 @@ use berth_keepers::{
     chain::{ChainReader, http_provider},
     config::Config,
     engine::{Engine, KubeEngine, PodmanEngine},
-    gateway::{Gateway, router},
+    gateway::{Gateway, ServeLimits, router, serve},
     metrics::Metrics,
     reconcile::{Reconciler, Settings},
     signer::Signer,
@@ -122,14 +122,13 @@ async fn main() -> Result<()> {
         .await
         .wrap_err_with(|| format!("binding gateway_addr {}", cfg.gateway_addr))?;
     let (stop, stopped) = watch::channel(false);
-    let mut gateway_stop = stopped.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router(gateway))
-            .with_graceful_shutdown(async move {
-                let _ = gateway_stop.changed().await;
-            })
-            .await
-    });
+    let gateway_stop = stopped.clone();
+    let limits = ServeLimits {
+        max_connections: usize::try_from(cfg.gateway_max_connections).unwrap_or(usize::MAX),
+        header_timeout: Config::millis(cfg.gateway_header_timeout_ms),
+        request_timeout: Config::millis(cfg.gateway_request_timeout_ms),
+    };
+    let server = tokio::spawn(serve(listener, router(gateway), limits, gateway_stop));
     tracing::info!(
         chain_id,
         escrow = %deployment.lease_escrow,
@@ -155,7 +154,7 @@ async fn main() -> Result<()> {
         let _ = stop.send(true);
     });
     reconciler.run(stopped).await;
-    server.await.wrap_err("gateway task")?.wrap_err("gateway")?;
+    server.await.wrap_err("gateway task")?;
     Ok(())
 }
 

@@ -64,6 +64,18 @@ impl LeaseKey {
         )
     }
 
+    /// The host-wide name of a lease's volume: `<namespace>-<volume>`, so that two leases
+    /// naming a volume alike never share it. Every name of the lease starts with
+    /// [`Self::volume_prefix`].
+    pub fn volume_name(&self, volume: &str) -> String {
+        format!("{}{volume}", self.volume_prefix())
+    }
+
+    /// What every volume name of the lease starts with (the `-` keeps lease 7 apart from 70).
+    pub fn volume_prefix(&self) -> String {
+        format!("{}-", self.namespace())
+    }
+
     /// Labels every object of the lease carries.
     pub fn labels(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
@@ -351,6 +363,13 @@ impl Rendered {
                         let label = format!("{LABEL_PORT_PREFIX}{}", p.container_port);
                         p.host_port = labels.get(&label).and_then(|v| v.parse().ok());
                     }
+                    // podman makes each volume a host-wide named volume: scope it to the lease.
+                    for m in c.volume_mounts.iter_mut().flatten() {
+                        m.name = self.key.volume_name(&m.name);
+                    }
+                }
+                for v in spec.volumes.iter_mut().flatten() {
+                    v.name = self.key.volume_name(&v.name);
                 }
             }
             docs.push(serde_yaml::to_string(&d)?);
@@ -422,6 +441,35 @@ mod tests {
             yaml.split("---\n").count(),
             4,
             "namespace, policy, service, deployment"
+        );
+    }
+
+    #[test]
+    fn podman_volumes_are_scoped_to_the_lease() {
+        let m = Manifest::parse(
+            b"version: 1\nservices:\n  web:\n    image: x\n    resources: {cpu: 1, memory: 1Mi}\n    volumes: [{name: data, mount: /data}]\n",
+        )
+        .expect("parses");
+        let other = LeaseKey {
+            lease_id: U256::from(70),
+            ..key()
+        };
+        let yaml = render(key(), &m, &PortMap::new())
+            .to_podman_yaml()
+            .expect("yaml");
+        assert!(yaml.contains("name: berth-31337-abababab-7-data"), "{yaml}");
+        assert!(!yaml.contains("name: data"), "{yaml}");
+        let yaml70 = render(other, &m, &PortMap::new())
+            .to_podman_yaml()
+            .expect("yaml");
+        assert!(
+            yaml70.contains("name: berth-31337-abababab-70-data"),
+            "{yaml70}"
+        );
+        assert!(
+            !other
+                .volume_name("data")
+                .starts_with(&key().volume_prefix())
         );
     }
 

@@ -13,6 +13,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{Store, StoreError};
 
+/// How often transactions still marked sent are checked for a receipt.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Most transactions checked in one sweep.
+const SWEEP_BATCH: i64 = 200;
+
 /// A transaction the reconciler wants sent.
 #[derive(Debug, Clone)]
 pub struct TxJob {
@@ -116,7 +121,21 @@ impl SignerTask {
         mut self,
         mut rx: mpsc::Receiver<(TxJob, oneshot::Sender<Result<TxOutcome, SignerError>>)>,
     ) {
-        while let Some((job, reply)) = rx.recv().await {
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let (job, reply) = tokio::select! {
+                next = rx.recv() => match next {
+                    Some(next) => next,
+                    None => return,
+                },
+                _ = sweep.tick() => {
+                    if let Err(e) = self.sweep().await {
+                        tracing::debug!(error = %e, "settling sent transactions failed; next sweep retries");
+                    }
+                    continue;
+                }
+            };
             let result = self.handle(&job).await;
             if let Err(e) = &result {
                 tracing::warn!(lease = %job.lease, action = job.action, error = %e, "transaction not sent");
@@ -201,6 +220,23 @@ impl SignerTask {
                 Err(rpc("eth_sendRawTransaction", e))
             }
         }
+    }
+
+    /// Records the outcome of up to [`SWEEP_BATCH`] transactions still marked sent: mined or
+    /// reverted once a receipt exists; left alone while the node knows them as pending.
+    async fn sweep(&mut self) -> Result<(), SignerError> {
+        for open in self.store.unsettled_txs(SWEEP_BATCH).await? {
+            let receipt = self
+                .provider
+                .get_transaction_receipt(open.hash)
+                .await
+                .map_err(|e| rpc("eth_getTransactionReceipt", e))?;
+            if let Some(r) = receipt {
+                let state = if r.status() { "mined" } else { "reverted" };
+                self.store.settle_tx(open.id, state).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Looks at unsettled transactions for the same lease and action.

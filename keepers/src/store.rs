@@ -21,6 +21,29 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// Longest free text (a transaction's detail, a manifest's source) stored; the rest is cut.
+pub const MAX_TEXT: usize = 2048;
+
+/// Text as Postgres can store it: a NUL byte (which `TEXT` refuses, failing the whole write)
+/// becomes the two characters `\0`, and anything past [`MAX_TEXT`] bytes is cut at a
+/// character boundary. Every tenant-controlled string goes through here before a write.
+pub fn db_text(s: &str) -> std::borrow::Cow<'_, str> {
+    let cut = if s.len() > MAX_TEXT {
+        let mut end = MAX_TEXT;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        &s[..end]
+    } else {
+        s
+    };
+    if cut.contains('\0') {
+        std::borrow::Cow::Owned(cut.replace('\0', "\\0"))
+    } else {
+        std::borrow::Cow::Borrowed(cut)
+    }
+}
+
 /// Manifest bytes stored for a lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredManifest {
@@ -145,7 +168,7 @@ impl Store {
         .bind(lease.to_string())
         .bind(bytes)
         .bind(hash.as_slice())
-        .bind(source)
+        .bind(db_text(source).as_ref())
         .bind(signer.map(|a| format!("{a:#x}")))
         .bind(expected.as_slice())
         .execute(&self.pool)
@@ -187,7 +210,7 @@ impl Store {
         .bind(&self.escrow)
         .bind(lease.to_string())
         .bind(action)
-        .bind(detail)
+        .bind(db_text(detail).as_ref())
         .bind(hash.as_slice())
         .bind(i64::try_from(nonce).unwrap_or(i64::MAX))
         .fetch_one(&self.pool)
@@ -228,6 +251,43 @@ impl Store {
                 nonce: u64::try_from(r.get::<i64, _>("nonce")).unwrap_or(0),
             })
             .collect())
+    }
+
+    /// The oldest `limit` transactions of any lease still recorded as sent.
+    pub async fn unsettled_txs(&self, limit: i64) -> Result<Vec<OpenTx>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tx_hash, nonce FROM berth_keeper.transactions
+             WHERE chain_id = $1 AND escrow = $2 AND state = 'sent' ORDER BY id LIMIT $3",
+        )
+        .bind(self.chain_id)
+        .bind(&self.escrow)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| OpenTx {
+                id: r.get("id"),
+                hash: B256::from_slice(r.get::<Vec<u8>, _>("tx_hash").as_slice()),
+                nonce: u64::try_from(r.get::<i64, _>("nonce")).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// Whether a transaction with `action` for `lease` was sent and not found dropped or
+    /// reverted: the keeper has decided, whatever the confirmed depth still shows.
+    pub async fn decided(&self, lease: U256, action: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM berth_keeper.transactions
+             WHERE chain_id = $1 AND escrow = $2 AND lease_id = $3::numeric AND action = $4
+               AND state IN ('sent', 'mined'))",
+        )
+        .bind(self.chain_id)
+        .bind(&self.escrow)
+        .bind(lease.to_string())
+        .bind(action)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// How many transactions with `action` were recorded for `lease` (any state).
@@ -446,6 +506,20 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(total.parse().unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    #[test]
+    fn stored_text_never_carries_a_nul_and_is_bounded() {
+        assert_eq!(db_text("plain"), "plain");
+        assert_eq!(db_text("a\0b"), "a\\0b");
+        let long = "é".repeat(MAX_TEXT);
+        let cut = db_text(&long);
+        assert!(cut.len() <= MAX_TEXT && cut.chars().all(|c| c == 'é'));
     }
 }
 

@@ -82,6 +82,29 @@ impl Cli {
     }
 }
 
+impl Cli {
+    /// Runs `berth <args>` with stdout a pipe whose reading end is closed before it writes.
+    fn run_closed_stdout(&self, args: &[&str]) -> Result<Run> {
+        let mut child = Command::new(workspace_binary("berth-cli", "berth")?)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("BERTH_RPC_URL", &self.rpc_url)
+            .env("BERTH_DEPLOYMENT", &self.deployment)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .wrap_err("running berth")?;
+        drop(child.stdout.take());
+        let out = child.wait_with_output()?;
+        Ok(Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::new(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+}
+
 fn str_of(v: &Value, field: &str) -> String {
     match &v[field] {
         Value::String(s) => s.clone(),
@@ -289,6 +312,12 @@ async fn a_tenant_and_a_provider_run_a_lease_from_register_to_withdraw_with_the_
         "{st}"
     );
     ensure!(st["runway_s"].as_u64().is_some_and(|r| r > 3000), "{st}");
+    // A reader that closes the pipe early (`berth status --json | head -c0`): no panic.
+    let closed = cli.run_closed_stdout(&["--json", "status", &lease.to_string()])?;
+    ensure!(
+        closed.code == 0 && !closed.stderr.contains("panicked"),
+        "a closed stdout: {closed:?}"
+    );
 
     // top-up
     let balance_before = escrow.getLease(lease).call().await?.balance;

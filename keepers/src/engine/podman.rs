@@ -236,24 +236,14 @@ impl PodmanEngine {
                 self.timeout,
             )
             .await?;
-        let text = String::from_utf8_lossy(&body);
-        if status.is_success() && !text.contains("\"ContainerErrors\":[") {
+        let verdict = play_verdict(status, &body);
+        if verdict.is_ok() {
             return Ok(());
         }
         // A half-created pod must not survive as a duplicate candidate: remove the lease's
-        // pods and report; the next pass plays the whole lease again.
+        // pods and report; a refusal rejects the lease, an outage is tried again.
         let _ = self.delete(&rendered.key).await;
-        if status.is_client_error() {
-            Err(EngineError::Refused(format!(
-                "kube play: {status}: {}",
-                text.trim()
-            )))
-        } else {
-            Err(EngineError::Unavailable(format!(
-                "kube play: {status}: {}",
-                text.trim()
-            )))
-        }
+        verdict
     }
 
     /// CPU (cumulative ns) and memory (bytes) of every running container of `escrow`.
@@ -296,21 +286,26 @@ impl PodmanEngine {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
-        let query: Vec<String> = leases.keys().map(|id| format!("containers={id}")).collect();
-        let path = format!("/containers/stats?stream=false&{}", query.join("&"));
-        let (status, body) = self.call(Method::GET, &path, None, self.timeout).await?;
-        if !status.is_success() {
-            // A container that stopped between the two calls fails the whole request: the
-            // next round samples the rest.
-            return Err(EngineError::Unavailable(format!(
-                "container stats: {status}: {}",
-                String::from_utf8_lossy(&body).trim()
-            )));
-        }
-        let report: StatsReport = serde_json::from_slice(&body)
-            .map_err(|e| EngineError::Unavailable(format!("container stats: bad JSON: {e}")))?;
-        Ok(report
-            .stats
+        let ids: Vec<&String> = leases.keys().collect();
+        let entries = match self.stats_of(&ids).await {
+            Ok(entries) => entries,
+            Err(e) => {
+                // One container that cannot be read (it stopped, it crash-loops) fails the
+                // whole request: read each alone, so the failure costs only its own sample.
+                tracing::debug!(error = %e, "batched container stats failed; reading one by one");
+                let mut entries = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    match self.stats_of(&[*id]).await {
+                        Ok(mut one) => entries.append(&mut one),
+                        Err(e) => {
+                            tracing::warn!(container = %id, error = %e, "container not sampled this round")
+                        }
+                    }
+                }
+                entries
+            }
+        };
+        Ok(entries
             .into_iter()
             .filter_map(|s| {
                 let (lease, name) = leases.get(&s.container_id)?.clone();
@@ -322,6 +317,22 @@ impl PodmanEngine {
                 })
             })
             .collect())
+    }
+
+    /// One stats request for `ids`.
+    async fn stats_of(&self, ids: &[&String]) -> Result<Vec<StatsEntry>, EngineError> {
+        let query: Vec<String> = ids.iter().map(|id| format!("containers={id}")).collect();
+        let path = format!("/containers/stats?stream=false&{}", query.join("&"));
+        let (status, body) = self.call(Method::GET, &path, None, self.timeout).await?;
+        if !status.is_success() {
+            return Err(EngineError::Unavailable(format!(
+                "container stats: {status}: {}",
+                String::from_utf8_lossy(&body).trim()
+            )));
+        }
+        let report: StatsReport = serde_json::from_slice(&body)
+            .map_err(|e| EngineError::Unavailable(format!("container stats: bad JSON: {e}")))?;
+        Ok(report.stats)
     }
 
     /// Removes every pod of the lease (its containers with it). The lease is over on chain, so
@@ -344,7 +355,84 @@ impl PodmanEngine {
                 )));
             }
         }
+        self.delete_volumes(key).await
+    }
+
+    /// Removes the lease's volumes (they outlive their pods in podman).
+    async fn delete_volumes(&self, key: &LeaseKey) -> Result<(), EngineError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct VolumeSummary {
+            name: String,
+        }
+        let (status, body) = self
+            .call(Method::GET, "/volumes/json", None, self.timeout)
+            .await?;
+        if !status.is_success() {
+            return Err(EngineError::Unavailable(format!(
+                "listing volumes: {status}"
+            )));
+        }
+        let volumes: Vec<VolumeSummary> = serde_json::from_slice(&body)
+            .map_err(|e| EngineError::Unavailable(format!("listing volumes: bad JSON: {e}")))?;
+        let prefix = key.volume_prefix();
+        for v in volumes.iter().filter(|v| v.name.starts_with(&prefix)) {
+            let path = format!("/volumes/{}?force=true", url_encode(&v.name));
+            let (status, body) = self.call(Method::DELETE, &path, None, self.timeout).await?;
+            if !status.is_success() && status != StatusCode::NOT_FOUND {
+                return Err(EngineError::Unavailable(format!(
+                    "removing volume {}: {status}: {}",
+                    v.name,
+                    String::from_utf8_lossy(&body)
+                )));
+            }
+        }
         Ok(())
+    }
+}
+
+/// What `kube play`'s answer means. podman answers 200 even when a container of the pod
+/// could not be created or started (an invalid value, a port another process holds, a
+/// mount it refuses) and lists why in `ContainerErrors`: that, like a 4xx, is the
+/// workload's fault and final for these objects; only a 5xx is the engine's.
+fn play_verdict(status: StatusCode, body: &[u8]) -> Result<(), EngineError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct PlayReport {
+        #[serde(default)]
+        pods: Vec<PlayPod>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct PlayPod {
+        #[serde(default)]
+        container_errors: Option<Vec<String>>,
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if status.is_server_error() {
+        return Err(EngineError::Unavailable(format!(
+            "kube play: {status}: {text}"
+        )));
+    }
+    if status.is_client_error() || !status.is_success() {
+        return Err(EngineError::Refused(format!("kube play: {status}: {text}")));
+    }
+    let errors: Vec<String> = serde_json::from_slice::<PlayReport>(body)
+        .map(|r| {
+            r.pods
+                .into_iter()
+                .flat_map(|p| p.container_errors.unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::Refused(format!(
+            "kube play: a container failed: {}",
+            errors.join("; ")
+        )))
     }
 }
 
@@ -369,6 +457,26 @@ mod tests {
     fn url_encoding_keeps_unreserved_characters() {
         assert_eq!(url_encode("localhost/a:b"), "localhost%2Fa%3Ab");
         assert_eq!(url_encode("a-b_c.d~"), "a-b_c.d~");
+    }
+
+    #[test]
+    fn container_errors_in_a_200_are_a_refusal_and_only_5xx_an_outage() {
+        let ok = br#"{"Pods":[{"ID":"p","Containers":["c"],"ContainerErrors":null}]}"#;
+        assert!(play_verdict(StatusCode::OK, ok).is_ok());
+        let bad = br#"{"Pods":[{"ID":"p","ContainerErrors":["starting container c: bind: address already in use"]}]}"#;
+        let err = play_verdict(StatusCode::OK, bad).expect_err("container error");
+        assert!(
+            matches!(err, EngineError::Refused(ref m) if m.contains("address already in use")),
+            "{err}"
+        );
+        assert!(matches!(
+            play_verdict(StatusCode::BAD_REQUEST, b"{}"),
+            Err(EngineError::Refused(_))
+        ));
+        assert!(matches!(
+            play_verdict(StatusCode::INTERNAL_SERVER_ERROR, b"oops"),
+            Err(EngineError::Unavailable(_))
+        ));
     }
 
     #[tokio::test]

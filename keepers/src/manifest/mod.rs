@@ -15,6 +15,7 @@
 pub mod digest;
 pub mod policy;
 pub mod quantity;
+pub mod scan;
 
 use std::collections::BTreeMap;
 
@@ -170,8 +171,16 @@ fn field(field: impl Into<String>, reason: impl Into<String>) -> SchemaError {
 impl Manifest {
     /// Parses and validates manifest bytes.
     pub fn parse(bytes: &[u8]) -> Result<Self, SchemaError> {
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            return Err(SchemaError::Syntax(format!(
+                "{} bytes, the limit is {MAX_MANIFEST_BYTES}",
+                bytes.len()
+            )));
+        }
         let text = std::str::from_utf8(bytes)
             .map_err(|e| SchemaError::Syntax(format!("not UTF-8: {e}")))?;
+        // Bounded before serde sees it: no anchors or aliases, capped depth and size.
+        scan::scan(text).map_err(|e| SchemaError::Syntax(e.to_string()))?;
         let manifest: Self =
             serde_yaml::from_str(text).map_err(|e| SchemaError::Syntax(e.to_string()))?;
         manifest.validate()?;
@@ -199,7 +208,7 @@ impl Manifest {
             ));
         }
         for (name, service) in &self.services {
-            let at = format!("services.{name}");
+            let at = format!("services.{}", name.escape_debug());
             if !is_dns_label(name, 20) {
                 return Err(field(
                     &at,
@@ -227,6 +236,7 @@ impl Manifest {
 
 impl Service {
     fn validate(&self, at: &str) -> Result<(), SchemaError> {
+        self.check_strings(at)?;
         if self.image.trim().is_empty() || self.image.chars().any(char::is_whitespace) {
             return Err(field(
                 format!("{at}.image"),
@@ -247,7 +257,7 @@ impl Service {
                 && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !ok {
                 return Err(field(
-                    format!("{at}.env.{key}"),
+                    format!("{at}.env.{}", key.escape_debug()),
                     "not a valid variable name",
                 ));
             }
@@ -285,11 +295,43 @@ impl Service {
                     "a unique DNS label is required",
                 ));
             }
-            if !v.mount.starts_with('/') {
+            if !v.mount.starts_with('/') || v.mount.split('/').any(|part| part == "..") {
                 return Err(field(
                     format!("{at}.volumes[{i}].mount"),
-                    "an absolute path is required",
+                    "an absolute path without `..` is required",
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// No string reaches a container with a NUL byte: the kernel cannot pass one in an
+    /// argument or an environment variable, so such a container could never start.
+    fn check_strings(&self, at: &str) -> Result<(), SchemaError> {
+        let lists = [
+            ("command", &self.command),
+            ("args", &self.args),
+            ("capabilities", &self.capabilities),
+        ];
+        let mut strings: Vec<(String, &str)> = vec![(format!("{at}.image"), self.image.as_str())];
+        for (name, list) in lists {
+            strings.extend(
+                list.iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("{at}.{name}[{i}]"), v.as_str())),
+            );
+        }
+        for (k, v) in &self.env {
+            let path = format!("{at}.env.{}", k.escape_debug());
+            strings.push((path.clone(), k.as_str()));
+            strings.push((path, v.as_str()));
+        }
+        for (i, v) in self.volumes.iter().enumerate() {
+            strings.push((format!("{at}.volumes[{i}].mount"), v.mount.as_str()));
+        }
+        for (path, value) in strings {
+            if value.contains('\0') {
+                return Err(field(path, "contains a NUL byte"));
             }
         }
         Ok(())
@@ -366,6 +408,49 @@ mod tests {
     }
 
     #[test]
+    fn an_alias_bomb_is_refused_before_it_expands() {
+        // 9^7 copies of a 1,000-byte string: 4.7 GB once expanded, 1 KiB as text.
+        let mut text = String::from("x0: &a0 \"");
+        text.push_str(&"z".repeat(1000));
+        text.push_str("\"\n");
+        for i in 1..=7 {
+            text.push_str(&format!(
+                "x{i}: &a{i} [{}]\n",
+                vec![format!("*a{}", i - 1); 9].join(",")
+            ));
+        }
+        text.push_str("version: 1\nservices:\n  web:\n    image: x\n    args: *a7\n    resources: {cpu: 1, memory: 1Mi}\n");
+        let started = std::time::Instant::now();
+        let e = err(&text);
+        assert!(e.contains("anchors and aliases are not allowed"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_nul_byte_in_any_string_is_refused_and_never_echoed() {
+        let svc = |extra: &str| {
+            format!(
+                "version: 1\nservices:\n  web:\n    image: x\n    resources: {{cpu: 1, memory: 1Mi}}\n{extra}"
+            )
+        };
+        for (extra, field) in [
+            ("    env: {\"A\\0B\": v}\n", "`services.web.env.A\\0B`"),
+            ("    env: {A: \"v\\0\"}\n", "`services.web.env.A`"),
+            ("    args: [\"ok\", \"a\\0b\"]\n", "`services.web.args[1]`"),
+            ("    command: [\"\\0\"]\n", "`services.web.command[0]`"),
+        ] {
+            let e = err(&svc(extra));
+            assert!(e.contains(field), "{extra}: {e}");
+            assert!(!e.contains('\0'), "the message carries no NUL: {e:?}");
+        }
+        let image = "version: 1\nservices:\n  web:\n    image: \"x\\0\"\n    resources: {cpu: 1, memory: 1Mi}\n";
+        assert!(err(image).contains("`services.web.image`"));
+        let name =
+            "version: 1\nservices:\n  \"w\\0\": {image: x, resources: {cpu: 1, memory: 1Mi}}\n";
+        assert!(!err(name).contains('\0'));
+    }
+
+    #[test]
     fn errors_name_the_field() {
         assert!(err("version: 2\nservices: {}\n").contains("`version`"));
         assert!(err("version: 1\nservices: {}\n").contains("`services`"));
@@ -387,6 +472,15 @@ mod tests {
             "version: 1\nservices:\n  Web_1:\n    image: x\n    resources: {cpu: 1, memory: 1Mi}\n";
         assert!(err(name).contains("`services.Web_1`"));
         assert!(err("services: [").contains("does not parse"));
+        let svc = |extra: &str| {
+            format!(
+                "version: 1\nservices:\n  web:\n    image: x\n    resources: {{cpu: 1, memory: 1Mi}}\n{extra}"
+            )
+        };
+        assert!(
+            err(&svc("    volumes: [{name: v, mount: /a/../etc}]\n"))
+                .contains("`services.web.volumes[0].mount`")
+        );
         assert!(Manifest::parse(&[0xff, 0xfe]).is_err());
     }
 }

@@ -19,6 +19,9 @@ pub const SAFE_CAPABILITIES: &[&str] = &[
     "SETUID",
 ];
 
+/// Paths the container runtime fills with kernel filesystems: a volume there is refused.
+pub const KERNEL_MOUNTS: &[&str] = &["/proc", "/sys", "/dev"];
+
 /// What a provider allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -120,6 +123,16 @@ impl Policy {
                         v.name
                     ));
                 }
+                let mount = v.mount.trim_end_matches('/');
+                if let Some(k) = KERNEL_MOUNTS.iter().find(|k| {
+                    mount.is_empty() || mount == **k || mount.starts_with(&format!("{k}/"))
+                }) {
+                    return deny(format!(
+                        "services.{name}.volumes.{}: a volume may not cover {}",
+                        v.name,
+                        if mount.is_empty() { "/" } else { k }
+                    ));
+                }
             }
             for cap in &s.capabilities {
                 let cap = cap.trim_start_matches("CAP_").to_ascii_uppercase();
@@ -187,6 +200,13 @@ mod tests {
         assert!(
             rule("    volumes: [{name: etc, mount: /etc, host_path: /etc}]\n")
                 .contains("host paths")
+        );
+        assert!(rule("    volumes: [{name: p, mount: /proc}]\n").contains("may not cover /proc"));
+        assert!(rule("    volumes: [{name: s, mount: /sys/fs/}]\n").contains("may not cover /sys"));
+        assert!(rule("    volumes: [{name: r, mount: /}]\n").contains("may not cover /"));
+        assert_eq!(
+            Policy::default().check(&manifest("    volumes: [{name: d, mount: /devices}]\n")),
+            Ok(())
         );
         assert!(rule("    capabilities: [SYS_ADMIN]\n").contains("SYS_ADMIN"));
         assert!(rule("    capabilities: [CAP_NET_ADMIN]\n").contains("NET_ADMIN"));

@@ -13,7 +13,10 @@ use std::{
 
 use alloy::{eips::BlockId, primitives::U256, sol_types::SolCall, transports::http::reqwest};
 use berth_bindings::{LeaseEscrow, LeaseStatus, RejectReason};
-use tokio::sync::{Notify, watch};
+use tokio::{
+    sync::{Notify, watch},
+    task::JoinHandle,
+};
 
 use crate::{
     chain::{ChainError, ChainReader, EscrowSettings, LeaseView},
@@ -111,7 +114,34 @@ pub struct Reconciler {
     next_claim: Instant,
     /// Cached depletion time of active leases (refreshed after reports and when due).
     depletion: HashMap<U256, u64>,
+    /// Manifest downloads under way, one task per lease, off the pass.
+    downloads: HashMap<U256, JoinHandle<Result<Vec<u8>, String>>>,
+    /// When a lease's failed download may be tried again.
+    download_retry: HashMap<U256, Instant>,
+    /// Engine applies (image pulls, `kube play`) under way, one task per lease, off the pass.
+    applying: HashMap<U256, Applying>,
 }
+
+/// An engine apply running in its own task, with the public ports it will publish.
+#[derive(Debug)]
+struct Applying {
+    task: JoinHandle<Result<(), EngineError>>,
+    ports: crate::render::PortMap,
+}
+
+/// Where a lease's apply stands.
+#[derive(Debug)]
+enum ApplyState {
+    /// None was started (or its outcome was already taken).
+    Idle,
+    /// Still running.
+    Running,
+    /// Finished with this outcome.
+    Done(Result<(), EngineError>),
+}
+
+/// How long a failed manifest download waits before it is tried again.
+const DOWNLOAD_RETRY: Duration = Duration::from_secs(10);
 
 impl Reconciler {
     /// A reconciler; reads the escrow's settings once.
@@ -148,6 +178,9 @@ impl Reconciler {
             next_report: Instant::now() + settings_report_interval,
             next_claim: Instant::now(),
             depletion: HashMap::new(),
+            downloads: HashMap::new(),
+            download_retry: HashMap::new(),
+            applying: HashMap::new(),
         })
     }
 
@@ -228,6 +261,13 @@ impl Reconciler {
             views.insert(id, self.chain.lease(id, at).await?);
         }
 
+        // Work under way for a lease that ended is abandoned; whatever it created is labelled
+        // and torn down below or in the next pass.
+        for (id, v) in &views {
+            if is_ended(v.status) {
+                self.abandon(*id);
+            }
+        }
         // Ended leases first, all at once: teardown frees ports and capacity, and one slow
         // removal must not hold up the others.
         let ending: Vec<(U256, LeaseStatus)> = views
@@ -266,15 +306,23 @@ impl Reconciler {
                 self.known.remove(id);
                 continue;
             }
+            // One lease's failure is logged and retried in the next pass; the others go on.
             match view.status {
                 LeaseStatus::Pending => {
-                    if self.pending(view, workload, &workloads, &views).await? {
-                        report.waiting += 1;
+                    match self.pending(view, workload, &workloads, &views).await {
+                        Ok(true) => report.waiting += 1,
+                        Ok(false) => {}
+                        Err(e) => {
+                            report.waiting += 1;
+                            tracing::warn!(lease = %id, error = %e, "pending lease not handled this pass");
+                        }
                     }
                 }
                 LeaseStatus::Active => {
                     if workload.is_none_or(|w| !w.running()) {
-                        self.redeploy(view, workload, &workloads).await?;
+                        if let Err(e) = self.redeploy(view, workload, &workloads).await {
+                            tracing::warn!(lease = %id, error = %e, "active lease not redeployed this pass");
+                        }
                         report.waiting += 1;
                     }
                 }
@@ -334,6 +382,11 @@ impl Reconciler {
         views: &BTreeMap<U256, LeaseView>,
     ) -> Result<bool, PassError> {
         let id = view.id;
+        // Rejected already (the confirmed depth may not show it yet): never deploy again.
+        if self.store.decided(id, "reject").await? {
+            self.abandon(id);
+            return Ok(false);
+        }
         let Some(bytes) = self.manifest_bytes(view).await? else {
             let now = self.chain.now().await?;
             if now.saturating_sub(view.created_at) > self.settings.manifest_timeout.as_secs() {
@@ -362,12 +415,23 @@ impl Reconciler {
             }
         };
 
+        match self.apply_state(id).await {
+            ApplyState::Running => return Ok(true),
+            ApplyState::Done(Err(EngineError::Refused(why))) => {
+                self.reject(view, Rejection::new(RejectReason::ManifestInvalid, why))
+                    .await?;
+                return Ok(false);
+            }
+            ApplyState::Done(Err(e)) => return Err(e.into()),
+            ApplyState::Done(Ok(())) if workload.is_none() => return Ok(true),
+            ApplyState::Done(Ok(())) | ApplyState::Idle => {}
+        }
         let Some(workload) = workload else {
             if let Err(r) = self.admit(view, all, views).await? {
                 self.reject(view, r).await?;
                 return Ok(false);
             }
-            let used = used_ports(all);
+            let used = self.used_ports(all);
             let ports = match intake::assign_ports(
                 &manifest,
                 &self.settings.policy.host_ports,
@@ -380,13 +444,16 @@ impl Reconciler {
                     return Ok(false);
                 }
             };
-            return self.deploy(view, &manifest, ports).await;
+            self.spawn_apply(id, &manifest, ports);
+            self.metrics.deployed();
+            self.started.insert(id, Instant::now());
+            tracing::info!(lease = %id, engine = self.engine.name(), "deploying");
+            return Ok(true);
         };
 
         if !workload.running() {
-            self.engine
-                .apply(&render(self.key(id), &manifest, &workload.ports))
-                .await?;
+            let ports = workload.ports.clone();
+            self.spawn_apply(id, &manifest, ports);
         }
         let started = *self.started.entry(id).or_insert_with(Instant::now);
         let endpoint = intake::endpoint(&manifest, &workload.ports, &self.settings.public_host);
@@ -406,28 +473,49 @@ impl Reconciler {
         Ok(true)
     }
 
-    /// Creates a lease's workload; an engine refusal rejects the lease.
-    async fn deploy(
-        &mut self,
-        view: &LeaseView,
-        manifest: &Manifest,
-        ports: crate::render::PortMap,
-    ) -> Result<bool, PassError> {
-        let rendered = render(self.key(view.id), manifest, &ports);
-        match self.engine.apply(&rendered).await {
-            Ok(()) => {
-                self.metrics.deployed();
-                self.started.insert(view.id, Instant::now());
-                tracing::info!(lease = %view.id, engine = self.engine.name(), ?ports, "workload deployed");
-                Ok(true)
-            }
-            Err(EngineError::Refused(why)) => {
-                self.reject(view, Rejection::new(RejectReason::ManifestInvalid, why))
-                    .await?;
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
+    /// Starts applying a lease's objects in a task of its own: an image pull or a slow
+    /// engine holds up only this lease.
+    fn spawn_apply(&mut self, id: U256, manifest: &Manifest, ports: crate::render::PortMap) {
+        let rendered = render(self.key(id), manifest, &ports);
+        let engine = self.engine.clone();
+        let task = tokio::spawn(async move { engine.apply(&rendered).await });
+        self.applying.insert(id, Applying { task, ports });
+    }
+
+    /// Where the lease's apply stands; a finished outcome is taken (returned once).
+    async fn apply_state(&mut self, id: U256) -> ApplyState {
+        match self.applying.get(&id) {
+            None => ApplyState::Idle,
+            Some(a) if !a.task.is_finished() => ApplyState::Running,
+            Some(_) => match self.applying.remove(&id) {
+                Some(a) => ApplyState::Done(a.task.await.unwrap_or_else(|e| {
+                    Err(EngineError::Unavailable(format!("apply task ended: {e}")))
+                })),
+                None => ApplyState::Idle,
+            },
         }
+    }
+
+    /// Stops the lease's download and apply, if any.
+    fn abandon(&mut self, id: U256) {
+        if let Some(a) = self.applying.remove(&id) {
+            a.task.abort();
+        }
+        if let Some(d) = self.downloads.remove(&id) {
+            d.abort();
+        }
+        self.download_retry.remove(&id);
+    }
+
+    /// Public ports held by workloads and by applies under way.
+    fn used_ports(&self, all: &BTreeMap<U256, Workload>) -> BTreeSet<u16> {
+        let mut used = used_ports(all);
+        used.extend(
+            self.applying
+                .values()
+                .flat_map(|a| a.ports.values().copied()),
+        );
+        used
     }
 
     /// An active lease whose workload is missing or stopped: bring it back as confirmed.
@@ -445,11 +533,18 @@ impl Reconciler {
             tracing::error!(lease = %view.id, "stored manifest of an active lease no longer parses");
             return Ok(());
         };
+        match self.apply_state(view.id).await {
+            ApplyState::Running => return Ok(()),
+            ApplyState::Done(Err(e)) => {
+                tracing::warn!(lease = %view.id, error = %e, "redeploy failed; trying again");
+            }
+            ApplyState::Done(Ok(())) | ApplyState::Idle => {}
+        }
         let ports = match workload {
             Some(w) => w.ports.clone(),
             None => {
                 // Keep the confirmed endpoint: reuse the ports it names when they are free.
-                let used = used_ports(all);
+                let used = self.used_ports(all);
                 let mut ports =
                     intake::assign_ports(&manifest, &self.settings.policy.host_ports, &used, |p| {
                         self.bindable(p)
@@ -467,9 +562,7 @@ impl Reconciler {
             }
         };
         tracing::warn!(lease = %view.id, "active lease's workload is missing or stopped: redeploying");
-        self.engine
-            .apply(&render(self.key(view.id), &manifest, &ports))
-            .await?;
+        self.spawn_apply(view.id, &manifest, ports);
         self.metrics.deployed();
         Ok(())
     }
@@ -541,18 +634,48 @@ impl Reconciler {
         if uri.is_empty() {
             return Ok(None);
         }
-        match download(&self.http, &uri).await {
-            Ok(bytes) => {
-                self.store
-                    .put_manifest(view.id, &bytes, view.manifest_hash, &uri, None)
-                    .await?;
-                Ok(Some(bytes))
+        if let Some(task) = self.downloads.get(&view.id) {
+            if !task.is_finished() {
+                return Ok(None);
             }
-            Err(e) => {
-                tracing::warn!(lease = %view.id, %uri, error = %e, "manifest download failed");
-                Ok(None)
-            }
+            let result = match self.downloads.remove(&view.id) {
+                Some(task) => task
+                    .await
+                    .unwrap_or_else(|e| Err(format!("download task: {e}"))),
+                None => return Ok(None),
+            };
+            return match result {
+                Ok(bytes) => {
+                    self.store
+                        .put_manifest(view.id, &bytes, view.manifest_hash, &uri, None)
+                        .await?;
+                    Ok(Some(bytes))
+                }
+                Err(e) => {
+                    tracing::warn!(lease = %view.id, uri = %uri.escape_debug(), error = %e, "manifest download failed");
+                    self.download_retry
+                        .insert(view.id, Instant::now() + DOWNLOAD_RETRY);
+                    Ok(None)
+                }
+            };
         }
+        if self
+            .download_retry
+            .get(&view.id)
+            .is_some_and(|at| Instant::now() < *at)
+        {
+            return Ok(None);
+        }
+        // In a task of its own, bounded in time and size: a server that never answers, or
+        // trickles, holds up only this lease.
+        let (http, limit) = (self.http.clone(), self.settings.download_timeout);
+        let task = tokio::spawn(async move {
+            tokio::time::timeout(limit, download(&http, &uri))
+                .await
+                .unwrap_or_else(|_| Err(format!("no complete answer within {} s", limit.as_secs())))
+        });
+        self.downloads.insert(view.id, task);
+        Ok(None)
     }
 
     /// Probes every public port: an HTTP answer (any status) or an accepted TCP connection.
@@ -623,6 +746,7 @@ impl Reconciler {
         if !self.still_pending(view.id).await? {
             return Ok(());
         }
+        self.abandon(view.id);
         self.engine.delete(&self.key(view.id)).await?;
         let reason_name = serde_json::to_value(r.reason)
             .ok()
