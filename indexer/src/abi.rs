@@ -27,9 +27,12 @@ pub struct EventTable {
     by_topic: HashMap<B256, (Event, Event)>,
 }
 
-/// The event with `string` parameters typed `bytes` (`string[]` as `bytes[]`).
+/// The event with `string` parameters typed `bytes` (`string[]` as `bytes[]`). That changes
+/// its signature, so it is decoded as anonymous, from the topics after topic 0 (which the
+/// table already matched against the declared event).
 fn strings_as_bytes(event: &Event) -> Event {
     let mut e = event.clone();
+    e.anonymous = true;
     for input in &mut e.inputs {
         if !input.indexed {
             input.ty = input.ty.replace("string", "bytes");
@@ -65,7 +68,7 @@ impl EventTable {
         let (event, as_bytes) = self.by_topic.get(log.topics().first()?)?;
         Some(
             as_bytes
-                .decode_log(log)
+                .decode_log_parts(log.topics().iter().skip(1).copied(), &log.data)
                 .map_err(|e| e.to_string())
                 .map(|decoded| {
                     let mut indexed = decoded.indexed.into_iter();

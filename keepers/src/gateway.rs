@@ -245,6 +245,9 @@ async fn upload(
             format!("not signed by the lease's tenant {}", lease.tenant),
         );
     }
+    // Checked (bounded: no aliases, capped size and depth) before anything is stored; the
+    // bytes are stored either way, so the keeper rejects an invalid manifest at once.
+    let verdict = intake::check_manifest(&body, lease.manifest_hash, lease.reservation, &g.policy);
     if let Err(e) = g
         .store
         .put_manifest(id, &body, lease.manifest_hash, "upload", signer)
@@ -254,7 +257,7 @@ async fn upload(
     }
     g.metrics.uploaded();
     g.wake.notify_one();
-    match intake::check_manifest(&body, lease.manifest_hash, lease.reservation, &g.policy) {
+    match verdict {
         Ok(_) => (
             StatusCode::ACCEPTED,
             Json(json!({ "lease": id.to_string(), "accepted": true })),

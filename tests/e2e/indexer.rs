@@ -90,8 +90,18 @@ impl World {
     }
 
     async fn indexer(&self, pool: PgPool, watched: Watched) -> Result<Indexer<DynProvider>> {
+        self.indexer_via(pool, watched, &self.chain.rpc_url()).await
+    }
+
+    /// An indexer reading the chain through `rpc_url` (a proxy, say).
+    async fn indexer_via(
+        &self,
+        pool: PgPool,
+        watched: Watched,
+        rpc_url: &str,
+    ) -> Result<Indexer<DynProvider>> {
         let provider = ProviderBuilder::new()
-            .connect_http(self.chain.rpc_url().parse()?)
+            .connect_http(rpc_url.parse()?)
             .erased();
         let store = Store::open(pool, self.chain.chain_id()).await?;
         let cfg = SyncConfig {
@@ -426,5 +436,100 @@ async fn a_reorg_deeper_than_the_window_stops_the_indexer(pool: PgPool) -> Resul
         deposits == ["5000000"],
         "only the old branch's rows: {deposits:?}"
     );
+    Ok(())
+}
+
+/// The race of issue 11: a reorg that lands after the checkpoint's hash was checked and
+/// before the next range is fetched. The proxy holds the indexer's `eth_blockNumber` (the
+/// call between the two) while the test replaces the checkpoint's block; the fetched range
+/// must not be written on top of the orphaned checkpoint.
+#[sqlx::test(migrations = false)]
+async fn a_reorg_between_the_checkpoint_check_and_the_fetch_is_caught(pool: PgPool) -> Result<()> {
+    let w = World::new().await?;
+    let proxy = berth_e2e::rpc_proxy::RpcProxy::start(w.chain.rpc_url()).await?;
+    proxy.latency(30, 80);
+    let mut indexer = w
+        .indexer_via(pool.clone(), w.watched(), proxy.url())
+        .await?;
+    catch_up(&mut indexer).await?;
+    let p = w.chain.wallet(0)?;
+    let snapshot: U256 = p.raw_request("evm_snapshot".into(), ()).await?;
+    let orphan = w.open(4, 11_000_000).await?;
+    catch_up(&mut indexer).await?;
+
+    // The checkpoint now sits on the block that opened `orphan`. Hold the next step where
+    // it asks for the head, and reorganise meanwhile.
+    proxy.hold(Some("eth_blockNumber"));
+    let step = tokio::spawn(async move {
+        let r = indexer.step().await;
+        (indexer, r)
+    });
+    proxy.wait_held(std::time::Duration::from_secs(10)).await?;
+    let _: bool = p.raw_request("evm_revert".into(), (snapshot,)).await?;
+    let replacement = w.open(5, 22_000_000).await?;
+    ensure!(replacement == orphan, "the new branch reuses the lease id");
+    for _ in 0..3 {
+        let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await?;
+    }
+    proxy.release();
+    let (mut indexer, first) = step.await?;
+    first?;
+    let steps = catch_up(&mut indexer).await?;
+    ensure!(
+        steps.iter().any(|s| matches!(s, Step::Rewound { .. })),
+        "the reorg was never noticed: {steps:?}"
+    );
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT deposit::TEXT, tenant FROM berth.leases WHERE lease_id = $1::NUMERIC",
+    )
+    .bind(orphan.to_string())
+    .fetch_all(&pool)
+    .await?;
+    ensure!(
+        rows.len() == 1 && rows[0].0 == "22000000",
+        "the canonical lease: {rows:?}"
+    );
+    assert_leases_match_chain(&w, &pool).await?;
+    Ok(())
+}
+
+/// Strings a provider or tenant controls may hold NUL bytes and invalid UTF-8: they are
+/// stored exactly (hex) and never stop indexing.
+#[sqlx::test(migrations = false)]
+async fn hostile_strings_are_stored_exactly_and_never_stop_indexing(pool: PgPool) -> Result<()> {
+    let w = World::new().await?;
+    let mut indexer = w.indexer(pool.clone(), w.watched()).await?;
+    let uri = "http://x/\0\u{7f}m";
+    let escrow = LeaseEscrow::new(w.c.escrow, w.chain.wallet(4)?);
+    let call = escrow.openLease(
+        U256::from(1),
+        500,
+        512,
+        1,
+        keccak256(b"m"),
+        uri.to_string(),
+        U256::from(10_000_000u64),
+        U256::MAX,
+    );
+    let gas = call.estimate_gas().await?;
+    mined(call.gas(gas * 3 / 2), "openLease").await?;
+    let after = w.open(5, 12_000_000).await?;
+    catch_up(&mut indexer).await?;
+    let stored: serde_json::Value = sqlx::query_scalar(
+        "SELECT args->'manifestUri' FROM berth.events WHERE event = 'LeaseOpened' AND lease_id = $1::NUMERIC",
+    )
+    .bind((after - U256::from(1)).to_string())
+    .fetch_one(&pool)
+    .await?;
+    ensure!(
+        stored["hex"] == alloy::hex::encode_prefixed(uri.as_bytes()),
+        "exact bytes kept: {stored}"
+    );
+    let later: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM berth.leases WHERE lease_id = $1::NUMERIC")
+            .bind(after.to_string())
+            .fetch_one(&pool)
+            .await?;
+    ensure!(later == 1, "indexing went on past the hostile string");
     Ok(())
 }

@@ -32,7 +32,7 @@ impl Drop for World {
     }
 }
 
-async fn world(db: &PgConnectOptions, env: &[(&str, &str)]) -> Result<World> {
+pub(crate) async fn world(db: &PgConnectOptions, env: &[(&str, &str)]) -> Result<World> {
     let settings = Settings {
         min_stake: 0,
         ..Settings::default()
@@ -148,6 +148,15 @@ impl World {
             None => None,
         })
     }
+}
+
+/// Closes `lease` as its tenant and waits until its workload is gone.
+pub(crate) async fn close_and_wait_gone(w: &World, lease: U256) -> Result<()> {
+    mined(w.escrow()?.closeLease(lease), "closeLease").await?;
+    wait_for("the workload to be removed", WAIT, || async {
+        Ok(w.workload(lease).await?.is_none().then_some(()))
+    })
+    .await
 }
 
 /// Waits until `url` answers with `body`.

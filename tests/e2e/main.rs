@@ -1,6 +1,7 @@
 //! Berth's end-to-end tests: one binary, one module per scenario.
 
 mod cli;
+mod hostile;
 mod indexer;
 mod indexer_process;
 mod keeper;

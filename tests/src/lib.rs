@@ -14,6 +14,7 @@ use berth_bindings::{LeaseEscrow, ProviderRegistry, TestToken};
 use eyre::{Context, OptionExt, Result, ensure};
 
 pub mod keeper;
+pub mod rpc_proxy;
 
 /// The repository root (the workspace that holds `node_modules/`).
 pub fn repo_root() -> PathBuf {
