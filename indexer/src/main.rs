@@ -72,6 +72,7 @@ async fn main() -> Result<()> {
         max_range: cfg.max_range,
         reorg_window: cfg.reorg_window,
         poll_interval: cfg.poll_interval(),
+        analyze_after_rows: 10_000,
     };
     tracing::info!(chain_id, escrow = %deployment.lease_escrow, start_block = sync.start_block, "indexing");
     let mut indexer = Indexer::new(provider, store, decoder, sync, metrics);

@@ -286,6 +286,14 @@ impl Store {
         Ok(())
     }
 
+    /// Refreshes the planner statistics of the indexer's tables.
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        sqlx::query("ANALYZE berth.events, berth.raw_logs, berth.blocks")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Deletes every row above `ancestor` and moves the checkpoint back to it, in one
     /// transaction: the indexer then re-indexes the new branch from there.
     pub async fn rewind_to(&self, ancestor: BlockRef) -> Result<(), StoreError> {

@@ -32,6 +32,10 @@ pub struct SyncConfig {
     pub reorg_window: u64,
     /// Pause between polls once at the head.
     pub poll_interval: Duration,
+    /// Rows written after which the tables' planner statistics are refreshed (`ANALYZE`)
+    /// once the indexer reaches the head, or at 20 times that in a long backfill: without
+    /// them the views' plans go wrong by orders of magnitude after a backfill.
+    pub analyze_after_rows: u64,
 }
 
 /// Why indexing stopped or a step failed.
@@ -116,6 +120,7 @@ pub struct Indexer<P> {
     metrics: Metrics,
     prefetched: Option<Batch>,
     wake: Arc<Notify>,
+    written_since_analyze: u64,
 }
 
 fn rpc<E: std::fmt::Display>(e: E) -> SyncError {
@@ -166,6 +171,7 @@ impl<P: Provider> Indexer<P> {
             metrics,
             prefetched: None,
             wake: Arc::new(Notify::new()),
+            written_since_analyze: 0,
         }
     }
 
@@ -293,6 +299,19 @@ impl<P: Provider> Indexer<P> {
             commit.await?;
         }
         self.metrics.add_events(rows.len() as u64);
+        self.written_since_analyze += rows.len() as u64;
+        let threshold = self.cfg.analyze_after_rows.max(1);
+        let at_head = batch.end.number >= head;
+        if self.written_since_analyze >= threshold
+            && (at_head || self.written_since_analyze >= threshold.saturating_mul(20))
+        {
+            self.store.analyze().await?;
+            tracing::info!(
+                rows = self.written_since_analyze,
+                "planner statistics refreshed"
+            );
+            self.written_since_analyze = 0;
+        }
         if (rows.len() as u64) < 10_000 {
             self.range = (self.range * 2).min(self.cfg.max_range);
         }

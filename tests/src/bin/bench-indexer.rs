@@ -163,6 +163,7 @@ async fn measure(
         max_range: 5000,
         reorg_window: 256,
         poll_interval: Duration::from_millis(20),
+        analyze_after_rows: 10_000,
     };
     let mut indexer = Indexer::new(
         provider,
