@@ -285,6 +285,12 @@ async fn leases_naming_the_same_volume_never_share_it(pool: PgPool) -> Result<()
     w.wait_status(a, LeaseStatus::Active, &keeper).await?;
     let a_url = w.endpoint(a).await?;
     serves(&format!("{a_url}/secret.txt"), "s3cret\n").await?;
+    // The container got the CPU weight of its reservation (100m), not podman's default 1,024.
+    let shares = cpu_shares_of(&w, a)?;
+    ensure!(
+        shares == vec![102],
+        "cpu.shares of lease {a}'s containers: {shares:?}"
+    );
     let (b, _) = w.lease_with(&reader, &reader).await?;
     w.wait_status(b, LeaseStatus::Active, &keeper).await?;
     let b_url = w.endpoint(b).await?;
@@ -312,4 +318,61 @@ async fn leases_naming_the_same_volume_never_share_it(pool: PgPool) -> Result<()
         "lease {a}'s volume outlived it: {names}"
     );
     Ok(())
+}
+
+/// `cpu.shares` (cgroup v1) or the shares that `cpu.weight` (v2) stands for, of every
+/// container podman runs for `lease`.
+fn cpu_shares_of(w: &World, lease: alloy::primitives::U256) -> Result<Vec<u64>> {
+    let podman = |args: &[&str]| -> Result<String> {
+        let out = std::process::Command::new("podman")
+            .env("CONTAINERS_CONF", containers_conf())
+            .args(args)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let ids = podman(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=berth.dev/lease-id={lease}"),
+        "--filter",
+        &format!("label=berth.dev/escrow={:#x}", w.c.escrow),
+    ])?;
+    let mut shares = Vec::new();
+    for id in ids.split_whitespace() {
+        let info = podman(&[
+            "inspect",
+            id,
+            "--format",
+            "{{.IsInfra}} {{.State.CgroupPath}}",
+        ])?;
+        let Some(path) = info.trim().strip_prefix("false ") else {
+            continue; // the pod's infra container runs nothing of the tenant's
+        };
+        let path = path.trim_start_matches('/');
+        let v1 = std::path::Path::new("/sys/fs/cgroup/cpu")
+            .join(path)
+            .join("cpu.shares");
+        let value = match std::fs::read_to_string(&v1) {
+            Ok(v) => v.trim().parse()?,
+            Err(_) => {
+                let weight: u64 = std::fs::read_to_string(
+                    std::path::Path::new("/sys/fs/cgroup")
+                        .join(path)
+                        .join("cpu.weight"),
+                )?
+                .trim()
+                .parse()?;
+                // podman's shares → weight mapping, inverted.
+                2 + (weight.saturating_sub(1) * 262_142).div_ceil(9999)
+            }
+        };
+        shares.push(value);
+    }
+    Ok(shares)
 }

@@ -1,6 +1,7 @@
 //! Where workloads run: podman on one host, or a Kubernetes cluster. Both take the same
 //! rendered objects ([`crate::render`]) and report what runs by the labels on them.
 
+pub mod cgroup;
 pub mod kubernetes;
 pub mod podman;
 

@@ -26,6 +26,10 @@ pub struct PodmanEngine {
     socket: PathBuf,
     timeout: Duration,
     pull_timeout: Duration,
+    /// Where the host's cgroup filesystem is mounted (read for the memory working set).
+    cgroup_root: PathBuf,
+    /// Container id → its cgroup path, as podman reports it (ids never change).
+    cgroup_paths: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,7 +76,105 @@ impl PodmanEngine {
             socket: socket.into(),
             timeout,
             pull_timeout,
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            cgroup_paths: std::sync::Arc::default(),
         }
+    }
+
+    /// The container's cgroup path, asked of podman once and remembered.
+    async fn cgroup_path(&self, id: &str) -> Option<String> {
+        if let Some(p) = self.paths().get(id) {
+            return Some(p.clone());
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Inspect {
+            state: InspectState,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct InspectState {
+            #[serde(default)]
+            cgroup_path: String,
+        }
+        let path = format!("/containers/{}/json", url_encode(id));
+        let (status, body) = self
+            .call(Method::GET, &path, None, self.timeout)
+            .await
+            .ok()?;
+        if !status.is_success() {
+            return None;
+        }
+        let found = serde_json::from_slice::<Inspect>(&body)
+            .ok()?
+            .state
+            .cgroup_path;
+        (!found.is_empty()).then(|| {
+            self.paths().insert(id.to_owned(), found.clone());
+            found
+        })
+    }
+
+    fn paths(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+        self.cgroup_paths
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Gives every container of the lease the CPU weight of its reservation: `kube play`
+    /// leaves each at the default (1,024 shares) whatever it reserved, so under load a
+    /// lease would not get the CPU it pays for.
+    async fn set_cpu_weights(&self, rendered: &Rendered) -> Result<(), EngineError> {
+        let mut millis_of = BTreeMap::new();
+        for d in &rendered.deployments {
+            let service = d.metadata.name.clone().unwrap_or_default();
+            let cpu = d
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .and_then(|s| s.containers.first())
+                .and_then(|c| c.resources.as_ref())
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get("cpu"))
+                .and_then(|q| crate::manifest::quantity::cpu_millis(&q.0).ok());
+            if let Some(cpu) = cpu {
+                millis_of.insert(service, cpu);
+            }
+        }
+        let filter = serde_json::json!({ "label": Self::lease_filters(&rendered.key) }).to_string();
+        let path = format!("/containers/json?all=true&filters={}", url_encode(&filter));
+        let (status, body) = self.call(Method::GET, &path, None, self.timeout).await?;
+        if !status.is_success() {
+            return Err(EngineError::Unavailable(format!(
+                "listing containers: {status}"
+            )));
+        }
+        let containers: Vec<ContainerSummary> = serde_json::from_slice(&body)
+            .map_err(|e| EngineError::Unavailable(format!("listing containers: bad JSON: {e}")))?;
+        for c in containers {
+            let Some(millis) = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(crate::render::LABEL_SERVICE))
+                .and_then(|s| millis_of.get(s))
+            else {
+                continue;
+            };
+            let shares = super::cgroup::cpu_shares(*millis);
+            let body = serde_json::json!({ "cpu": { "shares": shares } }).to_string();
+            let path = format!("/containers/{}/update", url_encode(&c.id));
+            let (status, answer) = self
+                .call(Method::POST, &path, Some(body), self.timeout)
+                .await?;
+            if !status.is_success() {
+                return Err(EngineError::Unavailable(format!(
+                    "setting the CPU weight of {}: {status}: {}",
+                    c.id,
+                    String::from_utf8_lossy(&answer).trim()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The socket path.
@@ -238,7 +340,7 @@ impl PodmanEngine {
             .await?;
         let verdict = play_verdict(status, &body);
         if verdict.is_ok() {
-            return Ok(());
+            return self.set_cpu_weights(&missing).await;
         }
         // A half-created pod must not survive as a duplicate candidate: remove the lease's
         // pods and report; a refusal rejects the lease, an outage is tried again.
@@ -305,18 +407,32 @@ impl PodmanEngine {
                 entries
             }
         };
-        Ok(entries
-            .into_iter()
-            .filter_map(|s| {
-                let (lease, name) = leases.get(&s.container_id)?.clone();
-                Some(ContainerStats {
-                    lease,
-                    container: name,
-                    cpu_ns: s.cpu_nano,
-                    memory_bytes: s.mem_usage,
-                })
-            })
-            .collect())
+        // Billed memory is the working set, read from the container's cgroup; podman's
+        // MemUsage counts the page cache too. Where the cgroup cannot be read (the keeper on
+        // another host), MemUsage it is, and the log says so.
+        let live: std::collections::HashSet<&String> = leases.keys().collect();
+        self.paths().retain(|id, _| live.contains(id));
+        let mut out = Vec::with_capacity(entries.len());
+        for s in entries {
+            let Some((lease, name)) = leases.get(&s.container_id).cloned() else {
+                continue;
+            };
+            let working_set = match self.cgroup_path(&s.container_id).await {
+                Some(path) => super::cgroup::working_set(&self.cgroup_root, &path),
+                None => None,
+            };
+            let memory_bytes = working_set.unwrap_or_else(|| {
+                tracing::warn!(container = %name, "cgroup not readable: billing podman's MemUsage (includes page cache)");
+                s.mem_usage
+            });
+            out.push(ContainerStats {
+                lease,
+                container: name,
+                cpu_ns: s.cpu_nano,
+                memory_bytes,
+            });
+        }
+        Ok(out)
     }
 
     /// One stats request for `ids`.
