@@ -3,7 +3,9 @@
 //! found by label. Each pass makes the second match the first. New blocks and manifest
 //! uploads only wake it; a periodic resync runs anyway.
 
+mod admission;
 mod settle;
+mod work;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -11,21 +13,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-use alloy::{eips::BlockId, primitives::U256, sol_types::SolCall, transports::http::reqwest};
-use berth_bindings::{LeaseEscrow, LeaseStatus, RejectReason};
+use alloy::{eips::BlockId, primitives::U256, transports::http::reqwest};
+use berth_bindings::{LeaseStatus, RejectReason};
 use tokio::{
     sync::{Notify, watch},
     task::JoinHandle,
 };
 
+use self::work::{ApplyState, Applying};
 use crate::{
     chain::{ChainError, ChainReader, EscrowSettings, LeaseView},
     engine::{Engine, EngineError, Workload},
     intake::{self, Rejection},
-    manifest::{MAX_MANIFEST_BYTES, Manifest, policy::Policy},
+    manifest::{Manifest, policy::Policy},
     metrics::Metrics,
-    render::{LeaseKey, render},
-    signer::{Signer, SignerError, TxJob, TxOutcome},
+    render::LeaseKey,
+    signer::{Signer, SignerError},
     store::{Store, StoreError},
 };
 
@@ -121,27 +124,6 @@ pub struct Reconciler {
     /// Engine applies (image pulls, `kube play`) under way, one task per lease, off the pass.
     applying: HashMap<U256, Applying>,
 }
-
-/// An engine apply running in its own task, with the public ports it will publish.
-#[derive(Debug)]
-struct Applying {
-    task: JoinHandle<Result<(), EngineError>>,
-    ports: crate::render::PortMap,
-}
-
-/// Where a lease's apply stands.
-#[derive(Debug)]
-enum ApplyState {
-    /// None was started (or its outcome was already taken).
-    Idle,
-    /// Still running.
-    Running,
-    /// Finished with this outcome.
-    Done(Result<(), EngineError>),
-}
-
-/// How long a failed manifest download waits before it is tried again.
-const DOWNLOAD_RETRY: Duration = Duration::from_secs(10);
 
 impl Reconciler {
     /// A reconciler; reads the escrow's settings once.
@@ -473,51 +455,6 @@ impl Reconciler {
         Ok(true)
     }
 
-    /// Starts applying a lease's objects in a task of its own: an image pull or a slow
-    /// engine holds up only this lease.
-    fn spawn_apply(&mut self, id: U256, manifest: &Manifest, ports: crate::render::PortMap) {
-        let rendered = render(self.key(id), manifest, &ports);
-        let engine = self.engine.clone();
-        let task = tokio::spawn(async move { engine.apply(&rendered).await });
-        self.applying.insert(id, Applying { task, ports });
-    }
-
-    /// Where the lease's apply stands; a finished outcome is taken (returned once).
-    async fn apply_state(&mut self, id: U256) -> ApplyState {
-        match self.applying.get(&id) {
-            None => ApplyState::Idle,
-            Some(a) if !a.task.is_finished() => ApplyState::Running,
-            Some(_) => match self.applying.remove(&id) {
-                Some(a) => ApplyState::Done(a.task.await.unwrap_or_else(|e| {
-                    Err(EngineError::Unavailable(format!("apply task ended: {e}")))
-                })),
-                None => ApplyState::Idle,
-            },
-        }
-    }
-
-    /// Stops the lease's download and apply, if any.
-    fn abandon(&mut self, id: U256) {
-        if let Some(a) = self.applying.remove(&id) {
-            a.task.abort();
-        }
-        if let Some(d) = self.downloads.remove(&id) {
-            d.abort();
-        }
-        self.download_retry.remove(&id);
-    }
-
-    /// Public ports held by workloads and by applies under way.
-    fn used_ports(&self, all: &BTreeMap<U256, Workload>) -> BTreeSet<u16> {
-        let mut used = used_ports(all);
-        used.extend(
-            self.applying
-                .values()
-                .flat_map(|a| a.ports.values().copied()),
-        );
-        used
-    }
-
     /// An active lease whose workload is missing or stopped: bring it back as confirmed.
     async fn redeploy(
         &mut self,
@@ -566,213 +503,6 @@ impl Reconciler {
         self.metrics.deployed();
         Ok(())
     }
-
-    /// Whether a public port is free on this host: podman publishes ports here, so a port
-    /// another process holds would fail the pod; the cluster owns NodePorts.
-    fn bindable(&self, port: u16) -> bool {
-        match self.engine {
-            Engine::Podman(_) => std::net::TcpListener::bind(("0.0.0.0", port)).is_ok(),
-            Engine::Kubernetes(_) => true,
-        }
-    }
-
-    /// Runway and cluster capacity for a new lease.
-    async fn admit(
-        &self,
-        view: &LeaseView,
-        all: &BTreeMap<U256, Workload>,
-        views: &BTreeMap<U256, LeaseView>,
-    ) -> Result<Result<(), Rejection>, PassError> {
-        let now = self.chain.now().await?;
-        let depletion = self.chain.depletion_time(view.id).await?;
-        let min = self
-            .settings
-            .min_runway
-            .as_secs()
-            .max(self.escrow.min_runway);
-        if depletion < now.saturating_add(min) {
-            return Ok(Err(Rejection::new(
-                RejectReason::InsufficientRunway,
-                format!(
-                    "runway {} s is below the minimum {min} s",
-                    depletion.saturating_sub(now)
-                ),
-            )));
-        }
-        let (mut cpu, mut mem) = (
-            u64::from(view.reservation.cpu_millis),
-            u64::from(view.reservation.memory_mib),
-        );
-        for id in all.keys() {
-            if let Some(v) = views.get(id) {
-                cpu += u64::from(v.reservation.cpu_millis);
-                mem += u64::from(v.reservation.memory_mib);
-            }
-        }
-        for (what, need, max) in [
-            ("cpu millicores", cpu, self.settings.max_cpu_millis),
-            ("memory MiB", mem, self.settings.max_memory_mib),
-        ] {
-            if let Some(max) = max.filter(|m| need > *m) {
-                return Ok(Err(Rejection::new(
-                    RejectReason::CapacityUnavailable,
-                    format!(
-                        "{what}: running leases and this one need {need}, the cluster offers {max}"
-                    ),
-                )));
-            }
-        }
-        Ok(Ok(()))
-    }
-
-    /// The stored manifest, or one downloaded from the lease's URI (then stored).
-    async fn manifest_bytes(&mut self, view: &LeaseView) -> Result<Option<Vec<u8>>, PassError> {
-        if let Some(m) = self.store.manifest(view.id).await? {
-            return Ok(Some(m.bytes));
-        }
-        let uri = self.known.get(&view.id).cloned().unwrap_or_default();
-        if uri.is_empty() {
-            return Ok(None);
-        }
-        if let Some(task) = self.downloads.get(&view.id) {
-            if !task.is_finished() {
-                return Ok(None);
-            }
-            let result = match self.downloads.remove(&view.id) {
-                Some(task) => task
-                    .await
-                    .unwrap_or_else(|e| Err(format!("download task: {e}"))),
-                None => return Ok(None),
-            };
-            return match result {
-                Ok(bytes) => {
-                    self.store
-                        .put_manifest(view.id, &bytes, view.manifest_hash, &uri, None)
-                        .await?;
-                    Ok(Some(bytes))
-                }
-                Err(e) => {
-                    tracing::warn!(lease = %view.id, uri = %uri.escape_debug(), error = %e, "manifest download failed");
-                    self.download_retry
-                        .insert(view.id, Instant::now() + DOWNLOAD_RETRY);
-                    Ok(None)
-                }
-            };
-        }
-        if self
-            .download_retry
-            .get(&view.id)
-            .is_some_and(|at| Instant::now() < *at)
-        {
-            return Ok(None);
-        }
-        // In a task of its own, bounded in time and size: a server that never answers, or
-        // trickles, holds up only this lease.
-        let (http, limit) = (self.http.clone(), self.settings.download_timeout);
-        let task = tokio::spawn(async move {
-            tokio::time::timeout(limit, download(&http, &uri))
-                .await
-                .unwrap_or_else(|_| Err(format!("no complete answer within {} s", limit.as_secs())))
-        });
-        self.downloads.insert(view.id, task);
-        Ok(None)
-    }
-
-    /// Probes every public port: an HTTP answer (any status) or an accepted TCP connection.
-    async fn ready(&self, manifest: &Manifest, ports: &crate::render::PortMap) -> bool {
-        for (name, s) in &manifest.services {
-            for p in &s.ports {
-                let Some(public) = ports.get(&(name.clone(), p.port)) else {
-                    continue;
-                };
-                let addr = format!("{}:{public}", self.settings.public_host);
-                let ok = match p.expose {
-                    crate::manifest::Expose::Http => self
-                        .http
-                        .get(format!("http://{addr}/"))
-                        .timeout(Duration::from_secs(1))
-                        .send()
-                        .await
-                        .is_ok(),
-                    crate::manifest::Expose::Tcp => tokio::time::timeout(
-                        Duration::from_secs(1),
-                        tokio::net::TcpStream::connect(&addr),
-                    )
-                    .await
-                    .is_ok_and(|r| r.is_ok()),
-                    crate::manifest::Expose::None => true,
-                };
-                if !ok {
-                    return false;
-                }
-            }
-        }
-        true
-    }
-
-    /// Re-reads the lease at the latest block; true when it is still pending.
-    async fn still_pending(&self, id: U256) -> Result<bool, PassError> {
-        Ok(self.chain.lease(id, BlockId::latest()).await?.status == LeaseStatus::Pending)
-    }
-
-    async fn confirm(&mut self, view: &LeaseView, endpoint: String) -> Result<(), PassError> {
-        if !self.still_pending(view.id).await? {
-            return Ok(());
-        }
-        let input = LeaseEscrow::confirmLeaseCall {
-            leaseId: view.id,
-            endpoint: endpoint.clone(),
-        }
-        .abi_encode();
-        let outcome = self
-            .signer
-            .submit(TxJob {
-                lease: view.id,
-                action: "confirm",
-                detail: endpoint.clone(),
-                to: self.chain.escrow(),
-                input: input.into(),
-            })
-            .await?;
-        if let TxOutcome::Sent(tx) = outcome {
-            self.metrics.confirmed();
-            tracing::info!(lease = %view.id, %endpoint, %tx, "lease confirmed");
-        }
-        Ok(())
-    }
-
-    /// Rejects on chain (a full refund for the tenant) and removes anything deployed.
-    async fn reject(&mut self, view: &LeaseView, r: Rejection) -> Result<(), PassError> {
-        if !self.still_pending(view.id).await? {
-            return Ok(());
-        }
-        self.abandon(view.id);
-        self.engine.delete(&self.key(view.id)).await?;
-        let reason_name = serde_json::to_value(r.reason)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let input = LeaseEscrow::rejectLeaseCall {
-            leaseId: view.id,
-            reason: r.reason as u8,
-        }
-        .abi_encode();
-        let outcome = self
-            .signer
-            .submit(TxJob {
-                lease: view.id,
-                action: "reject",
-                detail: format!("{reason_name}: {}", r.rule),
-                to: self.chain.escrow(),
-                input: input.into(),
-            })
-            .await?;
-        if let TxOutcome::Sent(tx) = outcome {
-            self.metrics.rejected(&reason_name);
-            tracing::warn!(lease = %view.id, reason = %reason_name, rule = %r.rule, %tx, "lease rejected");
-        }
-        Ok(())
-    }
 }
 
 /// Leases whose workloads must go: ended on chain, or unknown to the chain at the confirmed
@@ -807,27 +537,6 @@ fn confirmed_port(endpoint: &str, service: &str, port: u16, host: &str) -> Optio
             .then(|| pick(v))
             .flatten()
     })
-}
-
-/// Downloads at most [`MAX_MANIFEST_BYTES`] + 1 bytes from an `http(s)` URI (one more than
-/// allowed, so an oversized manifest is seen as such and rejected).
-async fn download(http: &reqwest::Client, uri: &str) -> Result<Vec<u8>, String> {
-    if !(uri.starts_with("http://") || uri.starts_with("https://")) {
-        return Err("only http and https manifest URIs are supported".into());
-    }
-    let mut resp = http.get(uri).send().await.map_err(|e| e.to_string())?;
-    if !resp.status().is_success() {
-        return Err(format!("HTTP {}", resp.status()));
-    }
-    let mut bytes = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
-        let room = MAX_MANIFEST_BYTES + 1 - bytes.len();
-        bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if bytes.len() > MAX_MANIFEST_BYTES {
-            break;
-        }
-    }
-    Ok(bytes)
 }
 
 #[cfg(test)]

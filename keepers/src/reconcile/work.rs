@@ -1,0 +1,169 @@
+//! The slow parts of a lease's work, run off the pass in a task per lease: manifest downloads
+//! (a URL that never answers or trickles) and engine applies (image pulls, `kube play`). The
+//! pass starts them, looks at their outcome when it comes round again, and moves on.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, Instant},
+};
+
+use alloy::{primitives::U256, transports::http::reqwest};
+use tokio::task::JoinHandle;
+
+use super::{PassError, Reconciler, used_ports};
+use crate::{
+    chain::LeaseView,
+    engine::{EngineError, Workload},
+    manifest::{MAX_MANIFEST_BYTES, Manifest},
+    render::render,
+};
+
+/// An engine apply running in its own task, with the public ports it will publish.
+#[derive(Debug)]
+pub(super) struct Applying {
+    pub(super) task: JoinHandle<Result<(), EngineError>>,
+    pub(super) ports: crate::render::PortMap,
+}
+
+/// Where a lease's apply stands.
+#[derive(Debug)]
+pub(super) enum ApplyState {
+    /// None was started (or its outcome was already taken).
+    Idle,
+    /// Still running.
+    Running,
+    /// Finished with this outcome.
+    Done(Result<(), EngineError>),
+}
+
+/// How long a failed manifest download waits before it is tried again.
+const DOWNLOAD_RETRY: Duration = Duration::from_secs(10);
+
+impl Reconciler {
+    /// Starts applying a lease's objects in a task of its own: an image pull or a slow
+    /// engine holds up only this lease.
+    pub(super) fn spawn_apply(
+        &mut self,
+        id: U256,
+        manifest: &Manifest,
+        ports: crate::render::PortMap,
+    ) {
+        let rendered = render(self.key(id), manifest, &ports);
+        let engine = self.engine.clone();
+        let task = tokio::spawn(async move { engine.apply(&rendered).await });
+        self.applying.insert(id, Applying { task, ports });
+    }
+
+    /// Where the lease's apply stands; a finished outcome is taken (returned once).
+    pub(super) async fn apply_state(&mut self, id: U256) -> ApplyState {
+        match self.applying.get(&id) {
+            None => ApplyState::Idle,
+            Some(a) if !a.task.is_finished() => ApplyState::Running,
+            Some(_) => match self.applying.remove(&id) {
+                Some(a) => ApplyState::Done(a.task.await.unwrap_or_else(|e| {
+                    Err(EngineError::Unavailable(format!("apply task ended: {e}")))
+                })),
+                None => ApplyState::Idle,
+            },
+        }
+    }
+
+    /// Stops the lease's download and apply, if any.
+    pub(super) fn abandon(&mut self, id: U256) {
+        if let Some(a) = self.applying.remove(&id) {
+            a.task.abort();
+        }
+        if let Some(d) = self.downloads.remove(&id) {
+            d.abort();
+        }
+        self.download_retry.remove(&id);
+    }
+
+    /// Public ports held by workloads and by applies under way.
+    pub(super) fn used_ports(&self, all: &BTreeMap<U256, Workload>) -> BTreeSet<u16> {
+        let mut used = used_ports(all);
+        used.extend(
+            self.applying
+                .values()
+                .flat_map(|a| a.ports.values().copied()),
+        );
+        used
+    }
+
+    /// The stored manifest, or one downloaded from the lease's URI (then stored).
+    pub(super) async fn manifest_bytes(
+        &mut self,
+        view: &LeaseView,
+    ) -> Result<Option<Vec<u8>>, PassError> {
+        if let Some(m) = self.store.manifest(view.id).await? {
+            return Ok(Some(m.bytes));
+        }
+        let uri = self.known.get(&view.id).cloned().unwrap_or_default();
+        if uri.is_empty() {
+            return Ok(None);
+        }
+        if let Some(task) = self.downloads.get(&view.id) {
+            if !task.is_finished() {
+                return Ok(None);
+            }
+            let result = match self.downloads.remove(&view.id) {
+                Some(task) => task
+                    .await
+                    .unwrap_or_else(|e| Err(format!("download task: {e}"))),
+                None => return Ok(None),
+            };
+            return match result {
+                Ok(bytes) => {
+                    self.store
+                        .put_manifest(view.id, &bytes, view.manifest_hash, &uri, None)
+                        .await?;
+                    Ok(Some(bytes))
+                }
+                Err(e) => {
+                    tracing::warn!(lease = %view.id, uri = %uri.escape_debug(), error = %e, "manifest download failed");
+                    self.download_retry
+                        .insert(view.id, Instant::now() + DOWNLOAD_RETRY);
+                    Ok(None)
+                }
+            };
+        }
+        if self
+            .download_retry
+            .get(&view.id)
+            .is_some_and(|at| Instant::now() < *at)
+        {
+            return Ok(None);
+        }
+        // In a task of its own, bounded in time and size: a server that never answers, or
+        // trickles, holds up only this lease.
+        let (http, limit) = (self.http.clone(), self.settings.download_timeout);
+        let task = tokio::spawn(async move {
+            tokio::time::timeout(limit, download(&http, &uri))
+                .await
+                .unwrap_or_else(|_| Err(format!("no complete answer within {} s", limit.as_secs())))
+        });
+        self.downloads.insert(view.id, task);
+        Ok(None)
+    }
+}
+
+/// Downloads at most [`MAX_MANIFEST_BYTES`] + 1 bytes from an `http(s)` URI (one more than
+/// allowed, so an oversized manifest is seen as such and rejected).
+async fn download(http: &reqwest::Client, uri: &str) -> Result<Vec<u8>, String> {
+    if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+        return Err("only http and https manifest URIs are supported".into());
+    }
+    let mut resp = http.get(uri).send().await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        let room = MAX_MANIFEST_BYTES + 1 - bytes.len();
+        bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            break;
+        }
+    }
+    Ok(bytes)
+}
