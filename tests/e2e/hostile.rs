@@ -376,3 +376,43 @@ fn cpu_shares_of(w: &World, lease: alloy::primitives::U256) -> Result<Vec<u64>> 
     }
     Ok(shares)
 }
+
+/// With confirmations, the keeper reads a lease a few blocks behind the head: after it
+/// rejects a lease whose workload never answered, that depth still shows the lease pending
+/// until more blocks come. It must not deploy the lease again meanwhile.
+#[sqlx::test(migrations = false)]
+async fn a_lease_rejected_after_its_deploy_is_not_deployed_again(pool: PgPool) -> Result<()> {
+    use alloy::providers::Provider;
+    let w = world(
+        &pool.connect_options(),
+        &[("BERTH_CONFIRMATIONS", "3"), ("BERTH_READY_TIMEOUT_S", "4")],
+    )
+    .await?;
+    let keeper = KeeperProcess::start(&w.setup).await?;
+    let silent = hello_with("    command: [/bin/busybox, sleep, \"3600\"]\n");
+    let (lease, status) = w.lease_with(&silent, &silent).await?;
+    ensure!(status == 202, "upload answered {status}");
+    let p = w.chain.wallet(0)?;
+    for _ in 0..3 {
+        let _: serde_json::Value = p.raw_request("evm_mine".into(), ()).await?;
+    }
+    wait_for(
+        "the lease to be deployed",
+        Duration::from_secs(60),
+        || async { Ok((w.pods(lease).await? > 0).then_some(())) },
+    )
+    .await?;
+    rejected_with(&w, lease, &keeper, RejectReason::ManifestInvalid).await?;
+    // No new block: the confirmed depth still shows the lease pending.
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(8) {
+        let pods = w.pods(lease).await?;
+        ensure!(
+            pods == 0 || watched.elapsed() < Duration::from_secs(2),
+            "lease {lease} was deployed again after its rejection ({pods} pods):\n{}",
+            keeper.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
