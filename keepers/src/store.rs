@@ -21,6 +21,15 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// A `transactions` row (id, tx_hash, nonce) as an [`OpenTx`].
+fn open_tx(r: &sqlx::postgres::PgRow) -> OpenTx {
+    OpenTx {
+        id: r.get("id"),
+        hash: B256::from_slice(r.get::<Vec<u8>, _>("tx_hash").as_slice()),
+        nonce: u64::try_from(r.get::<i64, _>("nonce")).unwrap_or(0),
+    }
+}
+
 /// Longest free text (a transaction's detail, a manifest's source) stored; the rest is cut.
 pub const MAX_TEXT: usize = 2048;
 
@@ -243,14 +252,7 @@ impl Store {
         .bind(action)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| OpenTx {
-                id: r.get("id"),
-                hash: B256::from_slice(r.get::<Vec<u8>, _>("tx_hash").as_slice()),
-                nonce: u64::try_from(r.get::<i64, _>("nonce")).unwrap_or(0),
-            })
-            .collect())
+        Ok(rows.iter().map(open_tx).collect())
     }
 
     /// The oldest `limit` transactions of any lease still recorded as sent.
@@ -264,14 +266,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| OpenTx {
-                id: r.get("id"),
-                hash: B256::from_slice(r.get::<Vec<u8>, _>("tx_hash").as_slice()),
-                nonce: u64::try_from(r.get::<i64, _>("nonce")).unwrap_or(0),
-            })
-            .collect())
+        Ok(rows.iter().map(open_tx).collect())
     }
 
     /// Whether a transaction with `action` for `lease` was sent and not found dropped or

@@ -341,6 +341,8 @@ fn cpu_shares_of(w: &World, lease: alloy::primitives::U256) -> Result<Vec<u64>> 
         "--filter",
         &format!("label=berth.dev/lease-id={lease}"),
         "--filter",
+        &format!("label=berth.dev/chain-id={}", w.chain.chain_id()),
+        "--filter",
         &format!("label=berth.dev/escrow={:#x}", w.c.escrow),
     ])?;
     let mut shares = Vec::new();

@@ -121,6 +121,26 @@ impl PodmanEngine {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Containers matching `filters` (libpod's filter object); stopped ones too with `all`.
+    async fn containers(
+        &self,
+        filters: &serde_json::Value,
+        all: bool,
+    ) -> Result<Vec<ContainerSummary>, EngineError> {
+        let path = format!(
+            "/containers/json?all={all}&filters={}",
+            url_encode(&filters.to_string())
+        );
+        let (status, body) = self.call(Method::GET, &path, None, self.timeout).await?;
+        if !status.is_success() {
+            return Err(EngineError::Unavailable(format!(
+                "listing containers: {status}"
+            )));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| EngineError::Unavailable(format!("listing containers: bad JSON: {e}")))
+    }
+
     /// Gives every container of the lease the CPU weight of its reservation: `kube play`
     /// leaves each at the default (1,024 shares) whatever it reserved, so under load a
     /// lease would not get the CPU it pays for.
@@ -141,17 +161,8 @@ impl PodmanEngine {
                 millis_of.insert(service, cpu);
             }
         }
-        let filter = serde_json::json!({ "label": Self::lease_filters(&rendered.key) }).to_string();
-        let path = format!("/containers/json?all=true&filters={}", url_encode(&filter));
-        let (status, body) = self.call(Method::GET, &path, None, self.timeout).await?;
-        if !status.is_success() {
-            return Err(EngineError::Unavailable(format!(
-                "listing containers: {status}"
-            )));
-        }
-        let containers: Vec<ContainerSummary> = serde_json::from_slice(&body)
-            .map_err(|e| EngineError::Unavailable(format!("listing containers: bad JSON: {e}")))?;
-        for c in containers {
+        let filter = serde_json::json!({ "label": Self::lease_filters(&rendered.key) });
+        for c in self.containers(&filter, true).await? {
             let Some(millis) = c
                 .labels
                 .as_ref()
@@ -358,16 +369,8 @@ impl PodmanEngine {
             .split(',')
             .map(str::to_string)
             .collect();
-        let filter = serde_json::json!({ "label": filters, "status": ["running"] }).to_string();
-        let path = format!("/containers/json?filters={}", url_encode(&filter));
-        let (status, body) = self.call(Method::GET, &path, None, self.timeout).await?;
-        if !status.is_success() {
-            return Err(EngineError::Unavailable(format!(
-                "listing containers: {status}"
-            )));
-        }
-        let containers: Vec<ContainerSummary> = serde_json::from_slice(&body)
-            .map_err(|e| EngineError::Unavailable(format!("listing containers: bad JSON: {e}")))?;
+        let filter = serde_json::json!({ "label": filters, "status": ["running"] });
+        let containers = self.containers(&filter, false).await?;
         let mut leases = BTreeMap::new();
         for c in &containers {
             if let Some(lease) = c
