@@ -19,7 +19,9 @@ import {vm} from "../contracts/test/utils/Vm.sol";
 ///   BERTH_STAKE_TOKEN   token providers stake (default: the payment token)
 ///   BERTH_MIN_STAKE     minimum provider stake in base units (default 0)
 ///   BERTH_UNBONDING_DELAY, BERTH_ACCEPT_TIMEOUT, BERTH_CHALLENGE_WINDOW,
-///   BERTH_FINAL_REPORT_WINDOW, BERTH_MIN_RUNWAY  seconds (defaults below)
+///   BERTH_FINAL_REPORT_WINDOW, BERTH_MIN_RUNWAY, BERTH_GRACE_PERIOD,
+///   BERTH_MIN_OPEN_RUNWAY  seconds (defaults below; grace half the minimum runway, opening
+///   runway twice it)
 contract Deploy {
     bool public constant IS_SCRIPT = true;
 
@@ -35,6 +37,8 @@ contract Deploy {
         uint256 challengeWindow;
         uint256 finalReportWindow;
         uint256 minRunway;
+        uint256 gracePeriod;
+        uint256 minOpenRunway;
     }
 
     function run() external returns (ProviderRegistry registry, LeaseEscrow escrow, address paymentToken) {
@@ -51,10 +55,14 @@ contract Deploy {
             s.deployer,
             registry,
             s.arbiter,
-            s.acceptTimeout,
-            s.challengeWindow,
-            s.finalReportWindow,
-            s.minRunway
+            [
+                s.acceptTimeout,
+                s.challengeWindow,
+                s.finalReportWindow,
+                s.minRunway,
+                s.gracePeriod,
+                s.minOpenRunway
+            ]
         );
         registry.setEscrow(address(escrow));
         registry.setPaymentToken(s.paymentToken, true);
@@ -76,6 +84,8 @@ contract Deploy {
         s.challengeWindow = vm.envOr("BERTH_CHALLENGE_WINDOW", uint256(1 days));
         s.finalReportWindow = vm.envOr("BERTH_FINAL_REPORT_WINDOW", uint256(1 hours));
         s.minRunway = vm.envOr("BERTH_MIN_RUNWAY", uint256(1 hours));
+        s.gracePeriod = vm.envOr("BERTH_GRACE_PERIOD", s.minRunway / 2);
+        s.minOpenRunway = vm.envOr("BERTH_MIN_OPEN_RUNWAY", s.minRunway * 2);
     }
 
     function _isLocal() private view returns (bool) {
@@ -95,6 +105,8 @@ contract Deploy {
         vm.serializeUint(k, "challengeWindow", s.challengeWindow);
         vm.serializeUint(k, "finalReportWindow", s.finalReportWindow);
         vm.serializeUint(k, "minRunway", s.minRunway);
+        vm.serializeUint(k, "gracePeriod", s.gracePeriod);
+        vm.serializeUint(k, "minOpenRunway", s.minOpenRunway);
         string memory json = vm.serializeUint(k, "unbondingDelay", s.unbondingDelay);
         vm.writeJson(
             json, string.concat(vm.projectRoot(), "/deployments/", vm.toString(block.chainid), ".json")

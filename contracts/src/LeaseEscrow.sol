@@ -5,18 +5,24 @@ import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
-import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
+import {LeaseEscrowBase} from "./escrow/LeaseEscrowBase.sol";
 import {ILeaseEscrow} from "./interfaces/ILeaseEscrow.sol";
 import {IProviderRegistry} from "./interfaces/IProviderRegistry.sol";
+import {ChargeBuckets} from "./libraries/ChargeBuckets.sol";
+import {Errors} from "./libraries/Errors.sol";
+import {LeaseMath} from "./libraries/LeaseMath.sol";
+import {TokenPull} from "./libraries/TokenPull.sol";
 import {
+    AutoTopUp,
     CloseReason,
     Lease,
     LeaseStatus,
-    PRICE_SCALE,
     Prices,
+    ProviderStatus,
+    PullFailure,
     RejectReason,
+    Resource,
     UsageReport
 } from "./types/BerthTypes.sol";
 
@@ -24,71 +30,24 @@ import {
 /// @notice Escrow for Berth leases: tenants deposit, the provider's keeper confirms and reports
 /// usage, charges mature through a challenge window (the tenant may dispute them to the arbiter)
 /// and are claimed by the provider; the unearned rest is withdrawable by the tenant only.
-/// Overbilling is bounded here: each resource's units are capped by reservation x period and a
-/// charge is capped by the balance. The owner can pause new leases; nothing else is pausable.
-contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
+/// Overbilling is bounded here: each resource's units are capped by reservation x running time
+/// and a charge is capped by the balance. A lease whose runway falls below `minRunway` is
+/// suspended (base rate only) and may be terminated after `gracePeriod`; a top-up, manual or
+/// under the tenant's capped auto top-up policy, resumes it. The owner can pause new leases;
+/// nothing else is pausable.
+contract LeaseEscrow is ILeaseEscrow, LeaseEscrowBase, Ownable2Step {
     using SafeERC20 for IERC20;
-
-    /// @notice The provider registry this escrow reserves capacity in.
-    IProviderRegistry public immutable registry;
-    /// @notice Rules on disputed charges.
-    address public immutable arbiter;
-    /// @notice Seconds after opening from which the tenant may cancel an unconfirmed lease.
-    uint256 public immutable acceptTimeout;
-    /// @notice Seconds a reported charge stays disputable before it matures.
-    uint256 public immutable challengeWindow;
-    /// @notice Seconds after a close during which the provider may still report usage.
-    uint256 public immutable finalReportWindow;
-    /// @notice A deposit must cover this many seconds at the maximum rate; below it the provider
-    /// may terminate.
-    uint256 public immutable minRunway;
-
-    /// @notice Upper bound for every window and timeout, so that timestamps fit in uint40.
-    uint256 public constant MAX_WINDOW = 365 days;
-
-    uint256 private _leaseCount;
-    mapping(uint256 leaseId => Lease) private _leases;
-
-    /// @dev Values read from the registry for a batch of reports, reused while the provider and
-    /// price version repeat.
-    struct ProviderCache {
-        uint256 providerId;
-        address operator;
-        uint16 priceVersion;
-        bool pricesLoaded;
-        Prices prices;
-    }
+    using ChargeBuckets for ChargeBuckets.Buckets;
 
     /// @param owner_ May pause new leases; transferable in two steps.
     /// @param registry_ The provider registry (its `setEscrow` must name this contract).
     /// @param arbiter_ Rules on disputes.
-    /// @param acceptTimeout_ Seconds before a tenant may cancel an unconfirmed lease.
-    /// @param challengeWindow_ Seconds a charge stays disputable.
-    /// @param finalReportWindow_ Seconds the provider has to report after a close.
-    /// @param minRunway_ Seconds of maximum-rate billing a deposit must cover.
-    constructor(
-        address owner_,
-        IProviderRegistry registry_,
-        address arbiter_,
-        uint256 acceptTimeout_,
-        uint256 challengeWindow_,
-        uint256 finalReportWindow_,
-        uint256 minRunway_
-    ) Ownable(owner_) {
-        if (address(registry_) == address(0) || arbiter_ == address(0)) {
-            revert ZeroAddress();
-        }
-        if (
-            acceptTimeout_ > MAX_WINDOW || challengeWindow_ > MAX_WINDOW || finalReportWindow_ > MAX_WINDOW
-                || minRunway_ > MAX_WINDOW
-        ) revert WindowTooLong();
-        registry = registry_;
-        arbiter = arbiter_;
-        acceptTimeout = acceptTimeout_;
-        challengeWindow = challengeWindow_;
-        finalReportWindow = finalReportWindow_;
-        minRunway = minRunway_;
-    }
+    /// @param timing Seconds: accept timeout, challenge window, final-report window, minimum
+    /// runway (suspension threshold), grace period, minimum opening runway.
+    constructor(address owner_, IProviderRegistry registry_, address arbiter_, uint256[6] memory timing)
+        LeaseEscrowBase(registry_, arbiter_, timing)
+        Ownable(owner_)
+    {}
 
     // ---------------------------------------------------------------- tenant
 
@@ -102,7 +61,7 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
         string calldata manifestUri,
         uint256 deposit,
         uint256 maxRateAllowed
-    ) external whenNotPaused returns (uint256) {
+    ) external returns (uint256) {
         return _open(
             providerId, cpuMillis, memoryMiB, storageGiB, manifestHash, manifestUri, deposit, maxRateAllowed
         );
@@ -121,7 +80,7 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
         uint256 deadline,
         bytes32 r,
         bytes32 vs
-    ) external whenNotPaused returns (uint256) {
+    ) external returns (uint256) {
         _permit(providerId, deposit, deadline, r, vs);
         return _open(
             providerId, cpuMillis, memoryMiB, storageGiB, manifestHash, manifestUri, deposit, maxRateAllowed
@@ -130,92 +89,199 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
 
     /// @inheritdoc ILeaseEscrow
     function topUp(uint256 leaseId, uint256 amount) external {
-        Lease storage l = _lease(leaseId);
-        if (l.status != LeaseStatus.Pending && l.status != LeaseStatus.Active) {
-            revert InvalidLeaseStatus(leaseId, l.status);
+        LeaseRecord storage l = _lease(leaseId);
+        LeaseStatus status = l.status;
+        if (status != LeaseStatus.Active && status != LeaseStatus.Pending && status != LeaseStatus.Suspended)
+        {
+            revert Errors.LeaseEscrow_InvalidLeaseStatus(leaseId, status);
         }
-        if (amount == 0) revert ZeroAmount();
-        address token = registry.tokenOf(l.providerId);
-        uint128 balance = l.balance + SafeCast.toUint128(amount);
-        l.balance = balance;
-        emit LeaseToppedUp(leaseId, msg.sender, amount, balance);
-        _pullExact(IERC20(token), amount);
+        if (amount == 0) revert Errors.LeaseEscrow_ZeroAmount();
+        uint256 balance = _credit(l, leaseId, amount);
+        uint256 providerId = l.providerId;
+        emit LeaseToppedUp(leaseId, providerId, l.tenant, msg.sender, amount, balance);
+        _pull(_token[providerId], amount);
+        if (status == LeaseStatus.Suspended) _maybeResume(l, leaseId);
+    }
+
+    /// @inheritdoc ILeaseEscrow
+    function updateManifest(uint256 leaseId, bytes32 manifestHash, string calldata manifestUri) external {
+        LeaseRecord storage l = _lease(leaseId);
+        _checkTenant(l, leaseId);
+        LeaseStatus status = l.status;
+        if (status != LeaseStatus.Active && status != LeaseStatus.Suspended) {
+            revert Errors.LeaseEscrow_InvalidLeaseStatus(leaseId, status);
+        }
+        if (manifestHash == bytes32(0)) revert Errors.LeaseEscrow_EmptyManifestHash();
+        uint24 version = l.manifestVersion + 1;
+        l.manifestVersion = version;
+        emit ManifestUpdated(leaseId, l.providerId, msg.sender, version, manifestHash, manifestUri);
+    }
+
+    /// @inheritdoc ILeaseEscrow
+    function setAutoTopUp(
+        uint256 leaseId,
+        uint256 maxPerTopUp,
+        uint256 maxTotal,
+        uint256 expiresAt,
+        uint256 triggerRunway,
+        uint256 targetRunway
+    ) external {
+        LeaseRecord storage l = _lease(leaseId);
+        _checkTenant(l, leaseId);
+        LeaseStatus status = l.status;
+        if (status != LeaseStatus.Active && status != LeaseStatus.Pending && status != LeaseStatus.Suspended)
+        {
+            revert Errors.LeaseEscrow_InvalidLeaseStatus(leaseId, status);
+        }
+        if (
+            maxPerTopUp == 0 || maxPerTopUp > maxTotal || maxTotal > type(uint96).max
+                || expiresAt <= block.timestamp || expiresAt > type(uint32).max
+                || targetRunway <= triggerRunway || targetRunway > MAX_WINDOW
+        ) revert Errors.LeaseEscrow_InvalidAutoTopUp();
+        // forge-lint: disable-next-item(unsafe-typecast) -- each bounded above
+        _autoTopUp[leaseId] = AutoTopUp({
+            maxPerTopUp: uint96(maxPerTopUp),
+            maxTotal: uint96(maxTotal),
+            expiresAt: uint32(expiresAt),
+            triggerRunway: uint32(triggerRunway),
+            pulled: 0,
+            targetRunway: uint32(targetRunway)
+        });
+        emit AutoTopUpSet(
+            leaseId, l.providerId, msg.sender, maxPerTopUp, maxTotal, expiresAt, triggerRunway, targetRunway
+        );
+    }
+
+    /// @inheritdoc ILeaseEscrow
+    function clearAutoTopUp(uint256 leaseId) external {
+        LeaseRecord storage l = _lease(leaseId);
+        _checkTenant(l, leaseId);
+        if (_autoTopUp[leaseId].maxTotal == 0) revert Errors.LeaseEscrow_NoAutoTopUp(leaseId);
+        delete _autoTopUp[leaseId];
+        emit AutoTopUpCleared(leaseId, l.providerId, msg.sender);
     }
 
     /// @inheritdoc ILeaseEscrow
     function cancelLease(uint256 leaseId) external {
-        Lease storage l = _lease(leaseId);
+        LeaseRecord storage l = _lease(leaseId);
         _checkTenant(l, leaseId);
-        if (l.status != LeaseStatus.Pending) revert InvalidLeaseStatus(leaseId, l.status);
-        uint256 cancellableAt = uint256(l.createdAt) + acceptTimeout;
-        if (block.timestamp < cancellableAt) revert AcceptTimeoutNotReached(leaseId, cancellableAt);
-        l.status = LeaseStatus.Cancelled;
-        _end(l, leaseId, CloseReason.Cancelled);
-        _refund(l, leaseId, l.balance, true);
+        if (l.status != LeaseStatus.Pending) revert Errors.LeaseEscrow_InvalidLeaseStatus(leaseId, l.status);
+        uint256 cancellableAt = uint256(l.clock) + acceptTimeout;
+        if (block.timestamp < cancellableAt) {
+            revert Errors.LeaseEscrow_AcceptTimeoutNotReached(leaseId, cancellableAt);
+        }
+        _end(l, leaseId, LeaseStatus.Cancelled, CloseReason.Cancelled);
     }
 
     /// @inheritdoc ILeaseEscrow
     function closeLease(uint256 leaseId) external {
-        Lease storage l = _lease(leaseId);
+        LeaseRecord storage l = _lease(leaseId);
         _checkTenant(l, leaseId);
-        if (l.status != LeaseStatus.Active) revert InvalidLeaseStatus(leaseId, l.status);
-        l.status = LeaseStatus.Closing;
-        _end(l, leaseId, CloseReason.TenantClosed);
+        LeaseStatus status = l.status;
+        if (status != LeaseStatus.Active && status != LeaseStatus.Suspended) {
+            revert Errors.LeaseEscrow_InvalidLeaseStatus(leaseId, status);
+        }
+        _end(l, leaseId, LeaseStatus.Closing, CloseReason.TenantClosed);
     }
 
     /// @inheritdoc ILeaseEscrow
     function withdraw(uint256 leaseId) external {
-        Lease storage l = _lease(leaseId);
+        LeaseRecord storage l = _lease(leaseId);
         _checkTenant(l, leaseId);
-        if (l.status != LeaseStatus.Closing) revert InvalidLeaseStatus(leaseId, l.status);
-        if (l.billedUntil < l.closedAt) {
-            uint256 withdrawableAt = uint256(l.closedAt) + finalReportWindow;
-            if (block.timestamp <= withdrawableAt) revert FinalReportWindowOpen(leaseId, withdrawableAt);
-        }
-        l.status = LeaseStatus.Closed;
+        LeaseStatus status = l.status;
         uint256 amount = l.balance;
-        l.balance = 0;
-        emit LeaseWithdrawn(leaseId, msg.sender, amount);
-        if (amount > 0) IERC20(registry.tokenOf(l.providerId)).safeTransfer(msg.sender, amount);
+        if (status == LeaseStatus.Closing) {
+            uint256 closedAt = l.closedAt;
+            if (l.billedUntil < closedAt && block.timestamp <= closedAt + finalReportWindow) {
+                revert Errors.LeaseEscrow_FinalReportWindowOpen(leaseId, closedAt + finalReportWindow);
+            }
+            l.status = LeaseStatus.Closed;
+        } else if (
+            status == LeaseStatus.Closed || status == LeaseStatus.Rejected || status == LeaseStatus.Cancelled
+        ) {
+            if (amount == 0) revert Errors.LeaseEscrow_NothingToWithdraw(leaseId);
+        } else {
+            revert Errors.LeaseEscrow_InvalidLeaseStatus(leaseId, status);
+        }
+        uint256 providerId = l.providerId;
+        if (amount > 0) l.balance = 0;
+        emit LeaseWithdrawn(leaseId, providerId, msg.sender, amount);
+        if (amount > 0) IERC20(_token[providerId]).safeTransfer(msg.sender, amount);
     }
 
     /// @inheritdoc ILeaseEscrow
     function dispute(uint256 leaseId) external {
-        Lease storage l = _lease(leaseId);
+        LeaseRecord storage l = _lease(leaseId);
         _checkTenant(l, leaseId);
-        _mature(l);
-        uint256 amount = uint256(l.pendingA) + l.pendingB;
-        if (amount == 0) revert NothingToDispute(leaseId);
-        // forge-lint: disable-next-line(unsafe-typecast) -- both buckets came out of a uint128 balance
-        l.disputed += uint128(amount);
-        (l.pendingA, l.pendingB, l.maturesA, l.maturesB) = (0, 0, 0, 0);
-        emit ChargesDisputed(leaseId, msg.sender, amount);
+        ChargeBuckets.Buckets memory b = _loadBuckets(l);
+        b.settle(block.timestamp);
+        uint256 amount = b.unmatured();
+        if (amount == 0) revert Errors.LeaseEscrow_NothingToDispute(leaseId);
+        (b.pendingA, b.maturesA, b.pendingB, b.maturesB) = (0, 0, 0, 0);
+        _storeBuckets(l, b);
+        // forge-lint: disable-next-line(unsafe-typecast) -- the buckets came out of a uint96 balance
+        l.disputed += uint96(amount);
+        emit ChargesDisputed(leaseId, l.providerId, msg.sender, amount);
+    }
+
+    // ---------------------------------------------------------------- anyone
+
+    /// @inheritdoc ILeaseEscrow
+    function autoTopUp(uint256 leaseId) external returns (uint256 amount) {
+        LeaseRecord storage l = _lease(leaseId);
+        LeaseStatus status = l.status;
+        if (status != LeaseStatus.Active && status != LeaseStatus.Suspended) {
+            revert Errors.LeaseEscrow_InvalidLeaseStatus(leaseId, status);
+        }
+        AutoTopUp storage p = _autoTopUp[leaseId];
+        amount = _autoTopUpAmount(l, p, leaseId, true);
+        uint256 providerId = l.providerId;
+        address tenant = l.tenant;
+        // Effects first, undone below when the pull fails: a token cannot re-enter past the caps.
+        uint256 pulled = p.pulled + amount;
+        // forge-lint: disable-next-line(unsafe-typecast) -- pulled <= maxTotal, a uint96
+        p.pulled = uint96(pulled);
+        uint256 balance = _credit(l, leaseId, amount);
+        uint256 gasBefore = gasleft();
+        (PullFailure failure, uint256 received) =
+            TokenPull.tryPull(IERC20(_token[providerId]), tenant, amount);
+        if (failure != PullFailure.None) {
+            // A pull starved of gas by the caller is not the tenant's failure (EIP-150 keeps 1/64).
+            if (gasleft() <= gasBefore / 64) revert Errors.LeaseEscrow_TransferFailed(_token[providerId]);
+            // forge-lint: disable-next-item(unsafe-typecast) -- restoring the values read above
+            p.pulled = uint96(pulled - amount);
+            l.balance = uint96(balance - amount);
+            emit AutoTopUpFailed(leaseId, providerId, tenant, amount, failure);
+            return 0;
+        }
+        if (received != amount) {
+            revert Errors.LeaseEscrow_FeeOnTransferToken(_token[providerId], amount, received);
+        }
+        emit LeaseToppedUp(leaseId, providerId, tenant, tenant, amount, balance);
+        emit AutoTopUpExecuted(leaseId, providerId, tenant, msg.sender, amount, pulled);
+        if (status == LeaseStatus.Suspended) _maybeResume(l, leaseId);
     }
 
     // ---------------------------------------------------------------- provider
 
     /// @inheritdoc ILeaseEscrow
     function confirmLease(uint256 leaseId, string calldata endpoint) external {
-        Lease storage l = _lease(leaseId);
-        _checkOperator(l, leaseId);
-        if (l.status != LeaseStatus.Pending) revert InvalidLeaseStatus(leaseId, l.status);
-        if (bytes(endpoint).length == 0) revert EmptyEndpoint();
+        LeaseRecord storage l = _lease(leaseId);
+        uint256 providerId = _checkOperator(l, leaseId);
+        if (l.status != LeaseStatus.Pending) revert Errors.LeaseEscrow_InvalidLeaseStatus(leaseId, l.status);
+        if (bytes(endpoint).length == 0) revert Errors.LeaseEscrow_EmptyEndpoint();
         l.status = LeaseStatus.Active;
-        l.confirmedAt = uint40(block.timestamp);
-        l.billedUntil = uint40(block.timestamp);
-        l.endpoint = endpoint;
-        emit LeaseConfirmed(leaseId, l.providerId, endpoint);
+        l.billedUntil = uint32(block.timestamp);
+        emit LeaseConfirmed(leaseId, providerId, l.tenant, endpoint);
     }
 
     /// @inheritdoc ILeaseEscrow
     function rejectLease(uint256 leaseId, RejectReason reason) external {
-        Lease storage l = _lease(leaseId);
-        _checkOperator(l, leaseId);
-        if (l.status != LeaseStatus.Pending) revert InvalidLeaseStatus(leaseId, l.status);
-        l.status = LeaseStatus.Rejected;
-        emit LeaseRejected(leaseId, l.providerId, reason);
-        _end(l, leaseId, CloseReason.Rejected);
-        _refund(l, leaseId, l.balance, true);
+        LeaseRecord storage l = _lease(leaseId);
+        uint256 providerId = _checkOperator(l, leaseId);
+        if (l.status != LeaseStatus.Pending) revert Errors.LeaseEscrow_InvalidLeaseStatus(leaseId, l.status);
+        emit LeaseRejected(leaseId, providerId, l.tenant, reason);
+        _end(l, leaseId, LeaseStatus.Rejected, CloseReason.Rejected);
     }
 
     /// @inheritdoc ILeaseEscrow
@@ -237,7 +303,7 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
 
     /// @inheritdoc ILeaseEscrow
     function reportUsageBatch(UsageReport[] calldata reports) external {
-        if (reports.length == 0) revert EmptyBatch();
+        if (reports.length == 0) revert Errors.LeaseEscrow_EmptyBatch();
         ProviderCache memory cache;
         for (uint256 i; i < reports.length; ++i) {
             _report(reports[i], cache);
@@ -245,71 +311,160 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
     }
 
     /// @inheritdoc ILeaseEscrow
+    function suspendLease(uint256 leaseId) external {
+        LeaseRecord storage l = _lease(leaseId);
+        uint256 providerId = _checkOperator(l, leaseId);
+        if (l.status != LeaseStatus.Active) revert Errors.LeaseEscrow_InvalidLeaseStatus(leaseId, l.status);
+        uint256 depletion = LeaseMath.depletionTime(l.billedUntil, l.balance, _maxRate(l));
+        if (depletion >= block.timestamp + minRunway) {
+            revert Errors.LeaseEscrow_RunwayAboveMinimum(leaseId, depletion, block.timestamp + minRunway);
+        }
+        if (l.flags & IDLE_UNBILLED != 0) {
+            revert Errors.LeaseEscrow_IdlePeriodUnbilled(leaseId, l.billedUntil, l.idleUntil);
+        }
+        l.status = LeaseStatus.Suspended;
+        l.flags |= IDLE_UNBILLED;
+        (l.idleFrom, l.idleUntil) = (uint32(block.timestamp), 0);
+        emit LeaseSuspended(leaseId, providerId, l.tenant, depletion, block.timestamp + gracePeriod);
+    }
+
+    /// @inheritdoc ILeaseEscrow
     function terminateLease(uint256 leaseId) external {
-        Lease storage l = _lease(leaseId);
+        LeaseRecord storage l = _lease(leaseId);
         _checkOperator(l, leaseId);
-        if (l.status != LeaseStatus.Active) revert InvalidLeaseStatus(leaseId, l.status);
-        uint256 depletion = _depletionTime(l, _maxRate(l));
-        if (depletion >= block.timestamp + minRunway) revert RunwayAboveMinimum(leaseId, depletion);
-        l.status = LeaseStatus.Closing;
-        _end(l, leaseId, CloseReason.Exhausted);
+        if (l.status != LeaseStatus.Suspended) {
+            revert Errors.LeaseEscrow_InvalidLeaseStatus(leaseId, l.status);
+        }
+        uint256 terminableAt = uint256(l.idleFrom) + gracePeriod;
+        if (block.timestamp < terminableAt) {
+            revert Errors.LeaseEscrow_GracePeriodNotOver(leaseId, terminableAt);
+        }
+        _end(l, leaseId, LeaseStatus.Closing, CloseReason.Exhausted);
     }
 
     /// @inheritdoc ILeaseEscrow
     function claim(uint256 leaseId) external returns (uint256 amount) {
-        Lease storage l = _lease(leaseId);
-        (address token, address owner_) = _checkProviderAgent(l.providerId, leaseId);
-        amount = _takeClaimable(l, leaseId, owner_);
-        if (amount > 0) IERC20(token).safeTransfer(owner_, amount);
+        LeaseRecord storage l = _lease(leaseId);
+        uint256 providerId = l.providerId;
+        address owner_ = _checkProviderAgent(providerId, leaseId);
+        amount = _takeClaimable(l, leaseId, providerId, owner_);
+        if (amount > 0) IERC20(_token[providerId]).safeTransfer(owner_, amount);
     }
 
     /// @inheritdoc ILeaseEscrow
     function claimMany(uint256[] calldata leaseIds) external returns (uint256 amount) {
-        if (leaseIds.length == 0) revert EmptyBatch();
+        if (leaseIds.length == 0) revert Errors.LeaseEscrow_EmptyBatch();
         uint256 providerId = _lease(leaseIds[0]).providerId;
-        (address token, address owner_) = _checkProviderAgent(providerId, leaseIds[0]);
+        address owner_ = _checkProviderAgent(providerId, leaseIds[0]);
         for (uint256 i; i < leaseIds.length; ++i) {
-            Lease storage l = _lease(leaseIds[i]);
-            if (l.providerId != providerId) revert MixedProviders(leaseIds[i], l.providerId, providerId);
-            amount += _takeClaimable(l, leaseIds[i], owner_);
+            LeaseRecord storage l = _lease(leaseIds[i]);
+            if (l.providerId != providerId) {
+                revert Errors.LeaseEscrow_MixedProviders(leaseIds[i], l.providerId, providerId);
+            }
+            amount += _takeClaimable(l, leaseIds[i], providerId, owner_);
         }
-        if (amount > 0) IERC20(token).safeTransfer(owner_, amount);
+        if (amount > 0) IERC20(_token[providerId]).safeTransfer(owner_, amount);
+    }
+
+    // ---------------------------------------------------------------- registry
+
+    /// @inheritdoc ILeaseEscrow
+    function syncProvider(uint256 providerId, address operator, address token) external {
+        if (msg.sender != address(registry)) revert Errors.LeaseEscrow_NotRegistry(msg.sender);
+        _operator[providerId] = operator;
+        _token[providerId] = token;
     }
 
     // ---------------------------------------------------------------- arbiter
 
     /// @inheritdoc ILeaseEscrow
     function resolveDispute(uint256 leaseId, uint256 toProvider) external {
-        if (msg.sender != arbiter) revert NotArbiter(msg.sender);
-        Lease storage l = _lease(leaseId);
+        if (msg.sender != arbiter) revert Errors.LeaseEscrow_NotArbiter(msg.sender);
+        LeaseRecord storage l = _lease(leaseId);
         uint256 disputed = l.disputed;
-        if (disputed == 0) revert NoDispute(leaseId);
-        if (toProvider > disputed) revert AwardExceedsDisputed(leaseId, toProvider, disputed);
+        if (disputed == 0) revert Errors.LeaseEscrow_NoDispute(leaseId);
+        if (toProvider > disputed) {
+            revert Errors.LeaseEscrow_AwardExceedsDisputed(leaseId, toProvider, disputed);
+        }
         l.disputed = 0;
-        // forge-lint: disable-next-line(unsafe-typecast) -- toProvider <= disputed, a uint128
-        l.claimable += uint128(toProvider);
+        // forge-lint: disable-next-line(unsafe-typecast) -- toProvider <= disputed, a uint96
+        l.claimable += uint96(toProvider);
         uint256 toTenant = disputed - toProvider;
-        emit DisputeResolved(leaseId, toProvider, toTenant);
-        _refund(l, leaseId, toTenant, false);
+        // The tenant's part goes back to the balance (runway, or withdrawable once ended): a
+        // token refusing a transfer to the tenant never blocks the ruling.
+        if (toTenant > 0) _credit(l, leaseId, toTenant);
+        emit DisputeResolved(leaseId, l.providerId, l.tenant, toProvider, toTenant);
     }
 
     // ---------------------------------------------------------------- admin
 
-    /// @notice Stops new leases. Confirmations, reports, claims, refunds and withdrawals go on.
+    /// @notice Stops new leases. Confirmations, reports, top-ups, claims and withdrawals go on.
     function pause() external onlyOwner {
-        _pause();
+        if (_paused) revert Errors.LeaseEscrow_Paused();
+        _paused = true;
+        emit Paused(msg.sender);
     }
 
     /// @notice Takes new leases again.
     function unpause() external onlyOwner {
-        _unpause();
+        if (!_paused) revert Errors.LeaseEscrow_NotPaused();
+        _paused = false;
+        emit Unpaused(msg.sender);
+    }
+
+    /// @notice Whether new leases are stopped.
+    function paused() external view returns (bool) {
+        return _paused;
+    }
+
+    /// @notice Starts handing the escrow's administration (pausing new leases) to `newOwner`,
+    /// who must accept it.
+    function transferOwnership(address newOwner) public override onlyOwner {
+        super.transferOwnership(newOwner);
+    }
+
+    /// @notice Completes a handover started by `transferOwnership`; only the named new owner may call.
+    function acceptOwnership() public override {
+        super.acceptOwnership();
+    }
+
+    /// @notice Gives up administration for good: nobody can pause new leases any more.
+    function renounceOwnership() public override onlyOwner {
+        super.renounceOwnership();
     }
 
     // ---------------------------------------------------------------- views
 
     /// @inheritdoc ILeaseEscrow
-    function getLease(uint256 leaseId) external view returns (Lease memory) {
-        return _leases[leaseId];
+    function getLease(uint256 leaseId) external view returns (Lease memory v) {
+        LeaseRecord storage l = _leases[leaseId];
+        if (l.status == LeaseStatus.None) return v;
+        (v.tenant, v.providerId, v.priceVersion, v.status, v.closeReason, v.manifestVersion) =
+        (l.tenant, l.providerId, l.priceVersion, l.status, l.closeReason, l.manifestVersion);
+        (v.cpuMillis, v.memoryMiB, v.storageGiB) = (l.cpuMillis, l.memoryMiB, l.storageGiB);
+        v.billedUntil = l.billedUntil;
+        if (v.billedUntil == 0) v.createdAt = l.clock;
+        v.closedAt = l.closedAt;
+        if (v.status == LeaseStatus.Suspended) v.suspendedAt = l.idleFrom;
+        v.reportCount = l.reportCount;
+        (v.balance, v.disputed) = (l.balance, l.disputed);
+        ChargeBuckets.Buckets memory b = _loadBuckets(l);
+        b.settle(block.timestamp);
+        (v.claimable, v.pending) = (uint256(l.claimable) + b.matured, b.unmatured());
+        v.maxRate = _maxRate(l);
+        v.depletionTime = _depletionView(l, v.maxRate);
+    }
+
+    /// @inheritdoc ILeaseEscrow
+    function autoTopUpOf(uint256 leaseId) external view returns (AutoTopUp memory) {
+        return _autoTopUp[leaseId];
+    }
+
+    /// @inheritdoc ILeaseEscrow
+    function autoTopUpDue(uint256 leaseId) external view returns (uint256) {
+        LeaseRecord storage l = _leases[leaseId];
+        if (l.status != LeaseStatus.Active && l.status != LeaseStatus.Suspended) return 0;
+        return _autoTopUpAmount(l, _autoTopUp[leaseId], leaseId, false);
     }
 
     /// @inheritdoc ILeaseEscrow
@@ -323,46 +478,58 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
     }
 
     /// @inheritdoc ILeaseEscrow
-    function claimableOf(uint256 leaseId) external view returns (uint256 amount) {
-        Lease storage l = _lease(leaseId);
-        amount = l.claimable;
-        if (l.pendingA != 0 && l.maturesA <= block.timestamp) amount += l.pendingA;
-        if (l.pendingB != 0 && l.maturesB <= block.timestamp) amount += l.pendingB;
+    function claimableOf(uint256 leaseId) external view returns (uint256) {
+        LeaseRecord storage l = _lease(leaseId);
+        ChargeBuckets.Buckets memory b = _loadBuckets(l);
+        b.settle(block.timestamp);
+        return uint256(l.claimable) + b.matured;
     }
 
     /// @inheritdoc ILeaseEscrow
-    function pendingOf(uint256 leaseId) external view returns (uint256 amount) {
-        Lease storage l = _lease(leaseId);
-        if (l.maturesA > block.timestamp) amount += l.pendingA;
-        if (l.maturesB > block.timestamp) amount += l.pendingB;
+    function pendingOf(uint256 leaseId) external view returns (uint256) {
+        ChargeBuckets.Buckets memory b = _loadBuckets(_lease(leaseId));
+        b.settle(block.timestamp);
+        return b.unmatured();
     }
 
     /// @inheritdoc ILeaseEscrow
     function refundableOf(uint256 leaseId) external view returns (uint256) {
-        Lease storage l = _lease(leaseId);
-        if (l.status == LeaseStatus.Pending) {
-            return block.timestamp >= uint256(l.createdAt) + acceptTimeout ? l.balance : 0;
+        LeaseRecord storage l = _lease(leaseId);
+        LeaseStatus status = l.status;
+        if (status == LeaseStatus.Pending) {
+            return block.timestamp >= uint256(l.clock) + acceptTimeout ? l.balance : 0;
         }
-        if (l.status == LeaseStatus.Closing) {
+        if (status == LeaseStatus.Closing) {
             bool final_ =
                 l.billedUntil >= l.closedAt || block.timestamp > uint256(l.closedAt) + finalReportWindow;
             return final_ ? l.balance : 0;
+        }
+        if (status == LeaseStatus.Closed || status == LeaseStatus.Rejected || status == LeaseStatus.Cancelled)
+        {
+            return l.balance;
         }
         return 0;
     }
 
     /// @inheritdoc ILeaseEscrow
     function depletionTimeOf(uint256 leaseId) external view returns (uint256) {
-        Lease storage l = _lease(leaseId);
-        if (l.status == LeaseStatus.Active) return _depletionTime(l, _maxRate(l));
-        if (l.status == LeaseStatus.Pending) {
-            uint256 rate = _maxRate(l);
-            return rate == 0 ? type(uint40).max : block.timestamp + uint256(l.balance) * PRICE_SCALE / rate;
-        }
-        return l.closedAt;
+        LeaseRecord storage l = _lease(leaseId);
+        return _depletionView(l, _maxRate(l));
     }
 
-    // ---------------------------------------------------------------- internals: opening
+    /// @inheritdoc ILeaseEscrow
+    function runwayOf(uint256 leaseId) external view returns (uint256) {
+        LeaseRecord storage l = _lease(leaseId);
+        uint256 depletion = _depletionView(l, _maxRate(l));
+        return depletion > block.timestamp ? depletion - block.timestamp : 0;
+    }
+
+    /// @notice The operator key and payment token the escrow holds for a provider.
+    function providerAgents(uint256 providerId) external view returns (address operator, address token) {
+        return (_operator[providerId], _token[providerId]);
+    }
+
+    // ---------------------------------------------------------------- internals
 
     function _open(
         uint256 providerId,
@@ -374,47 +541,26 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
         uint256 deposit,
         uint256 maxRateAllowed
     ) private returns (uint256 leaseId) {
-        if (cpuMillis == 0 || memoryMiB == 0) revert ZeroResources();
-        if (manifestHash == bytes32(0)) revert EmptyManifestHash();
+        if (_paused) revert Errors.LeaseEscrow_Paused();
+        if (manifestHash == bytes32(0)) revert Errors.LeaseEscrow_EmptyManifestHash();
         (address token, uint16 priceVersion, uint256 rate) =
             _reserve(providerId, cpuMillis, memoryMiB, storageGiB, deposit, maxRateAllowed);
 
         leaseId = ++_leaseCount;
-        Lease storage l = _leases[leaseId];
-        l.tenant = msg.sender;
-        l.providerId = SafeCast.toUint32(providerId);
-        l.priceVersion = priceVersion;
-        l.status = LeaseStatus.Pending;
-        (l.cpuMillis, l.memoryMiB, l.storageGiB) = (cpuMillis, memoryMiB, storageGiB);
-        l.createdAt = uint40(block.timestamp);
-        l.balance = SafeCast.toUint128(deposit);
-        l.manifestHash = manifestHash;
-        _emitOpened(leaseId, l, manifestUri, deposit, rate);
-        _pullExact(IERC20(token), deposit);
-    }
-
-    /// @dev Reserves capacity with the registry and checks the token, the price guard and the
-    /// minimum runway of the deposit.
-    function _reserve(
-        uint256 providerId,
-        uint32 cpuMillis,
-        uint32 memoryMiB,
-        uint32 storageGiB,
-        uint256 deposit,
-        uint256 maxRateAllowed
-    ) private returns (address token, uint16 priceVersion, uint256 rate) {
-        if (deposit == 0) revert ZeroAmount();
-        Prices memory prices;
-        (, token, priceVersion, prices) = registry.reserve(providerId, cpuMillis, memoryMiB, storageGiB);
-        rate = _rate(prices, cpuMillis, memoryMiB, storageGiB);
-        if (rate > maxRateAllowed) revert RateAboveMax(rate, maxRateAllowed);
-        uint256 required = (minRunway * rate + PRICE_SCALE - 1) / PRICE_SCALE;
-        if (deposit < required) revert InsufficientDeposit(deposit, required);
+        LeaseRecord storage l = _leases[leaseId];
+        // forge-lint: disable-next-item(unsafe-typecast) -- ids and sizes are checked above
+        (l.tenant, l.providerId, l.priceVersion, l.status) =
+        (msg.sender, uint32(providerId), priceVersion, LeaseStatus.Pending);
+        (l.balance, l.cpuMillis, l.memoryMiB, l.storageGiB, l.clock) =
+        (uint96(deposit), uint24(cpuMillis), uint24(memoryMiB), uint24(storageGiB), uint32(block.timestamp));
+        _emitOpened(l, leaseId, manifestHash, manifestUri, deposit, rate);
+        _pull(token, deposit);
     }
 
     function _emitOpened(
+        LeaseRecord storage l,
         uint256 leaseId,
-        Lease storage l,
+        bytes32 manifestHash,
         string calldata manifestUri,
         uint256 deposit,
         uint256 rate
@@ -427,218 +573,73 @@ contract LeaseEscrow is ILeaseEscrow, Ownable2Step, Pausable {
             l.cpuMillis,
             l.memoryMiB,
             l.storageGiB,
-            l.manifestHash,
+            manifestHash,
             manifestUri,
             deposit,
             rate
         );
     }
 
-    /// @dev EIP-2612 permit wrapped in try/catch: a front-run permit must not block the lease
-    /// when the allowance it set is already in place.
+    /// @dev Checks the reservation and the deposit and reserves capacity with the registry; its
+    /// refusals become this escrow's errors, so that a wallet decodes them with the escrow's ABI.
+    function _reserve(
+        uint256 providerId,
+        uint32 cpuMillis,
+        uint32 memoryMiB,
+        uint32 storageGiB,
+        uint256 deposit,
+        uint256 maxRateAllowed
+    ) private returns (address token, uint16 priceVersion, uint256 rate) {
+        _checkReservation(cpuMillis, memoryMiB, storageGiB);
+        if (deposit == 0) revert Errors.LeaseEscrow_ZeroAmount();
+        if (deposit > type(uint96).max) revert Errors.LeaseEscrow_BalanceOverflow(0, 0, deposit);
+        token = _providerToken(providerId);
+        (IProviderRegistry.Refusal refusal, uint256 a, uint256 b, uint16 version, Prices memory prices) =
+            registry.reserve(providerId, cpuMillis, memoryMiB, storageGiB);
+        if (refusal != IProviderRegistry.Refusal.None) {
+            if (refusal == IProviderRegistry.Refusal.NotAccepting) {
+                // forge-lint: disable-next-line(unsafe-typecast) -- a ProviderStatus from the registry
+                revert Errors.LeaseEscrow_ProviderNotAccepting(providerId, ProviderStatus(uint8(a)));
+            }
+            if (refusal == IProviderRegistry.Refusal.TokenNotAllowed) {
+                revert Errors.LeaseEscrow_TokenNotAllowed(token);
+            }
+            if (refusal == IProviderRegistry.Refusal.UnknownProvider) {
+                revert Errors.LeaseEscrow_UnknownProvider(providerId);
+            }
+            Resource resource = refusal == IProviderRegistry.Refusal.NoCpu
+                ? Resource.Cpu
+                : refusal == IProviderRegistry.Refusal.NoMemory ? Resource.Memory : Resource.Storage;
+            revert Errors.LeaseEscrow_InsufficientCapacity(providerId, resource, a, b);
+        }
+        priceVersion = version;
+        rate = LeaseMath.rate(prices, cpuMillis, memoryMiB, storageGiB);
+        if (rate > maxRateAllowed) revert Errors.LeaseEscrow_RateAboveMax(rate, maxRateAllowed);
+        uint256 required = LeaseMath.costOf(minOpenRunway, rate);
+        if (deposit < required) revert Errors.LeaseEscrow_InsufficientDeposit(deposit, required);
+    }
+
+    function _checkReservation(uint32 cpuMillis, uint32 memoryMiB, uint32 storageGiB) private pure {
+        if (cpuMillis == 0 || memoryMiB == 0) revert Errors.LeaseEscrow_ZeroResources();
+        uint256 max = type(uint24).max;
+        if (cpuMillis > max) revert Errors.LeaseEscrow_ReservationTooLarge(Resource.Cpu, cpuMillis, max);
+        if (memoryMiB > max) revert Errors.LeaseEscrow_ReservationTooLarge(Resource.Memory, memoryMiB, max);
+        if (storageGiB > max) {
+            revert Errors.LeaseEscrow_ReservationTooLarge(Resource.Storage, storageGiB, max);
+        }
+    }
+
+    /// @dev EIP-2612 permit in try/catch: a front-run permit must not block the lease when the
+    /// allowance it set is already in place.
     function _permit(uint256 providerId, uint256 deposit, uint256 deadline, bytes32 r, bytes32 vs) private {
-        address token = registry.tokenOf(providerId);
+        address token = _providerToken(providerId);
         bytes32 s = vs & bytes32(type(uint256).max >> 1);
         uint8 v = uint8((uint256(vs) >> 255) + 27);
         try IERC20Permit(token).permit(msg.sender, address(this), deposit, deadline, v, r, s) {} catch {}
     }
 
-    // ---------------------------------------------------------------- internals: usage
-
-    function _report(UsageReport memory r, ProviderCache memory cache) private {
-        Lease storage l = _lease(r.leaseId);
-        _loadProvider(l, cache);
-        if (msg.sender != cache.operator) revert NotOperator(r.leaseId, msg.sender);
-        uint256 charge = _priceReport(l, r, cache.prices);
-        l.reportCount = r.sequence;
-        l.billedUntil = r.to;
-        _mature(l);
-        if (charge > 0) {
-            // forge-lint: disable-next-line(unsafe-typecast) -- charge <= balance, a uint128
-            uint128 amount = uint128(charge);
-            l.balance -= amount;
-            _addPending(l, amount);
-        }
-        _emitReported(r, l.providerId, charge);
-    }
-
-    /// @dev Checks status, sequence, contiguity, period and unit caps; returns the charge capped
-    /// by the balance.
-    function _priceReport(Lease storage l, UsageReport memory r, Prices memory p)
-        private
-        view
-        returns (uint256 charge)
-    {
-        LeaseStatus status = l.status;
-        if (status == LeaseStatus.Closing) {
-            if (block.timestamp > uint256(l.closedAt) + finalReportWindow) {
-                revert FinalReportWindowClosed(r.leaseId, l.closedAt);
-            }
-        } else if (status != LeaseStatus.Active) {
-            revert InvalidLeaseStatus(r.leaseId, status);
-        }
-        if (r.sequence != uint256(l.reportCount) + 1) {
-            revert InvalidSequence(r.leaseId, uint256(l.reportCount) + 1, r.sequence);
-        }
-        if (r.from != l.billedUntil) revert NonContiguousPeriod(r.leaseId, l.billedUntil, r.from);
-        uint256 latestTo = status == LeaseStatus.Closing ? l.closedAt : block.timestamp;
-        if (r.to <= r.from || r.to > latestTo) revert InvalidPeriod(r.leaseId, r.from, r.to, latestTo);
-
-        uint256 period = r.to - r.from;
-        _checkUnits(r.leaseId, 0, r.cpuUnits, l.cpuMillis, period);
-        _checkUnits(r.leaseId, 1, r.memoryUnits, l.memoryMiB, period);
-        _checkUnits(r.leaseId, 2, r.storageUnits, l.storageGiB, period);
-
-        charge =
-            (period
-                    * p.baseRate
-                    + uint256(r.cpuUnits)
-                    * p.cpuPrice
-                    + uint256(r.memoryUnits)
-                    * p.memoryPrice
-                    + uint256(r.storageUnits)
-                    * p.storagePrice) / PRICE_SCALE;
-        if (charge > l.balance) charge = l.balance;
-    }
-
-    function _emitReported(UsageReport memory r, uint256 providerId, uint256 charge) private {
-        emit UsageReported(
-            r.leaseId,
-            providerId,
-            r.sequence,
-            r.from,
-            r.to,
-            r.cpuUnits,
-            r.memoryUnits,
-            r.storageUnits,
-            charge,
-            r.samplesRoot
-        );
-    }
-
-    function _loadProvider(Lease storage l, ProviderCache memory cache) private view {
-        uint256 providerId = l.providerId;
-        if (cache.providerId != providerId) {
-            (cache.operator,) = registry.operatorOf(providerId);
-            cache.providerId = providerId;
-            cache.pricesLoaded = false;
-        }
-        if (!cache.pricesLoaded || cache.priceVersion != l.priceVersion) {
-            cache.prices = registry.pricesOf(providerId, l.priceVersion);
-            cache.priceVersion = l.priceVersion;
-            cache.pricesLoaded = true;
-        }
-    }
-
-    function _checkUnits(uint256 leaseId, uint8 resource, uint256 units, uint256 reserved, uint256 period)
-        private
-        pure
-    {
-        uint256 cap = reserved * period;
-        if (units > cap) revert UnitsExceedReservation(leaseId, resource, units, cap);
-    }
-
-    /// @dev Moves matured buckets into `claimable`, keeping bucket A the older one.
-    function _mature(Lease storage l) private {
-        if (l.pendingA == 0 || l.maturesA > block.timestamp) return;
-        uint128 matured = l.pendingA;
-        (l.pendingA, l.maturesA) = (l.pendingB, l.maturesB);
-        (l.pendingB, l.maturesB) = (0, 0);
-        if (l.pendingA != 0 && l.maturesA <= block.timestamp) {
-            matured += l.pendingA;
-            (l.pendingA, l.maturesA) = (0, 0);
-        }
-        l.claimable += matured;
-    }
-
-    function _addPending(Lease storage l, uint128 charge) private {
-        // forge-lint: disable-next-line(unsafe-typecast) -- windows are bounded by MAX_WINDOW
-        uint40 maturesAt = uint40(block.timestamp + challengeWindow);
-        if (l.pendingA == 0) {
-            (l.pendingA, l.maturesA) = (charge, maturesAt);
-        } else {
-            // Bucket B collects every charge reported while A is still in its window.
-            (l.pendingB, l.maturesB) = (l.pendingB + charge, maturesAt);
-        }
-    }
-
-    function _takeClaimable(Lease storage l, uint256 leaseId, address to) private returns (uint256 amount) {
-        _mature(l);
-        amount = l.claimable;
-        if (amount == 0) return 0;
-        l.claimable = 0;
-        emit ChargesClaimed(leaseId, l.providerId, to, amount);
-    }
-
-    // ---------------------------------------------------------------- internals: helpers
-
-    function _lease(uint256 leaseId) private view returns (Lease storage l) {
-        l = _leases[leaseId];
-        if (l.status == LeaseStatus.None) revert UnknownLease(leaseId);
-    }
-
-    function _checkTenant(Lease storage l, uint256 leaseId) private view {
-        if (msg.sender != l.tenant) revert NotTenant(leaseId, msg.sender);
-    }
-
-    function _checkOperator(Lease storage l, uint256 leaseId) private view {
-        (address operator,) = registry.operatorOf(l.providerId);
-        if (msg.sender != operator) revert NotOperator(leaseId, msg.sender);
-    }
-
-    function _checkProviderAgent(uint256 providerId, uint256 leaseId)
-        private
-        view
-        returns (address token, address owner_)
-    {
-        address operator;
-        (operator, owner_, token) = registry.agentsOf(providerId);
-        if (msg.sender != operator && msg.sender != owner_) revert NotProviderAgent(leaseId, msg.sender);
-    }
-
-    /// @dev Marks the end of billable time, releases the provider's capacity and says why.
-    function _end(Lease storage l, uint256 leaseId, CloseReason reason) private {
-        l.closeReason = reason;
-        l.closedAt = uint40(block.timestamp);
-        registry.release(l.providerId, l.cpuMillis, l.memoryMiB, l.storageGiB);
-        emit LeaseClosed(leaseId, l.providerId, l.tenant, reason, block.timestamp);
-    }
-
-    /// @dev Pays `amount` to the tenant; `fromBalance` says whether it leaves the lease balance
-    /// (rejection, cancellation: emits `Refunded`) or comes from a dispute ruling (whose
-    /// `DisputeResolved` already carries it).
-    function _refund(Lease storage l, uint256 leaseId, uint256 amount, bool fromBalance) private {
-        if (fromBalance) {
-            // forge-lint: disable-next-line(unsafe-typecast) -- amount is the uint128 balance itself
-            l.balance -= uint128(amount);
-            if (amount > 0) emit Refunded(leaseId, l.tenant, amount);
-        }
-        if (amount > 0) IERC20(registry.tokenOf(l.providerId)).safeTransfer(l.tenant, amount);
-    }
-
-    function _maxRate(Lease storage l) private view returns (uint256) {
-        Prices memory p = registry.pricesOf(l.providerId, l.priceVersion);
-        return _rate(p, l.cpuMillis, l.memoryMiB, l.storageGiB);
-    }
-
-    function _rate(Prices memory p, uint256 cpuMillis, uint256 memoryMiB, uint256 storageGiB)
-        private
-        pure
-        returns (uint256)
-    {
-        return p.baseRate + cpuMillis * p.cpuPrice + memoryMiB * p.memoryPrice + storageGiB * p.storagePrice;
-    }
-
-    function _depletionTime(Lease storage l, uint256 rate) private view returns (uint256) {
-        if (rate == 0) return type(uint40).max;
-        return uint256(l.billedUntil) + uint256(l.balance) * PRICE_SCALE / rate;
-    }
-
-    /// @dev Pulls exactly `amount` from the caller or reverts: fee-on-transfer tokens are refused.
-    function _pullExact(IERC20 token, uint256 amount) private {
-        uint256 before = token.balanceOf(address(this));
-        token.safeTransferFrom(msg.sender, address(this), amount);
-        uint256 received = token.balanceOf(address(this)) - before;
-        if (received != amount) revert FeeOnTransferToken(address(token), amount, received);
+    function _providerToken(uint256 providerId) private view returns (address token) {
+        token = _token[providerId];
+        if (token == address(0)) revert Errors.LeaseEscrow_UnknownProvider(providerId);
     }
 }

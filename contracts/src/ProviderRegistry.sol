@@ -6,7 +6,9 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
+import {ILeaseEscrow} from "./interfaces/ILeaseEscrow.sol";
 import {IProviderRegistry} from "./interfaces/IProviderRegistry.sol";
+import {Errors} from "./libraries/Errors.sol";
 import {Prices, Provider, ProviderStatus} from "./types/BerthTypes.sol";
 
 /// @title ProviderRegistry
@@ -35,6 +37,14 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
     mapping(uint256 providerId => Provider) private _providers;
     mapping(uint256 providerId => mapping(uint16 version => Prices)) private _prices;
 
+    /// @dev A provider's X25519 public key and how many times it was set.
+    struct EncryptionKey {
+        bytes32 publicKey;
+        uint32 version;
+    }
+
+    mapping(uint256 providerId => EncryptionKey) private _keys;
+
     /// @param owner_ Administrator (allowlist, minimum stake); transferable in two steps.
     /// @param stakeToken_ The ERC-20 providers stake in.
     /// @param minStake_ Minimum stake for a registration.
@@ -42,8 +52,10 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
     constructor(address owner_, IERC20 stakeToken_, uint256 minStake_, uint256 unbondingDelay_)
         Ownable(owner_)
     {
-        if (address(stakeToken_) == address(0)) revert ZeroAddress();
-        if (unbondingDelay_ > MAX_UNBONDING_DELAY) revert UnbondingDelayTooLong(unbondingDelay_);
+        if (address(stakeToken_) == address(0)) revert Errors.ProviderRegistry_ZeroAddress();
+        if (unbondingDelay_ > MAX_UNBONDING_DELAY) {
+            revert Errors.ProviderRegistry_UnbondingDelayTooLong(unbondingDelay_);
+        }
         stakeToken = stakeToken_;
         minStake = minStake_;
         unbondingDelay = unbondingDelay_;
@@ -56,7 +68,7 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
     }
 
     modifier onlyEscrow() {
-        if (msg.sender != escrow) revert NotEscrow(msg.sender);
+        if (msg.sender != escrow) revert Errors.ProviderRegistry_NotEscrow(msg.sender);
         _;
     }
 
@@ -72,11 +84,12 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
         uint128[4] calldata prices,
         uint256 stake
     ) external returns (uint256 providerId) {
-        if (operator == address(0)) revert ZeroAddress();
-        if (!isPaymentToken[token]) revert TokenNotAllowed(token);
-        if (stake < minStake) revert StakeBelowMinimum(stake, minStake);
-        if (bytes(endpoint).length == 0) revert EmptyEndpoint();
-        if (capacity[0] == 0 || capacity[1] == 0) revert ZeroCapacity();
+        if (operator == address(0)) revert Errors.ProviderRegistry_ZeroAddress();
+        if (escrow == address(0)) revert Errors.ProviderRegistry_EscrowNotSet();
+        if (!isPaymentToken[token]) revert Errors.ProviderRegistry_TokenNotAllowed(token);
+        if (stake < minStake) revert Errors.ProviderRegistry_StakeBelowMinimum(stake, minStake);
+        if (bytes(endpoint).length == 0) revert Errors.ProviderRegistry_EmptyEndpoint();
+        if (capacity[0] == 0 || capacity[1] == 0) revert Errors.ProviderRegistry_ZeroCapacity();
 
         providerId = ++_providerCount;
         Provider storage p = _providers[providerId];
@@ -92,6 +105,7 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
         _prices[providerId][0] = Prices(prices[0], prices[1], prices[2], prices[3]);
         if (stake > 0) p.stake = SafeCast.toUint128(_pullExact(stakeToken, stake));
 
+        ILeaseEscrow(escrow).syncProvider(providerId, operator, token);
         emit ProviderRegistered(providerId, msg.sender, operator, token, stake, endpoint, attributes);
         emit CapacityUpdated(providerId, capacity[0], capacity[1], capacity[2]);
         emit PricesUpdated(providerId, 0, prices[0], prices[1], prices[2], prices[3]);
@@ -106,7 +120,9 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
         uint128 storagePrice
     ) external onlyProviderOwner(providerId) {
         Provider storage p = _providers[providerId];
-        if (p.priceVersion == type(uint16).max) revert TooManyPriceVersions(providerId);
+        if (p.priceVersion == type(uint16).max) {
+            revert Errors.ProviderRegistry_TooManyPriceVersions(providerId);
+        }
         uint16 version = p.priceVersion + 1;
         p.priceVersion = version;
         _prices[providerId][version] = Prices(baseRate, cpuPrice, memoryPrice, storagePrice);
@@ -118,7 +134,7 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
         external
         onlyProviderOwner(providerId)
     {
-        if (cpuMillis == 0 || memoryMiB == 0) revert ZeroCapacity();
+        if (cpuMillis == 0 || memoryMiB == 0) revert Errors.ProviderRegistry_ZeroCapacity();
         Provider storage p = _providers[providerId];
         (p.cpuMillis, p.memoryMiB, p.storageGiB) = (cpuMillis, memoryMiB, storageGiB);
         emit CapacityUpdated(providerId, cpuMillis, memoryMiB, storageGiB);
@@ -129,7 +145,7 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
         external
         onlyProviderOwner(providerId)
     {
-        if (bytes(endpoint).length == 0) revert EmptyEndpoint();
+        if (bytes(endpoint).length == 0) revert Errors.ProviderRegistry_EmptyEndpoint();
         _providers[providerId].endpoint = endpoint;
         emit EndpointUpdated(providerId, endpoint);
     }
@@ -145,9 +161,20 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
 
     /// @inheritdoc IProviderRegistry
     function setOperator(uint256 providerId, address operator) external onlyProviderOwner(providerId) {
-        if (operator == address(0)) revert ZeroAddress();
-        _providers[providerId].operator = operator;
+        if (operator == address(0)) revert Errors.ProviderRegistry_ZeroAddress();
+        Provider storage p = _providers[providerId];
+        p.operator = operator;
+        ILeaseEscrow(escrow).syncProvider(providerId, operator, p.token);
         emit OperatorUpdated(providerId, operator);
+    }
+
+    /// @inheritdoc IProviderRegistry
+    function setEncryptionKey(uint256 providerId, bytes32 publicKey) external onlyProviderOwner(providerId) {
+        if (publicKey == bytes32(0)) revert Errors.ProviderRegistry_ZeroEncryptionKey();
+        EncryptionKey storage k = _keys[providerId];
+        uint32 version = k.version + 1;
+        (k.publicKey, k.version) = (publicKey, version);
+        emit EncryptionKeyUpdated(providerId, version, publicKey);
     }
 
     /// @inheritdoc IProviderRegistry
@@ -163,9 +190,11 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
     /// @inheritdoc IProviderRegistry
     function addStake(uint256 providerId, uint256 amount) external {
         Provider storage p = _providers[providerId];
-        if (p.status == ProviderStatus.None) revert UnknownProvider(providerId);
-        if (p.status == ProviderStatus.Exited) revert InvalidProviderStatus(providerId, p.status);
-        if (amount == 0) revert ZeroAmount();
+        if (p.status == ProviderStatus.None) revert Errors.ProviderRegistry_UnknownProvider(providerId);
+        if (p.status == ProviderStatus.Exited) {
+            revert Errors.ProviderRegistry_InvalidProviderStatus(providerId, p.status);
+        }
+        if (amount == 0) revert Errors.ProviderRegistry_ZeroAmount();
         p.stake += SafeCast.toUint128(_pullExact(stakeToken, amount));
         emit StakeAdded(providerId, msg.sender, amount);
     }
@@ -174,7 +203,7 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
     function requestExit(uint256 providerId) external onlyProviderOwner(providerId) {
         Provider storage p = _providers[providerId];
         if (p.status != ProviderStatus.Active && p.status != ProviderStatus.Paused) {
-            revert InvalidProviderStatus(providerId, p.status);
+            revert Errors.ProviderRegistry_InvalidProviderStatus(providerId, p.status);
         }
         p.status = ProviderStatus.Exiting;
         // forge-lint: disable-next-line(unsafe-typecast) -- unbondingDelay <= MAX_UNBONDING_DELAY
@@ -187,9 +216,15 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
     /// @inheritdoc IProviderRegistry
     function withdrawStake(uint256 providerId) external onlyProviderOwner(providerId) {
         Provider storage p = _providers[providerId];
-        if (p.status != ProviderStatus.Exiting) revert InvalidProviderStatus(providerId, p.status);
-        if (block.timestamp < p.unbondingEndsAt) revert UnbondingNotOver(providerId, p.unbondingEndsAt);
-        if (p.activeLeases != 0) revert ActiveLeasesRemain(providerId, p.activeLeases);
+        if (p.status != ProviderStatus.Exiting) {
+            revert Errors.ProviderRegistry_InvalidProviderStatus(providerId, p.status);
+        }
+        if (block.timestamp < p.unbondingEndsAt) {
+            revert Errors.ProviderRegistry_UnbondingNotOver(providerId, p.unbondingEndsAt);
+        }
+        if (p.activeLeases != 0) {
+            revert Errors.ProviderRegistry_ActiveLeasesRemain(providerId, p.activeLeases);
+        }
         uint256 amount = p.stake;
         p.stake = 0;
         p.status = ProviderStatus.Exited;
@@ -204,19 +239,34 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
     function reserve(uint256 providerId, uint32 cpuMillis, uint32 memoryMiB, uint32 storageGiB)
         external
         onlyEscrow
-        returns (address owner, address token, uint16 priceVersion, Prices memory prices)
+        returns (Refusal refusal, uint256 a, uint256 b, uint16 priceVersion, Prices memory prices)
     {
         Provider storage p = _providers[providerId];
-        if (p.status != ProviderStatus.Active) {
-            if (p.status == ProviderStatus.None) revert UnknownProvider(providerId);
-            revert ProviderNotActive(providerId, p.status);
+        ProviderStatus status = p.status;
+        if (status != ProviderStatus.Active) {
+            if (status == ProviderStatus.None) return (Refusal.UnknownProvider, 0, 0, 0, prices);
+            return (Refusal.NotAccepting, uint256(status), 0, 0, prices);
         }
-        token = p.token;
-        if (!isPaymentToken[token]) revert TokenNotAllowed(token);
-        _allocate(p, providerId, cpuMillis, memoryMiB, storageGiB);
+        if (!isPaymentToken[p.token]) return (Refusal.TokenNotAllowed, 0, 0, 0, prices);
+        uint256 cpu = uint256(p.allocatedCpuMillis) + cpuMillis;
+        if (cpu > p.cpuMillis) {
+            return (Refusal.NoCpu, p.cpuMillis - p.allocatedCpuMillis, cpuMillis, 0, prices);
+        }
+        uint256 mem = uint256(p.allocatedMemoryMiB) + memoryMiB;
+        if (mem > p.memoryMiB) {
+            return (Refusal.NoMemory, p.memoryMiB - p.allocatedMemoryMiB, memoryMiB, 0, prices);
+        }
+        uint256 sto = uint256(p.allocatedStorageGiB) + storageGiB;
+        if (sto > p.storageGiB) {
+            return (Refusal.NoStorage, p.storageGiB - p.allocatedStorageGiB, storageGiB, 0, prices);
+        }
+        // forge-lint: disable-next-item(unsafe-typecast) -- each is <= a uint32 capacity (checked above)
+        (p.allocatedCpuMillis, p.allocatedMemoryMiB, p.allocatedStorageGiB) =
+        (uint32(cpu), uint32(mem), uint32(sto));
+        p.activeLeases += 1;
+        emit CapacityReserved(providerId, cpuMillis, memoryMiB, storageGiB);
         priceVersion = p.priceVersion;
         prices = _prices[providerId][priceVersion];
-        owner = p.owner;
     }
 
     /// @inheritdoc IProviderRegistry
@@ -237,7 +287,7 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
     /// @notice Allows or disallows a payment token. Existing providers keep their token; a
     /// disallowed token only blocks new registrations and new leases.
     function setPaymentToken(address token, bool allowed) external onlyOwner {
-        if (token == address(0)) revert ZeroAddress();
+        if (token == address(0)) revert Errors.ProviderRegistry_ZeroAddress();
         isPaymentToken[token] = allowed;
         emit PaymentTokenSet(token, allowed);
     }
@@ -250,10 +300,26 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
 
     /// @notice Binds the lease escrow; can be done once.
     function setEscrow(address escrow_) external onlyOwner {
-        if (escrow_ == address(0)) revert ZeroAddress();
-        if (escrow != address(0)) revert EscrowAlreadySet(escrow);
+        if (escrow_ == address(0)) revert Errors.ProviderRegistry_ZeroAddress();
+        if (escrow != address(0)) revert Errors.ProviderRegistry_EscrowAlreadySet(escrow);
         escrow = escrow_;
         emit EscrowSet(escrow_);
+    }
+
+    /// @notice Starts handing the registry's administration (token allowlist, minimum stake) to
+    /// `newOwner`, who must accept it.
+    function transferOwnership(address newOwner) public override onlyOwner {
+        super.transferOwnership(newOwner);
+    }
+
+    /// @notice Completes a handover started by `transferOwnership`; only the named new owner may call.
+    function acceptOwnership() public override {
+        super.acceptOwnership();
+    }
+
+    /// @notice Gives up administration for good: the allowlist and minimum stake freeze.
+    function renounceOwnership() public override onlyOwner {
+        super.renounceOwnership();
     }
 
     // ---------------------------------------------------------------- views
@@ -305,6 +371,12 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
     }
 
     /// @inheritdoc IProviderRegistry
+    function encryptionKeyOf(uint256 providerId) external view returns (bytes32 publicKey, uint32 version) {
+        EncryptionKey storage k = _keys[providerId];
+        return (k.publicKey, k.version);
+    }
+
+    /// @inheritdoc IProviderRegistry
     function tokenOf(uint256 providerId) external view returns (address) {
         return _providers[providerId].token;
     }
@@ -313,33 +385,13 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
 
     function _checkProviderOwner(uint256 providerId) private view {
         address owner_ = _providers[providerId].owner;
-        if (owner_ == address(0)) revert UnknownProvider(providerId);
-        if (owner_ != msg.sender) revert NotProviderOwner(providerId, msg.sender);
-    }
-
-    function _allocate(
-        Provider storage p,
-        uint256 providerId,
-        uint32 cpuMillis,
-        uint32 memoryMiB,
-        uint32 storageGiB
-    ) private {
-        uint256 cpu = uint256(p.allocatedCpuMillis) + cpuMillis;
-        uint256 mem = uint256(p.allocatedMemoryMiB) + memoryMiB;
-        uint256 sto = uint256(p.allocatedStorageGiB) + storageGiB;
-        if (cpu > p.cpuMillis || mem > p.memoryMiB || sto > p.storageGiB) {
-            revert InsufficientCapacity(providerId);
-        }
-        // forge-lint: disable-next-item(unsafe-typecast) -- each is <= a uint32 capacity (checked above)
-        (p.allocatedCpuMillis, p.allocatedMemoryMiB, p.allocatedStorageGiB) =
-        (uint32(cpu), uint32(mem), uint32(sto));
-        p.activeLeases += 1;
-        emit CapacityReserved(providerId, cpuMillis, memoryMiB, storageGiB);
+        if (owner_ == address(0)) revert Errors.ProviderRegistry_UnknownProvider(providerId);
+        if (owner_ != msg.sender) revert Errors.ProviderRegistry_NotProviderOwner(providerId, msg.sender);
     }
 
     function _transition(uint256 providerId, ProviderStatus from, ProviderStatus to) private {
         Provider storage p = _providers[providerId];
-        if (p.status != from) revert InvalidProviderStatus(providerId, p.status);
+        if (p.status != from) revert Errors.ProviderRegistry_InvalidProviderStatus(providerId, p.status);
         p.status = to;
         emit ProviderStatusChanged(providerId, to);
     }
@@ -349,7 +401,9 @@ contract ProviderRegistry is IProviderRegistry, Ownable2Step {
         uint256 before = token.balanceOf(address(this));
         token.safeTransferFrom(msg.sender, address(this), amount);
         uint256 received = token.balanceOf(address(this)) - before;
-        if (received != amount) revert FeeOnTransferToken(address(token), amount, received);
+        if (received != amount) {
+            revert Errors.ProviderRegistry_FeeOnTransferToken(address(token), amount, received);
+        }
         return amount;
     }
 }

@@ -55,26 +55,22 @@ interface IProviderRegistry {
     /// @notice The owner bound the registry to its lease escrow (once).
     event EscrowSet(address indexed escrow);
 
-    // ---------------------------------------------------------------- errors
+    /// @notice A provider set a new X25519 public key (`version` counts the keys it has set);
+    /// tenants encrypt manifests and secrets to it.
+    event EncryptionKeyUpdated(uint256 indexed providerId, uint32 version, bytes32 publicKey);
 
-    error ZeroAddress();
-    error TokenNotAllowed(address token);
-    error StakeBelowMinimum(uint256 stake, uint256 minStake);
-    error EmptyEndpoint();
-    error ZeroCapacity();
-    error UnknownProvider(uint256 providerId);
-    error NotProviderOwner(uint256 providerId, address caller);
-    error InvalidProviderStatus(uint256 providerId, ProviderStatus status);
-    error ProviderNotActive(uint256 providerId, ProviderStatus status);
-    error UnbondingNotOver(uint256 providerId, uint256 unbondingEndsAt);
-    error ActiveLeasesRemain(uint256 providerId, uint256 activeLeases);
-    error InsufficientCapacity(uint256 providerId);
-    error FeeOnTransferToken(address token, uint256 expected, uint256 received);
-    error NotEscrow(address caller);
-    error EscrowAlreadySet(address escrow);
-    error TooManyPriceVersions(uint256 providerId);
-    error ZeroAmount();
-    error UnbondingDelayTooLong(uint256 delay);
+    // ---------------------------------------------------------------- types
+
+    /// @notice Why `reserve` refused a lease (the escrow turns it into its own error).
+    enum Refusal {
+        None,
+        UnknownProvider,
+        NotAccepting, // a = the provider's status
+        TokenNotAllowed,
+        NoCpu, // a = free, b = wanted
+        NoMemory,
+        NoStorage
+    }
 
     // ---------------------------------------------------------------- provider actions
 
@@ -120,6 +116,9 @@ interface IProviderRegistry {
     /// @notice Replaces the operator (keeper) key, e.g. after a key rotation or compromise.
     function setOperator(uint256 providerId, address operator) external;
 
+    /// @notice Sets the provider's X25519 public key for encrypted manifests and secrets.
+    function setEncryptionKey(uint256 providerId, bytes32 publicKey) external;
+
     /// @notice Stops new leases; running leases are unaffected.
     function pause(uint256 providerId) external;
 
@@ -137,15 +136,17 @@ interface IProviderRegistry {
 
     // ---------------------------------------------------------------- escrow hooks
 
-    /// @notice Reserves capacity for a new lease; only the escrow calls this. Reverts unless the
-    /// provider is active, its token still allowlisted and the capacity free.
-    /// @return owner The provider's owner.
-    /// @return token The provider's payment token.
+    /// @notice Reserves capacity for a new lease; only the escrow calls this. Refuses (without
+    /// reverting, so that the escrow can say why in its own error) unless the provider is
+    /// active, its token still allowlisted and the capacity free.
+    /// @return refusal `None` when reserved.
+    /// @return a Detail of the refusal (see `Refusal`).
+    /// @return b Detail of the refusal (see `Refusal`).
     /// @return priceVersion The price version the lease snapshots.
     /// @return prices The prices of that version.
     function reserve(uint256 providerId, uint32 cpuMillis, uint32 memoryMiB, uint32 storageGiB)
         external
-        returns (address owner, address token, uint16 priceVersion, Prices memory prices);
+        returns (Refusal refusal, uint256 a, uint256 b, uint16 priceVersion, Prices memory prices);
 
     /// @notice Releases a lease's capacity; only the escrow calls this.
     function release(uint256 providerId, uint32 cpuMillis, uint32 memoryMiB, uint32 storageGiB) external;
@@ -172,6 +173,9 @@ interface IProviderRegistry {
         external
         view
         returns (address operator, address owner, address token);
+
+    /// @notice The provider's X25519 public key and its version (0 when never set).
+    function encryptionKeyOf(uint256 providerId) external view returns (bytes32 publicKey, uint32 version);
 
     /// @notice The ERC-20 a provider is paid in.
     function tokenOf(uint256 providerId) external view returns (address);

@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {ILeaseEscrow} from "../../src/interfaces/ILeaseEscrow.sol";
+import {Errors} from "../../src/libraries/Errors.sol";
 import {Lease, PRICE_SCALE} from "../../src/types/BerthTypes.sol";
 import {BerthFixture} from "../utils/BerthFixture.sol";
 import {vm} from "../utils/Vm.sol";
@@ -38,28 +39,28 @@ abstract contract LeaseEscrowFuzzTest is BerthFixture {
         vm.prank(operator);
         vm.expectRevert(
             abi.encodeWithSelector(
-                ILeaseEscrow.UnitsExceedReservation.selector, leaseId, resource, cap + excess, cap
+                Errors.LeaseEscrow_UnitsExceedReservation.selector, leaseId, resource, cap + excess, cap
             )
         );
         escrow.reportUsage(leaseId, 1, from, uint40(from + period), units[0], units[1], units[2], 0);
     }
 
-    /// A lease opens exactly when the deposit covers the minimum runway.
+    /// A lease opens exactly when the deposit covers the minimum opening runway.
     function testFuzz_openRequiresMinimumRunway(uint256 deposit) public {
-        uint256 required = depositFor(MIN_RUNWAY);
+        uint256 required = depositFor(MIN_OPEN_RUNWAY);
         deposit = bound(deposit, 1, required * 3);
         vm.prank(tenant);
         if (deposit < required) {
             vm.expectRevert(
-                abi.encodeWithSelector(ILeaseEscrow.InsufficientDeposit.selector, deposit, required)
+                abi.encodeWithSelector(Errors.LeaseEscrow_InsufficientDeposit.selector, deposit, required)
             );
         }
         escrow.openLease(providerId, CPU, MEM, STO, MANIFEST_HASH, "", deposit, type(uint256).max);
     }
 
-    /// Termination is allowed exactly when the runway left is below the minimum.
-    function testFuzz_terminateOnlyBelowMinimumRunway(uint256 funded, uint256 elapsed) public {
-        funded = bound(funded, MIN_RUNWAY, 30 days);
+    /// Suspension is allowed exactly when the runway left is below the minimum.
+    function testFuzz_suspendOnlyBelowMinimumRunway(uint256 funded, uint256 elapsed) public {
+        funded = bound(funded, MIN_OPEN_RUNWAY, 30 days);
         elapsed = bound(elapsed, 0, 60 days);
         uint256 leaseId = openConfirmed(depositFor(funded));
         uint256 depletion = escrow.depletionTimeOf(leaseId);
@@ -67,10 +68,15 @@ abstract contract LeaseEscrowFuzzTest is BerthFixture {
         vm.prank(operator);
         if (depletion >= block.timestamp + MIN_RUNWAY) {
             vm.expectRevert(
-                abi.encodeWithSelector(ILeaseEscrow.RunwayAboveMinimum.selector, leaseId, depletion)
+                abi.encodeWithSelector(
+                    Errors.LeaseEscrow_RunwayAboveMinimum.selector,
+                    leaseId,
+                    depletion,
+                    block.timestamp + MIN_RUNWAY
+                )
             );
         }
-        escrow.terminateLease(leaseId);
+        escrow.suspendLease(leaseId);
     }
 
     /// Whatever happens, the deposit and top-ups split exactly between provider and tenant.
@@ -81,20 +87,20 @@ abstract contract LeaseEscrowFuzzTest is BerthFixture {
         uint256 p2,
         uint256 load
     ) public {
-        deposit = bound(deposit, depositFor(MIN_RUNWAY), depositFor(10 days));
+        deposit = bound(deposit, depositFor(MIN_OPEN_RUNWAY), depositFor(10 days));
         topUp = bound(topUp, 0, depositFor(10 days));
         p1 = bound(p1, 1, 5 days);
         p2 = bound(p2, 1, 5 days);
         load = bound(load, 0, 100);
         uint256 tenantBefore = token.balanceOf(tenant);
         uint256 leaseId = openConfirmed(deposit);
+        uint256 confirmedAt = block.timestamp;
         if (topUp > 0) {
             vm.prank(tenant);
             escrow.topUp(leaseId, topUp);
         }
         uint256 t = block.timestamp + p1;
         vm.warp(t);
-        Lease memory l = escrow.getLease(leaseId);
         uint256 charged = report(leaseId, uint40(t), uint64(CPU * p1 * load / 100), uint64(MEM * p1), 0);
         t += p2;
         vm.warp(t);
@@ -110,7 +116,7 @@ abstract contract LeaseEscrowFuzzTest is BerthFixture {
         assertEq(paid, charged, "provider paid exactly what was charged");
         assertEq(tenantBefore - token.balanceOf(tenant), charged, "tenant paid only the charges");
         assertEq(token.balanceOf(address(escrow)), 0, "escrow empty");
-        assertLe(charged, leaseRate() * (t - l.confirmedAt) / PRICE_SCALE, "rate cap");
+        assertLe(charged, leaseRate() * (t - confirmedAt) / PRICE_SCALE, "rate cap");
     }
 
     /// A dispute ruling splits the frozen amount exactly.
@@ -123,11 +129,33 @@ abstract contract LeaseEscrowFuzzTest is BerthFixture {
         award = bound(award, 0, charge);
         vm.prank(tenant);
         escrow.dispute(leaseId);
-        uint256 before = token.balanceOf(tenant);
+        uint256 before = escrow.getLease(leaseId).balance;
         vm.prank(arbiter);
         escrow.resolveDispute(leaseId, award);
         assertEq(escrow.claimableOf(leaseId), award, "award claimable");
-        assertEq(token.balanceOf(tenant) - before, charge - award, "rest refunded");
+        assertEq(escrow.getLease(leaseId).balance - before, charge - award, "rest back in the balance");
+    }
+
+    /// An auto top-up pulls what restores the target runway, never above either cap.
+    function testFuzz_autoTopUpWithinCaps(uint256 perTopUp, uint256 total, uint256 elapsed) public {
+        perTopUp = bound(perTopUp, 1, depositFor(10 days));
+        total = bound(total, perTopUp, depositFor(30 days));
+        elapsed = bound(elapsed, MIN_OPEN_RUNWAY - MIN_RUNWAY, MIN_OPEN_RUNWAY + GRACE_PERIOD);
+        uint256 leaseId = openConfirmed(depositFor(MIN_OPEN_RUNWAY));
+        vm.prank(tenant);
+        escrow.setAutoTopUp(leaseId, perTopUp, total, block.timestamp + 30 days, 90 minutes, 1 days);
+        vm.warp(block.timestamp + elapsed);
+        uint256 due = escrow.autoTopUpDue(leaseId);
+        uint256 balanceBefore = escrow.getLease(leaseId).balance;
+        uint256 tenantBefore = token.balanceOf(tenant);
+        vm.prank(stranger);
+        uint256 pulled = escrow.autoTopUp(leaseId);
+        assertEq(pulled, due, "pulls what autoTopUpDue said");
+        assertLe(pulled, perTopUp, "per top-up cap");
+        assertLe(escrow.autoTopUpOf(leaseId).pulled, total, "total cap");
+        assertEq(tenantBefore - token.balanceOf(tenant), pulled, "from the tenant");
+        assertEq(escrow.getLease(leaseId).balance - balanceBefore, pulled, "into this lease");
+        if (pulled < perTopUp) assertGe(escrow.runwayOf(leaseId), 1 days, "target reached when uncapped");
     }
 }
 

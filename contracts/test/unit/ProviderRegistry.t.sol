@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {Errors} from "../../src/libraries/Errors.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 
 import {ProviderRegistry} from "../../src/ProviderRegistry.sol";
 import {IProviderRegistry} from "../../src/interfaces/IProviderRegistry.sol";
-import {Prices, Provider, ProviderStatus} from "../../src/types/BerthTypes.sol";
+import {Prices, Provider, ProviderStatus, Resource} from "../../src/types/BerthTypes.sol";
 import {FeeOnTransferToken} from "../mocks/FeeOnTransferToken.sol";
 import {BerthFixture} from "../utils/BerthFixture.sol";
 import {vm} from "../utils/Vm.sol";
@@ -63,46 +64,52 @@ contract ProviderRegistryTest is BerthFixture {
 
     function test_register_revertsOnZeroOperator() public {
         _fundStranger(100e18);
-        vm.expectRevert(IProviderRegistry.ZeroAddress.selector);
+        vm.expectRevert(Errors.ProviderRegistry_ZeroAddress.selector);
         _register(address(0), address(token), "https://p", 1000, 100e18);
     }
 
     function test_register_revertsOnTokenNotAllowed() public {
         _fundStranger(100e18);
         vm.expectRevert(
-            abi.encodeWithSelector(IProviderRegistry.TokenNotAllowed.selector, address(stakeToken))
+            abi.encodeWithSelector(Errors.ProviderRegistry_TokenNotAllowed.selector, address(stakeToken))
         );
         _register(operator, address(stakeToken), "https://p", 1000, 100e18);
     }
 
     function test_register_revertsOnStakeBelowMinimum() public {
         _fundStranger(100e18);
-        vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.StakeBelowMinimum.selector, 99e18, 100e18));
+        vm.expectRevert(
+            abi.encodeWithSelector(Errors.ProviderRegistry_StakeBelowMinimum.selector, 99e18, 100e18)
+        );
         _register(operator, address(token), "https://p", 1000, 99e18);
     }
 
     function test_register_revertsOnEmptyEndpoint() public {
         _fundStranger(100e18);
-        vm.expectRevert(IProviderRegistry.EmptyEndpoint.selector);
+        vm.expectRevert(Errors.ProviderRegistry_EmptyEndpoint.selector);
         _register(operator, address(token), "", 1000, 100e18);
     }
 
     function test_register_revertsOnZeroCapacity() public {
         _fundStranger(100e18);
-        vm.expectRevert(IProviderRegistry.ZeroCapacity.selector);
+        vm.expectRevert(Errors.ProviderRegistry_ZeroCapacity.selector);
         _register(operator, address(token), "https://p", 0, 100e18);
     }
 
     function test_register_refusesFeeOnTransferStake() public {
         FeeOnTransferToken fot = new FeeOnTransferToken();
         ProviderRegistry r = new ProviderRegistry(admin, IERC20(address(fot)), 100e18, 1 days);
-        vm.prank(admin);
+        vm.startPrank(admin);
         r.setPaymentToken(address(token), true);
+        r.setEscrow(address(escrow));
+        vm.stopPrank();
         fot.mint(stranger, 100e18);
         vm.startPrank(stranger);
         fot.approve(address(r), 100e18);
         vm.expectRevert(
-            abi.encodeWithSelector(IProviderRegistry.FeeOnTransferToken.selector, address(fot), 100e18, 99e18)
+            abi.encodeWithSelector(
+                Errors.ProviderRegistry_FeeOnTransferToken.selector, address(fot), 100e18, 99e18
+            )
         );
         r.register(
             operator, address(token), "https://p", "", [uint32(1), uint32(1), uint32(0)], prices(), 100e18
@@ -127,14 +134,14 @@ contract ProviderRegistryTest is BerthFixture {
     function test_updatePrices_revertsForNonOwner() public {
         vm.prank(stranger);
         vm.expectRevert(
-            abi.encodeWithSelector(IProviderRegistry.NotProviderOwner.selector, providerId, stranger)
+            abi.encodeWithSelector(Errors.ProviderRegistry_NotProviderOwner.selector, providerId, stranger)
         );
         registry.updatePrices(providerId, 1, 2, 3, 4);
     }
 
     function test_updatePrices_revertsForUnknownProvider() public {
         vm.prank(providerOwner);
-        vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.UnknownProvider.selector, 77));
+        vm.expectRevert(abi.encodeWithSelector(Errors.ProviderRegistry_UnknownProvider.selector, 77));
         registry.updatePrices(77, 1, 2, 3, 4);
     }
 
@@ -146,7 +153,9 @@ contract ProviderRegistryTest is BerthFixture {
         vm.store(address(registry), slot, bytes32(word));
         assertEq(registry.getProvider(providerId).priceVersion, type(uint16).max, "slot layout as expected");
         vm.prank(providerOwner);
-        vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.TooManyPriceVersions.selector, providerId));
+        vm.expectRevert(
+            abi.encodeWithSelector(Errors.ProviderRegistry_TooManyPriceVersions.selector, providerId)
+        );
         registry.updatePrices(providerId, 1, 2, 3, 4);
     }
 
@@ -158,7 +167,7 @@ contract ProviderRegistryTest is BerthFixture {
         assertEq(p.memoryMiB, 200, "mem");
         assertEq(p.storageGiB, 0, "storage");
         vm.prank(providerOwner);
-        vm.expectRevert(IProviderRegistry.ZeroCapacity.selector);
+        vm.expectRevert(Errors.ProviderRegistry_ZeroCapacity.selector);
         registry.updateCapacity(providerId, 100, 0, 0);
     }
 
@@ -166,7 +175,7 @@ contract ProviderRegistryTest is BerthFixture {
         vm.startPrank(providerOwner);
         registry.updateEndpoint(providerId, "https://new.example");
         registry.updateAttributes(providerId, "region=ap");
-        vm.expectRevert(IProviderRegistry.EmptyEndpoint.selector);
+        vm.expectRevert(Errors.ProviderRegistry_EmptyEndpoint.selector);
         registry.updateEndpoint(providerId, "");
         vm.stopPrank();
         assertEq(registry.getProvider(providerId).endpoint, "https://new.example", "endpoint");
@@ -180,7 +189,7 @@ contract ProviderRegistryTest is BerthFixture {
         assertEq(op, stranger, "operator rotated");
         assertEq(owner_, providerOwner, "owner unchanged");
         vm.prank(providerOwner);
-        vm.expectRevert(IProviderRegistry.ZeroAddress.selector);
+        vm.expectRevert(Errors.ProviderRegistry_ZeroAddress.selector);
         registry.setOperator(providerId, address(0));
     }
 
@@ -192,7 +201,7 @@ contract ProviderRegistryTest is BerthFixture {
         vm.prank(tenant);
         vm.expectRevert(
             abi.encodeWithSelector(
-                IProviderRegistry.ProviderNotActive.selector, providerId, ProviderStatus.Paused
+                Errors.LeaseEscrow_ProviderNotAccepting.selector, providerId, ProviderStatus.Paused
             )
         );
         escrow.openLease(providerId, CPU, MEM, STO, MANIFEST_HASH, "", depositFor(2 hours), type(uint256).max);
@@ -206,14 +215,14 @@ contract ProviderRegistryTest is BerthFixture {
         registry.pause(providerId);
         vm.expectRevert(
             abi.encodeWithSelector(
-                IProviderRegistry.InvalidProviderStatus.selector, providerId, ProviderStatus.Paused
+                Errors.ProviderRegistry_InvalidProviderStatus.selector, providerId, ProviderStatus.Paused
             )
         );
         registry.pause(providerId);
         registry.unpause(providerId);
         vm.expectRevert(
             abi.encodeWithSelector(
-                IProviderRegistry.InvalidProviderStatus.selector, providerId, ProviderStatus.Active
+                Errors.ProviderRegistry_InvalidProviderStatus.selector, providerId, ProviderStatus.Active
             )
         );
         registry.unpause(providerId);
@@ -227,7 +236,9 @@ contract ProviderRegistryTest is BerthFixture {
         vm.prank(providerOwner);
         vm.expectRevert(
             abi.encodeWithSelector(
-                IProviderRegistry.UnbondingNotOver.selector, providerId, block.timestamp + UNBONDING_DELAY
+                Errors.ProviderRegistry_UnbondingNotOver.selector,
+                providerId,
+                block.timestamp + UNBONDING_DELAY
             )
         );
         registry.withdrawStake(providerId);
@@ -244,7 +255,7 @@ contract ProviderRegistryTest is BerthFixture {
         registry.requestExit(providerId);
         vm.expectRevert(
             abi.encodeWithSelector(
-                IProviderRegistry.InvalidProviderStatus.selector, providerId, ProviderStatus.Exiting
+                Errors.ProviderRegistry_InvalidProviderStatus.selector, providerId, ProviderStatus.Exiting
             )
         );
         registry.requestExit(providerId);
@@ -257,7 +268,9 @@ contract ProviderRegistryTest is BerthFixture {
         registry.requestExit(providerId);
         vm.warp(block.timestamp + UNBONDING_DELAY);
         vm.prank(providerOwner);
-        vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.ActiveLeasesRemain.selector, providerId, 1));
+        vm.expectRevert(
+            abi.encodeWithSelector(Errors.ProviderRegistry_ActiveLeasesRemain.selector, providerId, 1)
+        );
         registry.withdrawStake(providerId);
     }
 
@@ -265,7 +278,7 @@ contract ProviderRegistryTest is BerthFixture {
         vm.prank(providerOwner);
         vm.expectRevert(
             abi.encodeWithSelector(
-                IProviderRegistry.InvalidProviderStatus.selector, providerId, ProviderStatus.Active
+                Errors.ProviderRegistry_InvalidProviderStatus.selector, providerId, ProviderStatus.Active
             )
         );
         registry.withdrawStake(providerId);
@@ -276,9 +289,9 @@ contract ProviderRegistryTest is BerthFixture {
         vm.startPrank(stranger);
         stakeToken.approve(address(registry), 5e18);
         registry.addStake(providerId, 5e18);
-        vm.expectRevert(IProviderRegistry.ZeroAmount.selector);
+        vm.expectRevert(Errors.ProviderRegistry_ZeroAmount.selector);
         registry.addStake(providerId, 0);
-        vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.UnknownProvider.selector, 99));
+        vm.expectRevert(abi.encodeWithSelector(Errors.ProviderRegistry_UnknownProvider.selector, 99));
         registry.addStake(99, 1);
         vm.stopPrank();
         assertEq(registry.getProvider(providerId).stake, 105e18, "stake added");
@@ -292,7 +305,7 @@ contract ProviderRegistryTest is BerthFixture {
         registry.withdrawStake(providerId);
         vm.expectRevert(
             abi.encodeWithSelector(
-                IProviderRegistry.InvalidProviderStatus.selector, providerId, ProviderStatus.Exited
+                Errors.ProviderRegistry_InvalidProviderStatus.selector, providerId, ProviderStatus.Exited
             )
         );
         registry.addStake(providerId, 1);
@@ -301,9 +314,9 @@ contract ProviderRegistryTest is BerthFixture {
     // ---------------------------------------------------------------- escrow hooks and capacity
 
     function test_reserveAndRelease_onlyEscrow() public {
-        vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.NotEscrow.selector, address(this)));
+        vm.expectRevert(abi.encodeWithSelector(Errors.ProviderRegistry_NotEscrow.selector, address(this)));
         registry.reserve(providerId, 1, 1, 0);
-        vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.NotEscrow.selector, address(this)));
+        vm.expectRevert(abi.encodeWithSelector(Errors.ProviderRegistry_NotEscrow.selector, address(this)));
         registry.release(providerId, 1, 1, 0);
     }
 
@@ -325,14 +338,61 @@ contract ProviderRegistryTest is BerthFixture {
         registry.updateCapacity(providerId, CPU, MEM, STO);
         openLease(depositFor(2 hours));
         vm.prank(tenant);
-        vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.InsufficientCapacity.selector, providerId));
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                Errors.LeaseEscrow_InsufficientCapacity.selector, providerId, Resource.Cpu, 0, 1
+            )
+        );
         escrow.openLease(providerId, 1, 1, 0, MANIFEST_HASH, "", depositFor(2 hours), type(uint256).max);
     }
 
     function test_reserve_unknownProvider() public {
         vm.prank(tenant);
-        vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.UnknownProvider.selector, 42));
+        vm.expectRevert(abi.encodeWithSelector(Errors.LeaseEscrow_UnknownProvider.selector, 42));
         escrow.openLease(42, CPU, MEM, STO, MANIFEST_HASH, "", depositFor(2 hours), type(uint256).max);
+    }
+
+    function test_RevertWhen_RegisteringBeforeTheEscrowIsBound() public {
+        ProviderRegistry r = new ProviderRegistry(admin, stakeToken, 0, 1 days);
+        vm.prank(admin);
+        r.setPaymentToken(address(token), true);
+        vm.expectRevert(Errors.ProviderRegistry_EscrowNotSet.selector);
+        r.register(operator, address(token), "https://p", "", [uint32(1), uint32(1), uint32(0)], prices(), 0);
+    }
+
+    // ---------------------------------------------------------------- encryption key
+
+    function test_setEncryptionKey_versionsEachKey() public {
+        bytes32 k1 = keccak256("x25519-1");
+        bytes32 k2 = keccak256("x25519-2");
+        (bytes32 none, uint32 v0) = registry.encryptionKeyOf(providerId);
+        assertEq(none, bytes32(0), "no key yet");
+        assertEq(v0, 0, "version 0");
+        vm.startPrank(providerOwner);
+        vm.expectEmit(address(registry));
+        emit IProviderRegistry.EncryptionKeyUpdated(providerId, 1, k1);
+        registry.setEncryptionKey(providerId, k1);
+        vm.expectEmit(address(registry));
+        emit IProviderRegistry.EncryptionKeyUpdated(providerId, 2, k2);
+        registry.setEncryptionKey(providerId, k2);
+        vm.stopPrank();
+        (bytes32 key, uint32 version) = registry.encryptionKeyOf(providerId);
+        assertEq(key, k2, "latest key");
+        assertEq(version, 2, "second version");
+    }
+
+    function test_setEncryptionKey_RevertWhen_CallerNotOwner() public {
+        vm.prank(operator);
+        vm.expectRevert(
+            abi.encodeWithSelector(Errors.ProviderRegistry_NotProviderOwner.selector, providerId, operator)
+        );
+        registry.setEncryptionKey(providerId, keccak256("k"));
+    }
+
+    function test_setEncryptionKey_RevertWhen_KeyZero() public {
+        vm.prank(providerOwner);
+        vm.expectRevert(Errors.ProviderRegistry_ZeroEncryptionKey.selector);
+        registry.setEncryptionKey(providerId, bytes32(0));
     }
 
     // ---------------------------------------------------------------- admin and views
@@ -351,11 +411,13 @@ contract ProviderRegistryTest is BerthFixture {
     function test_admin_setters() public {
         vm.startPrank(admin);
         registry.setMinStake(5);
-        vm.expectRevert(IProviderRegistry.ZeroAddress.selector);
+        vm.expectRevert(Errors.ProviderRegistry_ZeroAddress.selector);
         registry.setPaymentToken(address(0), true);
-        vm.expectRevert(IProviderRegistry.ZeroAddress.selector);
+        vm.expectRevert(Errors.ProviderRegistry_ZeroAddress.selector);
         registry.setEscrow(address(0));
-        vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.EscrowAlreadySet.selector, address(escrow)));
+        vm.expectRevert(
+            abi.encodeWithSelector(Errors.ProviderRegistry_EscrowAlreadySet.selector, address(escrow))
+        );
         registry.setEscrow(address(1));
         registry.setPaymentToken(address(token), false);
         vm.stopPrank();
@@ -373,9 +435,11 @@ contract ProviderRegistryTest is BerthFixture {
     }
 
     function test_constructor_revertsOnZeroStakeToken() public {
-        vm.expectRevert(IProviderRegistry.ZeroAddress.selector);
+        vm.expectRevert(Errors.ProviderRegistry_ZeroAddress.selector);
         new ProviderRegistry(admin, IERC20(address(0)), 1, 1);
-        vm.expectRevert(abi.encodeWithSelector(IProviderRegistry.UnbondingDelayTooLong.selector, 366 days));
+        vm.expectRevert(
+            abi.encodeWithSelector(Errors.ProviderRegistry_UnbondingDelayTooLong.selector, 366 days)
+        );
         new ProviderRegistry(admin, stakeToken, 1, 366 days);
     }
 

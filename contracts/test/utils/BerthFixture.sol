@@ -15,6 +15,8 @@ abstract contract BerthFixture is Test {
     uint256 internal constant CHALLENGE_WINDOW = 1 days;
     uint256 internal constant FINAL_REPORT_WINDOW = 1 hours;
     uint256 internal constant MIN_RUNWAY = 1 hours;
+    uint256 internal constant GRACE_PERIOD = 30 minutes;
+    uint256 internal constant MIN_OPEN_RUNWAY = 2 hours;
     uint256 internal constant UNBONDING_DELAY = 7 days;
 
     uint32 internal constant CPU = 500; // millicores
@@ -47,9 +49,7 @@ abstract contract BerthFixture is Test {
         token = new TestToken("Berth USD", "bUSD", decimals());
         stakeToken = new TestToken("Berth Stake", "bSTK", 18);
         registry = new ProviderRegistry(admin, stakeToken, 100e18, UNBONDING_DELAY);
-        escrow = new LeaseEscrow(
-            admin, registry, arbiter, ACCEPT_TIMEOUT, CHALLENGE_WINDOW, FINAL_REPORT_WINDOW, MIN_RUNWAY
-        );
+        escrow = new LeaseEscrow(admin, registry, arbiter, timing());
         vm.startPrank(admin);
         registry.setEscrow(address(escrow));
         registry.setPaymentToken(address(token), true);
@@ -60,6 +60,11 @@ abstract contract BerthFixture is Test {
         token.mint(tenant, 1_000_000 * unit());
         vm.prank(tenant);
         token.approve(address(escrow), type(uint256).max);
+    }
+
+    function timing() internal pure returns (uint256[6] memory) {
+        return
+            [ACCEPT_TIMEOUT, CHALLENGE_WINDOW, FINAL_REPORT_WINDOW, MIN_RUNWAY, GRACE_PERIOD, MIN_OPEN_RUNWAY];
     }
 
     // ---------------------------------------------------------------- prices
@@ -169,6 +174,20 @@ abstract contract BerthFixture is Test {
                 * memoryPrice()
                 + storageUnits
                 * storagePrice()) / PRICE_SCALE;
+    }
+
+    /// @dev Warps to the first second at which the lease's runway is below the minimum.
+    function warpToSuspendable(uint256 leaseId) internal {
+        uint256 depletion = escrow.depletionTimeOf(leaseId);
+        vm.warp(depletion - MIN_RUNWAY + 1);
+    }
+
+    /// @dev A confirmed lease funded for the opening minimum, warped into and suspended.
+    function openSuspended() internal returns (uint256 leaseId) {
+        leaseId = openConfirmed(depositFor(MIN_OPEN_RUNWAY));
+        warpToSuspendable(leaseId);
+        vm.prank(operator);
+        escrow.suspendLease(leaseId);
     }
 
     function usage(uint256 leaseId, uint32 sequence, uint40 from, uint40 to, uint64 cpuUnits)
