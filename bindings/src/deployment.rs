@@ -29,8 +29,15 @@ pub struct Deployment {
     pub challenge_window: u64,
     /// Seconds the provider has to report after a close.
     pub final_report_window: u64,
-    /// Seconds of maximum-rate billing a deposit must cover.
+    /// Runway (seconds at the maximum rate) below which a lease may be suspended.
     pub min_runway: u64,
+    /// Seconds a suspended lease has before it may be terminated (0 in files written before
+    /// suspension existed).
+    #[serde(default)]
+    pub grace_period: u64,
+    /// Runway a new lease's deposit must cover (0 in files written before it existed).
+    #[serde(default)]
+    pub min_open_runway: u64,
     /// Seconds from exit request to stake withdrawal.
     pub unbonding_delay: u64,
 }

@@ -62,10 +62,13 @@ pub enum LeaseStatus {
     Closing,
     /// Remainder withdrawn.
     Closed,
-    /// Rejected by the provider, refunded.
+    /// Rejected by the provider; the deposit is the tenant's to withdraw.
     Rejected,
-    /// Cancelled by the tenant after the accept timeout, refunded.
+    /// Cancelled by the tenant after the accept timeout; the deposit is withdrawable.
     Cancelled,
+    /// Runway below the minimum: workload stopped, volumes kept, base rate billed; a top-up
+    /// resumes it, the grace period's end allows termination.
+    Suspended,
 }
 
 impl LeaseStatus {
@@ -79,6 +82,7 @@ impl LeaseStatus {
             4 => Self::Closed,
             5 => Self::Rejected,
             6 => Self::Cancelled,
+            7 => Self::Suspended,
             _ => return None,
         })
     }
@@ -92,7 +96,7 @@ pub enum CloseReason {
     None,
     /// The tenant closed it.
     TenantClosed,
-    /// The provider terminated it on exhaustion.
+    /// The provider terminated it after its suspension's grace period.
     Exhausted,
     /// The provider rejected it.
     Rejected,
@@ -160,11 +164,12 @@ mod tests {
 
     #[test]
     fn enums_round_trip_and_reject_unknown_values() {
-        for v in 0..=6 {
+        for v in 0..=7 {
             let status = LeaseStatus::from_u8(v).expect("known status");
             assert_eq!(status as u8, v);
         }
-        assert_eq!(LeaseStatus::from_u8(7), None);
+        assert_eq!(LeaseStatus::from_u8(7), Some(LeaseStatus::Suspended));
+        assert_eq!(LeaseStatus::from_u8(8), None);
         assert_eq!(CloseReason::from_u8(2), Some(CloseReason::Exhausted));
         assert_eq!(CloseReason::from_u8(5), None);
         assert_eq!(
@@ -172,6 +177,42 @@ mod tests {
             Some(RejectReason::PolicyViolation)
         );
         assert_eq!(RejectReason::from_u8(8), None);
+    }
+
+    /// What a tenant can hit when opening a lease (the registry's refusals, the token's) is in
+    /// the escrow's own ABI, so a wallet or Etherscan decodes it instead of showing raw hex.
+    #[test]
+    fn the_escrow_abi_names_every_error_of_opening_a_lease() {
+        let artifact: serde_json::Value =
+            serde_json::from_str(artifacts::LEASE_ESCROW).expect("artifact JSON");
+        let errors: Vec<&str> = artifact["abi"]
+            .as_array()
+            .expect("abi")
+            .iter()
+            .filter(|e| e["type"] == "error")
+            .filter_map(|e| e["name"].as_str())
+            .collect();
+        for name in [
+            "LeaseEscrow_UnknownProvider",
+            "LeaseEscrow_ProviderNotAccepting",
+            "LeaseEscrow_InsufficientCapacity",
+            "LeaseEscrow_TokenNotAllowed",
+            "LeaseEscrow_InsufficientAllowance",
+            "LeaseEscrow_InsufficientBalance",
+            "LeaseEscrow_TransferFailed",
+            "LeaseEscrow_InsufficientDeposit",
+            "LeaseEscrow_Paused",
+        ] {
+            assert!(errors.contains(&name), "{name} is not in the escrow's ABI");
+        }
+        assert!(
+            errors
+                .iter()
+                .all(|e| ["LeaseEscrow_", "Ownable", "SafeERC20"]
+                    .iter()
+                    .any(|p| e.starts_with(p))),
+            "every error names its contract or library: {errors:?}"
+        );
     }
 
     #[test]

@@ -350,10 +350,23 @@ async fn wait(ctx: &Ctx, lease: U256, limit: Duration) -> Result<berth_keepers::
     // keeper's confirmation.
     let delay = Duration::from_millis(500);
     loop {
-        let view = reader
+        let mut view = reader
             .lease(lease, BlockId::latest())
             .await
             .map_err(|e| fail(Kind::Unreachable, format!("reading lease {lease}: {e}")))?;
+        if view.status != LeaseStatus::Pending {
+            // The endpoint is in the confirmation's event.
+            reader
+                .lease_info(lease)
+                .await
+                .map_err(|e| {
+                    fail(
+                        Kind::Unreachable,
+                        format!("reading lease {lease}'s events: {e}"),
+                    )
+                })?
+                .fill(&mut view);
+        }
         match view.status {
             LeaseStatus::Active | LeaseStatus::Closing | LeaseStatus::Closed
                 if !view.endpoint.is_empty() =>
@@ -374,7 +387,9 @@ async fn wait(ctx: &Ctx, lease: U256, limit: Duration) -> Result<berth_keepers::
                     .map_or_else(|| "unknown reason".to_owned(), |r| format!("{r:?}"));
                 return Err(fail(
                     Kind::NotDeployed,
-                    format!("provider rejected lease {lease}: {reason}; the deposit was refunded"),
+                    format!(
+                        "provider rejected lease {lease}: {reason}; get the deposit back with `berth withdraw {lease}`"
+                    ),
                 ));
             }
             LeaseStatus::Pending => {}

@@ -134,3 +134,28 @@ pub async fn report(endpoint: &str, lease: U256, sequence: u32) -> Result<Value>
     }
     Ok(body)
 }
+
+/// The provider's view of a lease: status, endpoint and the workload it runs.
+pub async fn lease_status(endpoint: &str, lease: U256) -> Result<Value> {
+    let url = format!("{}/v1/leases/{lease}", base(endpoint));
+    let resp = client()?
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| fail(Kind::Unreachable, format!("gateway {url}: {e}")))?;
+    let status = resp.status();
+    let body: Value = resp
+        .json()
+        .await
+        .map_err(|e| fail(Kind::Unreachable, format!("gateway {url}: not JSON: {e}")))?;
+    if !status.is_success() {
+        return Err(fail(
+            Kind::Unreachable,
+            format!(
+                "gateway {url} answered {status}: {}",
+                body["error"].as_str().unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(body)
+}

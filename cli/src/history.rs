@@ -1,7 +1,7 @@
 //! Past events of the contracts, read in bounded block ranges (public RPCs cap `eth_getLogs`).
 
 use alloy::{
-    primitives::{Address, U256},
+    primitives::{Address, B256, U256},
     providers::Provider,
     rpc::types::Filter,
     sol_types::SolEvent,
@@ -80,4 +80,26 @@ pub async fn rejection_of(ctx: &Ctx, lease: U256) -> Result<Option<u8>> {
     let rejected: Vec<LeaseEscrow::LeaseRejected> =
         logs(ctx, ctx.deployment.lease_escrow, Some(lease), None).await?;
     Ok(rejected.first().map(|r| r.reason))
+}
+
+/// The endpoint `lease` was confirmed with, if it was.
+pub async fn endpoint_of(ctx: &Ctx, lease: U256) -> Result<Option<String>> {
+    let confirmed: Vec<LeaseEscrow::LeaseConfirmed> =
+        logs(ctx, ctx.deployment.lease_escrow, Some(lease), None).await?;
+    Ok(confirmed.into_iter().next().map(|c| c.endpoint))
+}
+
+/// The manifest hash `lease` committed to at `version` (0: the one it opened with).
+pub async fn manifest_hash_of(ctx: &Ctx, lease: U256, version: u32) -> Result<Option<B256>> {
+    if version == 0 {
+        let opened: Vec<LeaseEscrow::LeaseOpened> =
+            logs(ctx, ctx.deployment.lease_escrow, Some(lease), None).await?;
+        return Ok(opened.into_iter().next().map(|o| o.manifestHash));
+    }
+    let updates: Vec<LeaseEscrow::ManifestUpdated> =
+        logs(ctx, ctx.deployment.lease_escrow, Some(lease), None).await?;
+    Ok(updates
+        .into_iter()
+        .find(|u| u.version == version)
+        .map(|u| u.manifestHash))
 }

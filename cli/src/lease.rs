@@ -45,7 +45,7 @@ fn status_name(s: LeaseStatus) -> String {
     format!("{s:?}").to_lowercase()
 }
 
-async fn token_of(ctx: &Ctx, l: &Lease) -> Result<Token> {
+pub(crate) async fn token_of(ctx: &Ctx, l: &Lease) -> Result<Token> {
     let address = ctx
         .registry()
         .tokenOf(U256::from(l.raw.providerId))
@@ -69,8 +69,30 @@ pub async fn status(ctx: &Ctx, id: U256) -> Result<()> {
     let claimable = call_u256(escrow.claimableOf(id).call().await, "claimableOf")?;
     let pending = call_u256(escrow.pendingOf(id).call().await, "pendingOf")?;
     let depletion: u64 = depletion.try_into().unwrap_or(u64::MAX);
-    let runway = (l.status == LeaseStatus::Active).then(|| depletion.saturating_sub(now));
+    let runway = matches!(l.status, LeaseStatus::Active | LeaseStatus::Suspended)
+        .then(|| depletion.saturating_sub(now));
     let reports = history::reports_of(ctx, id).await?;
+    let endpoint = history::endpoint_of(ctx, id).await?.unwrap_or_default();
+    let grace: u64 = call_u256(escrow.gracePeriod().call().await, "gracePeriod")?.saturating_to();
+    let suspension = (l.status == LeaseStatus::Suspended).then(|| {
+        let since = l.raw.suspendedAt.to::<u64>();
+        json!({ "since": since, "terminable_at": since + grace })
+    });
+    let policy = escrow
+        .autoTopUpOf(id)
+        .call()
+        .await
+        .map_err(|e| failure::contract("autoTopUpOf", &e))?;
+    let auto_top_up = (policy.maxTotal > alloy::primitives::Uint::ZERO).then(|| {
+        json!({
+            "max_per_top_up": policy.maxPerTopUp.to_string(),
+            "max_total": policy.maxTotal.to_string(),
+            "pulled": policy.pulled.to_string(),
+            "expires_at": policy.expiresAt,
+            "trigger_runway_s": policy.triggerRunway,
+            "target_runway_s": policy.targetRunway,
+        })
+    });
     let last: Vec<_> = reports.iter().rev().take(5).rev().collect();
     let r = &l.raw;
     let close_reason = CloseReason::from_u8(r.closeReason)
@@ -82,7 +104,10 @@ pub async fn status(ctx: &Ctx, id: U256) -> Result<()> {
         "close_reason": close_reason,
         "provider": r.providerId,
         "tenant": r.tenant,
-        "endpoint": r.endpoint,
+        "endpoint": endpoint,
+        "manifest_version": r.manifestVersion,
+        "suspension": suspension,
+        "auto_top_up": auto_top_up,
         "reservation": { "cpu_millis": r.cpuMillis, "memory_mib": r.memoryMiB, "storage_gib": r.storageGiB },
         "balance": r.balance.to_string(),
         "max_rate": max_rate.to_string(),
@@ -110,19 +135,35 @@ pub async fn status(ctx: &Ctx, id: U256) -> Result<()> {
             status_name(l.status),
             close_reason.map(|c| format!(" ({c})")).unwrap_or_default(),
             r.providerId,
-            if r.endpoint.is_empty() {
-                "-"
-            } else {
-                &r.endpoint
-            },
+            if endpoint.is_empty() { "-" } else { &endpoint },
             r.cpuMillis,
             r.memoryMiB,
             r.storageGiB,
             token.show(amounts::cost(max_rate, 3600)),
             token.show(U256::from(r.balance)),
         );
+        s += &format!("  manifest    version {}\n", r.manifestVersion);
         if let Some(runway) = runway {
             s += &format!("  runway      {} at the maximum rate\n", duration(runway));
+        }
+        if l.status == LeaseStatus::Suspended {
+            let since = l.raw.suspendedAt.to::<u64>();
+            s += &format!(
+                "  suspended   since {since}: workload stopped, volumes kept, base rate billed;\n              a top-up restoring the minimum runway resumes it, else it may be\n              terminated in {} (at {})\n",
+                duration((since + grace).saturating_sub(now)),
+                since + grace
+            );
+        }
+        if policy.maxTotal > alloy::primitives::Uint::ZERO {
+            s += &format!(
+                "  auto top-up below {} of runway, back to {}; at most {} each, {} in all ({} used); until {}\n",
+                duration(u64::from(policy.triggerRunway)),
+                duration(u64::from(policy.targetRunway)),
+                token.show(U256::from(policy.maxPerTopUp)),
+                token.show(U256::from(policy.maxTotal)),
+                token.show(U256::from(policy.pulled)),
+                policy.expiresAt
+            );
         }
         s += &format!(
             "  charges     {} pending, {} claimable, {} disputed\n  reports     {}\n",
@@ -173,11 +214,14 @@ fn duration(secs: u64) -> String {
 /// `top-up <lease> --amount`.
 pub async fn top_up(ctx: &Ctx, id: U256, amount: &str) -> Result<()> {
     let l = load(ctx, id).await?;
-    if !matches!(l.status, LeaseStatus::Pending | LeaseStatus::Active) {
+    if !matches!(
+        l.status,
+        LeaseStatus::Pending | LeaseStatus::Active | LeaseStatus::Suspended
+    ) {
         return Err(fail(
             Kind::Refused,
             format!(
-                "lease {id} is {}: only pending or active leases take top-ups",
+                "lease {id} is {}: only pending, active or suspended leases take top-ups",
                 status_name(l.status)
             ),
         ));
@@ -198,14 +242,20 @@ pub async fn top_up(ctx: &Ctx, id: U256, amount: &str) -> Result<()> {
         .decoded_log::<LeaseEscrow::LeaseToppedUp>()
         .map(|l| l.data.balance)
         .unwrap_or_default();
+    let resumed = receipt.decoded_log::<LeaseEscrow::LeaseResumed>().is_some();
     emit(
         ctx.global.json,
-        &json!({ "lease": id.to_string(), "amount": amount.to_string(), "balance": balance.to_string(), "tx": receipt.transaction_hash }),
+        &json!({ "lease": id.to_string(), "amount": amount.to_string(), "balance": balance.to_string(), "resumed": resumed, "tx": receipt.transaction_hash }),
         || {
             format!(
-                "lease {id} topped up by {}: balance {}",
+                "lease {id} topped up by {}: balance {}{}",
                 token.show(amount),
-                token.show(balance)
+                token.show(balance),
+                if resumed {
+                    "; the lease resumed, its workload starts again"
+                } else {
+                    ""
+                }
             )
         },
     );
@@ -218,7 +268,7 @@ pub async fn close(ctx: &Ctx, id: U256) -> Result<()> {
     let w = ctx.wallet()?;
     let escrow = LeaseEscrow::new(ctx.deployment.lease_escrow, w.provider.clone());
     let (receipt, done) = match l.status {
-        LeaseStatus::Active => (
+        LeaseStatus::Active | LeaseStatus::Suspended => (
             w.send(escrow.closeLease(id), "closeLease", 20).await?,
             "closed",
         ),
@@ -295,13 +345,16 @@ pub async fn dispute(ctx: &Ctx, id: U256) -> Result<()> {
 pub async fn upload(ctx: &Ctx, id: U256, manifest: &PathBuf) -> Result<()> {
     let (bytes, _) = read_manifest(manifest)?;
     let l = load(ctx, id).await?;
-    if alloy::primitives::keccak256(&bytes) != l.raw.manifestHash {
+    let version = l.raw.manifestVersion;
+    let expected = history::manifest_hash_of(ctx, id, version)
+        .await?
+        .unwrap_or_default();
+    if alloy::primitives::keccak256(&bytes) != expected {
         return Err(fail(
             Kind::Input,
             format!(
-                "manifest {} does not hash to lease {id}'s manifestHash {}",
+                "manifest {} does not hash to lease {id}'s manifest (version {version}, hash {expected})",
                 manifest.display(),
-                l.raw.manifestHash
             ),
         ));
     }

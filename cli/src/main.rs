@@ -16,6 +16,7 @@ mod market;
 mod output;
 mod provider;
 mod token;
+mod update;
 mod verify;
 
 use std::path::PathBuf;
@@ -54,9 +55,14 @@ enum Command {
     Deploy(deploy::Deploy),
     /// Show a lease: state, endpoint, balance, runway, last reports.
     Status(LeaseArg),
-    /// Add funds to a pending or active lease.
+    /// Add funds to a pending, active or suspended lease (a suspended one resumes).
     TopUp(TopUp),
-    /// Close an active lease (or cancel a pending one after the accept timeout).
+    /// Commit a running lease to a new manifest; the provider rolls it out in place.
+    Update(update::Update),
+    /// A policy that lets the provider's keeper top the lease up within your caps.
+    #[command(subcommand)]
+    AutoTopUp(update::AutoTopUpCmd),
+    /// Close an active or suspended lease (or cancel a pending one after the accept timeout).
     Close(LeaseArg),
     /// Withdraw the unearned rest of a closed lease.
     Withdraw(LeaseArg),
@@ -195,6 +201,7 @@ async fn run(cli: Cli) -> Result<()> {
     // Local checks first: a bad manifest is the user's first problem, whatever the chain does.
     let manifest = match &cli.command {
         Command::Deploy(d) => Some(deploy::read_manifest(&d.manifest)?),
+        Command::Update(u) => Some(deploy::read_manifest(&u.manifest)?),
         _ => None,
     };
     let ctx = Ctx::connect(&cli.global).await?;
@@ -207,6 +214,11 @@ async fn run(cli: Cli) -> Result<()> {
         },
         Command::Status(a) => lease::status(&ctx, a.lease).await,
         Command::TopUp(t) => lease::top_up(&ctx, t.lease, &t.amount).await,
+        Command::Update(u) => match manifest {
+            Some(m) => update::update(&ctx, u, m).await,
+            None => Err(eyre::eyre!("update without its manifest")),
+        },
+        Command::AutoTopUp(cmd) => update::auto_top_up(&ctx, cmd).await,
         Command::Close(a) => lease::close(&ctx, a.lease).await,
         Command::Withdraw(a) => lease::withdraw(&ctx, a.lease).await,
         Command::VerifyUsage(a) => verify::run(&ctx, a.lease).await,

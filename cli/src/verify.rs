@@ -75,7 +75,23 @@ pub async fn run(ctx: &Ctx, id: U256) -> Result<()> {
                     continue;
                 };
                 let root: B256 = merkle::samples_root(id, &inside);
-                let units = metering::units(&baseline, &inside, from, to, reservation, max_gap_ms);
+                // Caps over the running time: the lease's last suspension is on chain (earlier ones are
+                // not, so a clamped report from before them may read as a mismatch).
+                let running = metering::running_seconds(
+                    from,
+                    to,
+                    l.raw.suspendedAt.to::<u64>(),
+                    l.raw.resumedAt.to::<u64>(),
+                );
+                let units = metering::units(
+                    &baseline,
+                    &inside,
+                    from,
+                    to,
+                    running,
+                    reservation,
+                    max_gap_ms,
+                );
                 check.samples = inside.len();
                 check.root_matches = root == r.samplesRoot;
                 check.recomputed = [units.cpu, units.memory, units.storage];

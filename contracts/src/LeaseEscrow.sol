@@ -445,7 +445,7 @@ contract LeaseEscrow is ILeaseEscrow, LeaseEscrowBase, Ownable2Step {
         v.billedUntil = l.billedUntil;
         if (v.billedUntil == 0) v.createdAt = l.clock;
         v.closedAt = l.closedAt;
-        if (v.status == LeaseStatus.Suspended) v.suspendedAt = l.idleFrom;
+        (v.suspendedAt, v.resumedAt) = (l.idleFrom, l.idleUntil);
         v.reportCount = l.reportCount;
         (v.balance, v.disputed) = (l.balance, l.disputed);
         ChargeBuckets.Buckets memory b = _loadBuckets(l);

@@ -59,13 +59,17 @@ pub struct LeaseView {
     pub tenant: Address,
     /// Reservation.
     pub reservation: Reservation,
-    /// Opening time (unix seconds).
+    /// Opening time while pending (unix seconds; 0 once confirmed).
     pub created_at: u64,
     /// Unearned deposit.
     pub balance: U256,
-    /// keccak256 of the manifest.
+    /// Version of the manifest the lease is committed to (0: the one it opened with).
+    pub manifest_version: u32,
+    /// keccak256 of that manifest (from the lease's events; zero until they are read).
     pub manifest_hash: B256,
-    /// Endpoint set at confirmation.
+    /// Where the keeper may download it (empty: uploaded to the gateway).
+    pub manifest_uri: String,
+    /// Endpoint set at confirmation (from `LeaseConfirmed`; empty until read).
     pub endpoint: String,
     /// Sequence of the last accepted report.
     pub report_count: u32,
@@ -73,6 +77,61 @@ pub struct LeaseView {
     pub billed_until: u64,
     /// End of billable time once closed or terminated (0 before).
     pub closed_at: u64,
+    /// Start of the last suspension (0 if never suspended).
+    pub suspended_at: u64,
+    /// End of the last suspension (0 while suspended or never suspended).
+    pub resumed_at: u64,
+    /// When the balance runs out at the maximum rate.
+    pub depletion_time: u64,
+}
+
+impl LeaseView {
+    /// Seconds of `[from, to)` the workload was allowed to run: outside the last suspension.
+    pub fn running_seconds(&self, from: u64, to: u64) -> u64 {
+        crate::metering::running_seconds(from, to, self.suspended_at, self.resumed_at)
+    }
+}
+
+/// A manifest a lease committed to, from `LeaseOpened` (version 0) or `ManifestUpdated`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestRef {
+    /// keccak256 of the bytes.
+    pub hash: B256,
+    /// Download URI (empty: uploaded to the gateway).
+    pub uri: String,
+}
+
+/// A tenant's auto top-up policy, from `AutoTopUpSet`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoTopUpPolicy {
+    /// Unix time after which it no longer applies.
+    pub expires_at: u64,
+    /// Runway (seconds) below which a top-up may be triggered.
+    pub trigger_runway: u64,
+}
+
+/// What the events say about one lease that its storage does not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseInfo {
+    /// Manifests by version.
+    pub manifests: BTreeMap<u32, ManifestRef>,
+    /// Endpoint from `LeaseConfirmed`.
+    pub endpoint: String,
+    /// The current auto top-up policy, if any.
+    pub auto_top_up: Option<AutoTopUpPolicy>,
+}
+
+impl LeaseInfo {
+    /// Fills the view's manifest and endpoint from these events.
+    pub fn fill(&self, view: &mut LeaseView) {
+        if let Some(m) = self.manifests.get(&view.manifest_version) {
+            view.manifest_hash = m.hash;
+            view.manifest_uri = m.uri.clone();
+        }
+        if view.endpoint.is_empty() {
+            view.endpoint = self.endpoint.clone();
+        }
+    }
 }
 
 /// The escrow's timing settings.
@@ -80,8 +139,10 @@ pub struct LeaseView {
 pub struct EscrowSettings {
     /// Seconds a lease may stay pending before its tenant can cancel.
     pub accept_timeout: u64,
-    /// Runway below which the provider may terminate.
+    /// Runway below which the provider may suspend.
     pub min_runway: u64,
+    /// Seconds a suspended lease has before it may be terminated.
+    pub grace_period: u64,
     /// Seconds after closing in which the final report is accepted.
     pub final_report_window: u64,
 }
@@ -148,6 +209,11 @@ impl ChainReader {
             .call()
             .await
             .map_err(|e| ChainError::rpc("minRunway", e))?;
+        let grace = escrow
+            .gracePeriod()
+            .call()
+            .await
+            .map_err(|e| ChainError::rpc("gracePeriod", e))?;
         let window = escrow
             .finalReportWindow()
             .call()
@@ -156,19 +222,32 @@ impl ChainReader {
         Ok(EscrowSettings {
             accept_timeout: accept.saturating_to(),
             min_runway: runway.saturating_to(),
+            grace_period: grace.saturating_to(),
             final_report_window: window.saturating_to(),
         })
     }
 
-    /// This provider's leases opened in blocks `from..=to`, with their manifest URIs.
-    pub async fn opened(&self, from: u64, to: u64) -> Result<BTreeMap<U256, String>, ChainError> {
-        let mut found = BTreeMap::new();
+    /// What this provider's lease events in blocks `from..=to` say: leases opened, manifests
+    /// committed to, endpoints confirmed, auto top-up policies set or cleared. Merged into
+    /// `known`, one entry per lease.
+    pub async fn scan(
+        &self,
+        from: u64,
+        to: u64,
+        known: &mut BTreeMap<U256, LeaseInfo>,
+    ) -> Result<(), ChainError> {
         if from > to {
-            return Ok(found);
+            return Ok(());
         }
         let filter = Filter::new()
             .address(self.escrow)
-            .event_signature(LeaseEscrow::LeaseOpened::SIGNATURE_HASH)
+            .event_signature(vec![
+                LeaseEscrow::LeaseOpened::SIGNATURE_HASH,
+                LeaseEscrow::ManifestUpdated::SIGNATURE_HASH,
+                LeaseEscrow::LeaseConfirmed::SIGNATURE_HASH,
+                LeaseEscrow::AutoTopUpSet::SIGNATURE_HASH,
+                LeaseEscrow::AutoTopUpCleared::SIGNATURE_HASH,
+            ])
             .topic2(B256::from(self.provider_id))
             .from_block(from.max(self.start_block))
             .to_block(to);
@@ -178,11 +257,41 @@ impl ChainReader {
             .await
             .map_err(|e| ChainError::rpc("eth_getLogs", e))?;
         for log in logs {
-            let ev = LeaseEscrow::LeaseOpened::decode_log(&log.inner)
-                .map_err(|e| ChainError::rpc("decoding LeaseOpened", e))?;
-            found.insert(ev.data.leaseId, ev.data.manifestUri.clone());
+            apply_event(&log.inner, known)?;
         }
-        Ok(found)
+        Ok(())
+    }
+
+    /// The events of one lease, read whole (the gateway's view of a lease it has not scanned).
+    pub async fn lease_info(&self, id: U256) -> Result<LeaseInfo, ChainError> {
+        let filter = Filter::new()
+            .address(self.escrow)
+            .event_signature(vec![
+                LeaseEscrow::LeaseOpened::SIGNATURE_HASH,
+                LeaseEscrow::ManifestUpdated::SIGNATURE_HASH,
+                LeaseEscrow::LeaseConfirmed::SIGNATURE_HASH,
+            ])
+            .topic1(B256::from(id))
+            .from_block(self.start_block);
+        let logs = self
+            .provider
+            .get_logs(&filter)
+            .await
+            .map_err(|e| ChainError::rpc("eth_getLogs", e))?;
+        let mut known = BTreeMap::new();
+        for log in logs {
+            apply_event(&log.inner, &mut known)?;
+        }
+        Ok(known.remove(&id).unwrap_or_default())
+    }
+
+    /// What `autoTopUp` would pull for a lease now (0: not due).
+    pub async fn auto_top_up_due(&self, id: U256) -> Result<U256, ChainError> {
+        LeaseEscrow::new(self.escrow, &self.provider)
+            .autoTopUpDue(id)
+            .call()
+            .await
+            .map_err(|e| ChainError::rpc("autoTopUpDue", e))
     }
 
     /// The first block to scan for this provider's leases.
@@ -212,12 +321,17 @@ impl ChainReader {
                 storage_gib: l.storageGiB,
             },
             created_at: l.createdAt.to::<u64>(),
-            balance: U256::from(l.balance),
-            manifest_hash: l.manifestHash,
-            endpoint: l.endpoint,
+            balance: l.balance,
+            manifest_version: l.manifestVersion,
+            manifest_hash: B256::ZERO,
+            manifest_uri: String::new(),
+            endpoint: String::new(),
             report_count: l.reportCount,
             billed_until: l.billedUntil.to::<u64>(),
             closed_at: l.closedAt.to::<u64>(),
+            suspended_at: l.suspendedAt.to::<u64>(),
+            resumed_at: l.resumedAt.to::<u64>(),
+            depletion_time: l.depletionTime.saturating_to(),
         })
     }
 
@@ -282,5 +396,106 @@ impl ChainReader {
             }
             Err(_) => Ok(false),
         }
+    }
+}
+
+/// Folds one lease event into `known`.
+fn apply_event(
+    log: &alloy::primitives::Log,
+    known: &mut BTreeMap<U256, LeaseInfo>,
+) -> Result<(), ChainError> {
+    let decode = |e: alloy::sol_types::Error| ChainError::rpc("decoding a lease event", e);
+    match log.topics().first().copied() {
+        Some(LeaseEscrow::LeaseOpened::SIGNATURE_HASH) => {
+            let ev = LeaseEscrow::LeaseOpened::decode_log(log).map_err(decode)?;
+            let info = known.entry(ev.data.leaseId).or_default();
+            info.manifests.insert(
+                0,
+                ManifestRef {
+                    hash: ev.data.manifestHash,
+                    uri: ev.data.manifestUri.clone(),
+                },
+            );
+        }
+        Some(LeaseEscrow::ManifestUpdated::SIGNATURE_HASH) => {
+            let ev = LeaseEscrow::ManifestUpdated::decode_log(log).map_err(decode)?;
+            let info = known.entry(ev.data.leaseId).or_default();
+            info.manifests.insert(
+                ev.data.version,
+                ManifestRef {
+                    hash: ev.data.manifestHash,
+                    uri: ev.data.manifestUri.clone(),
+                },
+            );
+        }
+        Some(LeaseEscrow::LeaseConfirmed::SIGNATURE_HASH) => {
+            let ev = LeaseEscrow::LeaseConfirmed::decode_log(log).map_err(decode)?;
+            known.entry(ev.data.leaseId).or_default().endpoint = ev.data.endpoint.clone();
+        }
+        Some(LeaseEscrow::AutoTopUpSet::SIGNATURE_HASH) => {
+            let ev = LeaseEscrow::AutoTopUpSet::decode_log(log).map_err(decode)?;
+            known.entry(ev.data.leaseId).or_default().auto_top_up = Some(AutoTopUpPolicy {
+                expires_at: ev.data.expiresAt.saturating_to(),
+                trigger_runway: ev.data.triggerRunway.saturating_to(),
+            });
+        }
+        Some(LeaseEscrow::AutoTopUpCleared::SIGNATURE_HASH) => {
+            let ev = LeaseEscrow::AutoTopUpCleared::decode_log(log).map_err(decode)?;
+            known.entry(ev.data.leaseId).or_default().auto_top_up = None;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(suspended_at: u64, resumed_at: u64) -> LeaseView {
+        LeaseView {
+            id: U256::from(1),
+            provider_id: 1,
+            status: LeaseStatus::Active,
+            tenant: Address::ZERO,
+            reservation: Reservation {
+                cpu_millis: 1,
+                memory_mib: 1,
+                storage_gib: 0,
+            },
+            created_at: 0,
+            balance: U256::ZERO,
+            manifest_version: 0,
+            manifest_hash: B256::ZERO,
+            manifest_uri: String::new(),
+            endpoint: String::new(),
+            report_count: 0,
+            billed_until: 0,
+            closed_at: 0,
+            suspended_at,
+            resumed_at,
+            depletion_time: 0,
+        }
+    }
+
+    #[test]
+    fn running_seconds_leave_out_the_suspension_as_the_escrow_does() {
+        assert_eq!(view(0, 0).running_seconds(100, 200), 100, "never suspended");
+        assert_eq!(
+            view(150, 0).running_seconds(100, 200),
+            50,
+            "still suspended"
+        );
+        assert_eq!(view(120, 180).running_seconds(100, 200), 40, "resumed");
+        assert_eq!(
+            view(120, 180).running_seconds(200, 300),
+            100,
+            "after the suspension"
+        );
+        assert_eq!(
+            view(50, 0).running_seconds(100, 200),
+            0,
+            "suspended throughout"
+        );
     }
 }

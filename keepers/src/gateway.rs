@@ -174,6 +174,13 @@ async fn lease_of_provider(
             format!("lease {id} is not a lease of provider {}", g.provider_id),
         )));
     }
+    // The manifest hash and the endpoint live in the lease's events.
+    let mut lease = lease;
+    g.chain
+        .lease_info(id)
+        .await
+        .map_err(|e| Box::new(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())))?
+        .fill(&mut lease);
     Ok(lease)
 }
 
@@ -211,7 +218,10 @@ async fn upload(
         Ok(l) => l,
         Err(response) => return *response,
     };
-    if !matches!(lease.status, LeaseStatus::Pending | LeaseStatus::Active) {
+    if !matches!(
+        lease.status,
+        LeaseStatus::Pending | LeaseStatus::Active | LeaseStatus::Suspended
+    ) {
         return error(
             StatusCode::CONFLICT,
             format!("lease {id} is {:?}: it takes no manifest", lease.status),
@@ -297,12 +307,17 @@ async fn status(State(g): State<Arc<Gateway>>, Path(raw): Path<String>) -> Respo
         "lease": id.to_string(),
         "status": lease.status,
         "endpoint": lease.endpoint,
+        "manifest_version": lease.manifest_version,
         "tenant": lease.tenant,
         "manifest_received": manifest.as_ref().map(|m| m.source.clone()),
         "workload": match workload {
             None => json!("engine unreachable"),
             Some(None) => json!(null),
-            Some(Some(w)) => json!({ "running": w.running(), "services": w.services }),
+            Some(Some(w)) => json!({
+                "running": w.running(),
+                "services": w.services,
+                "manifest_version": w.manifest_version,
+            }),
         },
     }))
     .into_response()

@@ -31,6 +31,10 @@ struct Inner {
     gas_spent_wei: Mutex<u128>,
     claimed: Mutex<u128>,
     terminations: AtomicU64,
+    suspensions: AtomicU64,
+    auto_top_ups: AtomicU64,
+    rollouts: AtomicU64,
+    refused_updates: AtomicU64,
     near_exhaustion: AtomicU64,
 }
 
@@ -91,6 +95,22 @@ impl Metrics {
     /// A lease was terminated on exhaustion.
     pub fn terminated(&self) {
         self.0.terminations.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A lease was suspended on low runway.
+    pub fn suspended(&self) {
+        self.0.suspensions.fetch_add(1, Ordering::Relaxed);
+    }
+    /// An auto top-up transaction was sent.
+    pub fn auto_topped_up(&self) {
+        self.0.auto_top_ups.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A new manifest version started rolling out.
+    pub fn rolled_out(&self) {
+        self.0.rollouts.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A manifest update failed the checks; the workload keeps its version.
+    pub fn refused_update(&self) {
+        self.0.refused_updates.fetch_add(1, Ordering::Relaxed);
     }
     /// Active leases whose runway is under twice the minimum.
     pub fn set_near_exhaustion(&self, n: usize) {
@@ -163,8 +183,28 @@ impl Metrics {
         );
         counter(
             "berth_keeper_terminations_total",
-            "Leases ended on exhaustion.",
+            "Leases terminated after their suspension's grace period.",
             i.terminations.load(Ordering::Relaxed),
+        );
+        counter(
+            "berth_keeper_suspensions_total",
+            "Leases suspended on low runway.",
+            i.suspensions.load(Ordering::Relaxed),
+        );
+        counter(
+            "berth_keeper_auto_top_ups_total",
+            "Auto top-up transactions sent under tenants' policies.",
+            i.auto_top_ups.load(Ordering::Relaxed),
+        );
+        counter(
+            "berth_keeper_rollouts_total",
+            "Manifest updates rolled out in place.",
+            i.rollouts.load(Ordering::Relaxed),
+        );
+        counter(
+            "berth_keeper_refused_updates_total",
+            "Manifest updates that failed the checks (the workload keeps its version).",
+            i.refused_updates.load(Ordering::Relaxed),
         );
         let big = |m: &Mutex<u128>| m.lock().map(|v| *v).unwrap_or(0);
         let _ = write!(

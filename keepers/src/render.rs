@@ -36,6 +36,8 @@ pub const LABEL_ESCROW: &str = "berth.dev/escrow";
 pub const LABEL_LEASE: &str = "berth.dev/lease-id";
 /// Label: the manifest's service name.
 pub const LABEL_SERVICE: &str = "berth.dev/service";
+/// Label: the version of the lease's manifest the objects run (0 for the opening one).
+pub const LABEL_MANIFEST_VERSION: &str = "berth.dev/manifest-version";
 /// Label prefix of a public port: `berth.dev/port-<container port>: "<public port>"`.
 pub const LABEL_PORT_PREFIX: &str = "berth.dev/port-";
 /// Who manages the objects.
@@ -115,6 +117,26 @@ pub struct Rendered {
     pub services: Vec<KubeService>,
     /// One per manifest service.
     pub deployments: Vec<Deployment>,
+}
+
+impl Rendered {
+    /// Labels every deployment and its pods with the manifest version they run, so that the
+    /// engine's listing says which version a workload runs after any restart.
+    pub fn with_manifest_version(mut self, version: u32) -> Self {
+        let v = version.to_string();
+        for d in &mut self.deployments {
+            d.metadata
+                .labels
+                .get_or_insert_with(BTreeMap::new)
+                .insert(LABEL_MANIFEST_VERSION.into(), v.clone());
+            if let Some(meta) = d.spec.as_mut().and_then(|s| s.template.metadata.as_mut()) {
+                meta.labels
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(LABEL_MANIFEST_VERSION.into(), v.clone());
+            }
+        }
+        self
+    }
 }
 
 /// Renders `manifest` for `key` with the public ports `ports` (one per exposed port).

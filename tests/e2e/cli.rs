@@ -29,6 +29,8 @@ fn settings() -> Settings {
         challenge_window: 30,
         final_report_window: 30,
         min_runway: 60,
+        grace_period: 30,
+        min_open_runway: 120,
         ..Settings::default()
     }
 }
@@ -329,7 +331,7 @@ async fn a_tenant_and_a_provider_run_a_lease_from_register_to_withdraw_with_the_
     .ok()?;
     let balance_after = escrow.getLease(lease).call().await?.balance;
     ensure!(
-        balance_after >= balance_before + 500_000 - 1_000,
+        balance_after >= balance_before + U256::from(500_000 - 1_000),
         "top-up: {balance_before} → {balance_after}"
     );
 

@@ -124,7 +124,7 @@ impl World {
     }
 
     pub(crate) async fn endpoint(&self, lease: U256) -> Result<String> {
-        Ok(self.escrow()?.getLease(lease).call().await?.endpoint)
+        berth_e2e::keeper::endpoint_of(&self.chain, self.c.escrow, lease).await
     }
 
     pub(crate) async fn reject_reason(&self, lease: U256) -> Result<Option<RejectReason>> {

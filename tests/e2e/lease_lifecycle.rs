@@ -82,11 +82,12 @@ async fn lease_lifecycle_through_bindings_moves_every_token_where_it_belongs() -
         token.balanceOf(c.escrow).call().await? == deposit,
         "escrow holds the deposit"
     );
-    let lease = escrow_t.getLease(lease_id).call().await?;
+    let opened = berth_e2e::keeper::lease_opened(&chain, c.escrow, lease_id).await?;
     ensure!(
-        lease.manifestHash == manifest_hash,
-        "manifest hash on chain"
+        opened.manifestHash == manifest_hash,
+        "manifest hash on chain (in LeaseOpened)"
     );
+    let lease = escrow_t.getLease(lease_id).call().await?;
     ensure!(
         LeaseStatus::from_u8(lease.status) == Some(LeaseStatus::Pending),
         "pending"
@@ -105,10 +106,11 @@ async fn lease_lifecycle_through_bindings_moves_every_token_where_it_belongs() -
         "active"
     );
     ensure!(
-        lease.endpoint == "http://127.0.0.1:30080",
-        "endpoint on chain"
+        berth_e2e::keeper::endpoint_of(&chain, c.escrow, lease_id).await?
+            == "http://127.0.0.1:30080",
+        "endpoint on chain (in LeaseConfirmed)"
     );
-    let confirmed_at: u64 = lease.confirmedAt.to();
+    let confirmed_at: u64 = lease.billedUntil.to();
 
     // Ten minutes of service at 60% CPU and full memory, reported.
     chain.advance(600).await?;

@@ -150,7 +150,7 @@ async fn busy_leases_pay_more_cpu_than_idle_ones_and_tenants_can_recompute_every
         memory_mib: 512,
         storage_gib: 1,
     };
-    let units = metering::units(&baseline, &samples, from, to, reservation, 600);
+    let units = metering::units(&baseline, &samples, from, to, to - from, reservation, 600);
     ensure!(
         units.cpu == onchain.cpuUnits && units.memory == onchain.memoryUnits,
         "recomputed units {units:?} differ from {onchain:?}"
@@ -256,7 +256,8 @@ async fn a_short_funded_lease_is_ended_on_exhaustion_and_both_sides_get_their_sh
     let refunded = token.balanceOf(tenant).call().await? - tenant_before;
     println!(
         "deposit {deposit}: provider paid {paid}, tenant refunded {refunded}, ran {} s",
-        l.closedAt.to::<u64>() - l.confirmedAt.to::<u64>()
+        l.closedAt.to::<u64>()
+            - berth_e2e::keeper::confirmed_at(&w.chain, w.c.escrow, lease).await?
     );
     ensure!(
         paid + refunded == U256::from(deposit),
@@ -299,13 +300,7 @@ async fn a_keeper_restarted_between_sampling_and_reporting_stays_contiguous_and_
     tokio::time::sleep(Duration::from_secs(1)).await; // a gap: nobody samples
     let second = KeeperProcess::start(&w.setup).await?;
     let rs = wait_reports(&w, lease, 3, &second).await?;
-    let confirmed = w
-        .escrow()?
-        .getLease(lease)
-        .call()
-        .await?
-        .confirmedAt
-        .to::<u64>();
+    let confirmed = berth_e2e::keeper::confirmed_at(&w.chain, w.c.escrow, lease).await?;
     ensure!(
         rs[0].from.to::<u64>() == confirmed,
         "the first report starts at confirmation"
@@ -359,7 +354,7 @@ async fn a_keeper_restarted_between_sampling_and_reporting_stays_contiguous_and_
     for r in &rs {
         let (from, to) = (r.from.to::<u64>(), r.to.to::<u64>());
         let (before, inside) = window(from, to);
-        let u = metering::units(&before, &inside, from, to, reservation, 600);
+        let u = metering::units(&before, &inside, from, to, to - from, reservation, 600);
         ensure!(
             (u.cpu, u.memory) == (r.cpuUnits, r.memoryUnits),
             "report {} holds {:?}, its samples give {u:?}",
@@ -371,7 +366,7 @@ async fn a_keeper_restarted_between_sampling_and_reporting_stays_contiguous_and_
         rs[0].from.to::<u64>(),
         rs.last().map(|r| r.to.to::<u64>()).unwrap_or(0),
     );
-    let whole = metering::units(&[], &all, start, end, reservation, 600);
+    let whole = metering::units(&[], &all, start, end, end - start, reservation, 600);
     let reported: u64 = rs.iter().map(|r| r.memoryUnits).sum();
     let n = rs.len() as u64;
     ensure!(whole.memory > 0, "memory was sampled");

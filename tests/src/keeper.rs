@@ -437,3 +437,71 @@ pub async fn confirmations_of(chain: &Chain, escrow: Address, lease: U256) -> Re
         .await?;
     Ok(logs.len())
 }
+
+/// The endpoint the lease was confirmed with (its `LeaseConfirmed` event), empty before.
+pub async fn endpoint_of(chain: &Chain, escrow: Address, lease: U256) -> Result<String> {
+    use alloy::{providers::Provider, rpc::types::Filter, sol_types::SolEvent};
+    use berth_bindings::LeaseEscrow::LeaseConfirmed;
+    let logs = chain
+        .wallet(0)?
+        .get_logs(
+            &Filter::new()
+                .address(escrow)
+                .event_signature(LeaseConfirmed::SIGNATURE_HASH)
+                .topic1(alloy::primitives::B256::from(lease))
+                .from_block(0),
+        )
+        .await?;
+    Ok(logs
+        .first()
+        .and_then(|l| LeaseConfirmed::decode_log(&l.inner).ok())
+        .map(|e| e.data.endpoint.clone())
+        .unwrap_or_default())
+}
+
+/// The lease's `LeaseOpened` event.
+pub async fn lease_opened(
+    chain: &Chain,
+    escrow: Address,
+    lease: U256,
+) -> Result<berth_bindings::LeaseEscrow::LeaseOpened> {
+    use alloy::{providers::Provider, rpc::types::Filter, sol_types::SolEvent};
+    use berth_bindings::LeaseEscrow::LeaseOpened;
+    let logs = chain
+        .wallet(0)?
+        .get_logs(
+            &Filter::new()
+                .address(escrow)
+                .event_signature(LeaseOpened::SIGNATURE_HASH)
+                .topic1(alloy::primitives::B256::from(lease))
+                .from_block(0),
+        )
+        .await?;
+    let log = logs
+        .first()
+        .ok_or_else(|| eyre::eyre!("lease {lease} has no LeaseOpened event"))?;
+    Ok(LeaseOpened::decode_log(&log.inner)?.data)
+}
+
+/// When the lease was confirmed: the timestamp of its `LeaseConfirmed` block (0 before).
+pub async fn confirmed_at(chain: &Chain, escrow: Address, lease: U256) -> Result<u64> {
+    use alloy::{providers::Provider, rpc::types::Filter, sol_types::SolEvent};
+    let wallet = chain.wallet(0)?;
+    let logs = wallet
+        .get_logs(
+            &Filter::new()
+                .address(escrow)
+                .event_signature(berth_bindings::LeaseEscrow::LeaseConfirmed::SIGNATURE_HASH)
+                .topic1(alloy::primitives::B256::from(lease))
+                .from_block(0),
+        )
+        .await?;
+    let Some(block) = logs.first().and_then(|l| l.block_number) else {
+        return Ok(0);
+    };
+    let b = wallet
+        .get_block_by_number(block.into())
+        .await?
+        .ok_or_else(|| eyre::eyre!("block {block} not found"))?;
+    Ok(b.header.timestamp)
+}

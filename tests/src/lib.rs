@@ -135,8 +135,12 @@ pub struct Settings {
     pub challenge_window: u64,
     /// Seconds the provider has to report after a close.
     pub final_report_window: u64,
-    /// Seconds of maximum-rate billing a deposit must cover.
+    /// Runway below which a lease may be suspended.
     pub min_runway: u64,
+    /// Seconds a suspended lease has before it may be terminated.
+    pub grace_period: u64,
+    /// Runway a new lease's deposit must cover.
+    pub min_open_runway: u64,
 }
 
 impl Default for Settings {
@@ -148,6 +152,8 @@ impl Default for Settings {
             challenge_window: 3600,
             final_report_window: 600,
             min_runway: 600,
+            grace_period: 300,
+            min_open_runway: 1200,
         }
     }
 }
@@ -188,10 +194,14 @@ pub async fn deploy(chain: &Chain, settings: Settings) -> Result<Contracts> {
         owner,
         *registry.address(),
         arbiter,
-        U256::from(settings.accept_timeout),
-        U256::from(settings.challenge_window),
-        U256::from(settings.final_report_window),
-        U256::from(settings.min_runway),
+        [
+            U256::from(settings.accept_timeout),
+            U256::from(settings.challenge_window),
+            U256::from(settings.final_report_window),
+            U256::from(settings.min_runway),
+            U256::from(settings.grace_period),
+            U256::from(settings.min_open_runway),
+        ],
     )
     .await
     .wrap_err("deploying LeaseEscrow")?;
@@ -297,6 +307,8 @@ pub fn write_deployment(
         challenge_window: settings.challenge_window,
         final_report_window: settings.final_report_window,
         min_runway: settings.min_runway,
+        grace_period: settings.grace_period,
+        min_open_runway: settings.min_open_runway,
         unbonding_delay: settings.unbonding_delay,
     };
     let path = dir.join(format!("{}.json", chain.chain_id()));

@@ -110,7 +110,8 @@ struct Lease {
     uint40 createdAt; // opening time while pending (0 once confirmed; see `LeaseOpened`)
     uint40 billedUntil; // end of the last reported period; billing starts at confirmation
     uint40 closedAt; // end of billable time once closed, rejected, cancelled or terminated
-    uint40 suspendedAt; // start of the current suspension (0 when not suspended)
+    uint40 suspendedAt; // start of the last suspension (0 if never suspended)
+    uint40 resumedAt; // end of the last suspension (0 while still suspended or never suspended)
     uint32 reportCount; // sequence number of the last accepted usage report
     uint256 balance; // unearned deposit
     uint256 claimable; // matured charges not yet paid to the provider

@@ -79,13 +79,14 @@ impl KubeEngine {
         let mut found = BTreeMap::new();
         for d in list.items {
             let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            // Scaled to zero (a suspension) is stopped, not running.
             let ready = d
                 .status
                 .as_ref()
                 .and_then(|s| s.ready_replicas)
                 .unwrap_or(0);
             let labels = d.metadata.labels.clone().unwrap_or_default();
-            Workload::absorb(&mut found, &labels, ready >= want);
+            Workload::absorb(&mut found, &labels, want > 0 && ready >= want);
         }
         Ok(found)
     }
@@ -195,6 +196,25 @@ impl KubeEngine {
             }
         }
         Ok(out)
+    }
+
+    /// Scales every deployment of the lease to zero; its objects and volumes stay, and
+    /// `apply` scales them back.
+    pub async fn stop(&self, key: &LeaseKey) -> Result<(), EngineError> {
+        let api = self.namespaced::<Deployment>(&key.namespace());
+        let list = match api.list(&ListParams::default()).await {
+            Ok(l) => l,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            Err(e) => return Err(classify("listing deployments", &e)),
+        };
+        let patch = serde_json::json!({ "spec": { "replicas": 0 } });
+        for d in list.items {
+            let name = d.metadata.name.unwrap_or_default();
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| classify(&format!("scaling deployment {name} to zero"), &e))?;
+        }
+        Ok(())
     }
 
     /// Deletes the lease's namespace; every object of the lease goes with it.

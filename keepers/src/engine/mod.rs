@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 
 use alloy::primitives::{Address, U256};
 
-use crate::render::{LABEL_LEASE, LABEL_PORT_PREFIX, LABEL_SERVICE, LeaseKey, PortMap, Rendered};
+use crate::render::{
+    LABEL_LEASE, LABEL_MANIFEST_VERSION, LABEL_PORT_PREFIX, LABEL_SERVICE, LeaseKey, PortMap,
+    Rendered,
+};
 
 pub use kubernetes::KubeEngine;
 pub use podman::PodmanEngine;
@@ -21,6 +24,8 @@ pub struct Workload {
     pub services: BTreeMap<String, bool>,
     /// Public ports, from the objects' labels.
     pub ports: PortMap,
+    /// The manifest version every object runs (None: objects disagree or carry no version).
+    pub manifest_version: Option<u32>,
 }
 
 impl Workload {
@@ -38,6 +43,14 @@ impl Workload {
             return;
         };
         let w = found.entry(lease).or_default();
+        let version = labels
+            .get(LABEL_MANIFEST_VERSION)
+            .and_then(|v| v.parse::<u32>().ok());
+        w.manifest_version = if w.services.is_empty() || w.manifest_version == version {
+            version
+        } else {
+            None
+        };
         let entry = w.services.entry(service.clone()).or_insert(true);
         *entry &= running;
         for (k, v) in labels {
@@ -104,6 +117,25 @@ impl Engine {
         match self {
             Self::Podman(e) => e.apply(rendered).await,
             Self::Kubernetes(e) => e.apply(rendered).await,
+        }
+    }
+
+    /// Replaces a lease's running objects with `rendered` (a new manifest version), keeping
+    /// its volumes.
+    pub async fn replace(&self, rendered: &Rendered) -> Result<(), EngineError> {
+        match self {
+            Self::Podman(e) => e.replace(rendered).await,
+            // Server-side apply updates every object in place.
+            Self::Kubernetes(e) => e.apply(rendered).await,
+        }
+    }
+
+    /// Stops a lease's workload (suspension): nothing runs, every object and volume stays,
+    /// and `apply` starts it again.
+    pub async fn stop(&self, key: &LeaseKey) -> Result<(), EngineError> {
+        match self {
+            Self::Podman(e) => e.stop(key).await,
+            Self::Kubernetes(e) => e.stop(key).await,
         }
     }
 

@@ -458,6 +458,45 @@ impl PodmanEngine {
     /// its containers get SIGKILL rather than a grace period: teardown takes well under a
     /// second even for a process that ignores SIGTERM as PID 1.
     pub async fn delete(&self, key: &LeaseKey) -> Result<(), EngineError> {
+        self.remove_pods(key).await?;
+        self.delete_volumes(key).await
+    }
+
+    /// Replaces the lease's pods with `rendered`; named volumes outlive their pods.
+    pub async fn replace(&self, rendered: &Rendered) -> Result<(), EngineError> {
+        self.remove_pods(&rendered.key).await?;
+        self.apply(rendered).await
+    }
+
+    /// Stops the lease's running pods (SIGTERM, then SIGKILL after 10 s); they and their
+    /// volumes stay for `apply` to start again.
+    pub async fn stop(&self, key: &LeaseKey) -> Result<(), EngineError> {
+        for pod in self.pods(&Self::lease_filters(key)).await? {
+            if pod.status != "Running" && pod.status != "Degraded" {
+                continue;
+            }
+            let path = format!("/pods/{}/stop?t=10", url_encode(&pod.name));
+            let (status, body) = self
+                .call(
+                    Method::POST,
+                    &path,
+                    None,
+                    self.timeout + Duration::from_secs(10),
+                )
+                .await?;
+            if !status.is_success() && status != StatusCode::NOT_MODIFIED {
+                return Err(EngineError::Unavailable(format!(
+                    "stopping pod {}: {status}: {}",
+                    pod.name,
+                    String::from_utf8_lossy(&body)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every pod of the lease, its containers with it, keeping its volumes.
+    async fn remove_pods(&self, key: &LeaseKey) -> Result<(), EngineError> {
         for pod in self.pods(&Self::lease_filters(key)).await? {
             if pod.status == "Running" || pod.status == "Degraded" {
                 let kill = format!("/pods/{}/kill?signal=SIGKILL", url_encode(&pod.name));
@@ -474,7 +513,7 @@ impl PodmanEngine {
                 )));
             }
         }
-        self.delete_volumes(key).await
+        Ok(())
     }
 
     /// Removes the lease's volumes (they outlive their pods in podman).

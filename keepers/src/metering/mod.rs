@@ -58,6 +58,7 @@ pub fn units(
     samples: &[Sample],
     from_s: u64,
     to_s: u64,
+    running_s: u64,
     reservation: Reservation,
     max_gap_ms: u64,
 ) -> Units {
@@ -84,8 +85,8 @@ pub fn units(
             }
         }
     }
-    let period = to_s.saturating_sub(from_s);
-    let cap = |per_second: u32| u128::from(per_second) * u128::from(period);
+    // Caps over the seconds the workload was allowed to run (a suspension bills no units).
+    let cap = |per_second: u32| u128::from(per_second) * u128::from(running_s);
     let cpu = cpu_ns / 1_000_000;
     let memory = mem_byte_ms / ((1u128 << 20) * 1000);
     let mut u = Units {
@@ -98,6 +99,22 @@ pub fn units(
     u
 }
 
+/// Seconds of `[from, to)` outside the suspension `[suspended_at, resumed_at)` (a
+/// `resumed_at` of 0: still suspended; a `suspended_at` of 0: never suspended), as the escrow
+/// counts them for unit caps.
+pub fn running_seconds(from: u64, to: u64, suspended_at: u64, resumed_at: u64) -> u64 {
+    if suspended_at == 0 || to <= from {
+        return to.saturating_sub(from);
+    }
+    let idle_end = if resumed_at == 0 {
+        u64::MAX
+    } else {
+        resumed_at
+    };
+    let idle = to.min(idle_end).saturating_sub(from.max(suspended_at));
+    (to - from) - idle
+}
+
 /// Builds a lease's report for `(from_s, to_s]` from the samples stored for it: the units,
 /// and the Merkle root over the period's samples taken up to `now_ms` (when the chain's clock
 /// is ahead of ours, samples stored after this moment must not fall under a sent root).
@@ -108,6 +125,7 @@ pub async fn build_report(
     sequence: u32,
     from_s: u64,
     to_s: u64,
+    running_s: u64,
     reservation: Reservation,
     max_gap_ms: u64,
     now_ms: u64,
@@ -120,7 +138,15 @@ pub async fn build_report(
         sequence,
         from_s,
         to_s,
-        units: units(&baseline, &samples, from_s, to_s, reservation, max_gap_ms),
+        units: units(
+            &baseline,
+            &samples,
+            from_s,
+            to_s,
+            running_s,
+            reservation,
+            max_gap_ms,
+        ),
         root: merkle::samples_root(lease, &samples),
         sample_count: samples.len(),
         samples_until_ms: until_ms,
@@ -161,7 +187,7 @@ mod tests {
                 )
             })
             .collect();
-        let u = units(&base, &period, 10, 20, R, 5_000);
+        let u = units(&base, &period, 10, 20, 10, R, 5_000);
         assert_eq!(
             u,
             Units {
@@ -174,13 +200,26 @@ mod tests {
     }
 
     #[test]
+    fn a_suspended_period_bills_no_units() {
+        // Busy all along, but suspended for the last 6 of 10 s: caps cover 4 s only.
+        let all: Vec<Sample> = (0..=10)
+            .map(|i| s("web", i * 1000, i * 1_000_000_000, 512))
+            .collect();
+        let u = units(&[], &all, 0, 10, 4, R, 5_000);
+        assert_eq!(u.cpu, 500 * 4, "CPU capped at the running time");
+        assert_eq!(u.memory, 256 * 4, "memory capped at the running time");
+        assert_eq!(u.storage, 4, "storage only for the running time");
+        assert!(u.clamped);
+    }
+
+    #[test]
     fn contiguous_periods_count_each_interval_once() {
         let all: Vec<Sample> = (0..=20)
             .map(|i| s("web", i * 1000, i * 10_000_000, 1))
             .collect();
-        let whole = units(&[], &all, 0, 20, R, 5_000);
-        let first = units(&[], &all[..=10], 0, 10, R, 5_000);
-        let second = units(&all[10..=10], &all[11..], 10, 20, R, 5_000);
+        let whole = units(&[], &all, 0, 20, 20, R, 5_000);
+        let first = units(&[], &all[..=10], 0, 10, 10, R, 5_000);
+        let second = units(&all[10..=10], &all[11..], 10, 20, 10, R, 5_000);
         assert_eq!(first.cpu + second.cpu, whole.cpu);
         assert_eq!(first.memory + second.memory, whole.memory);
     }
@@ -193,7 +232,7 @@ mod tests {
             s("web", 60_000, 6_000_000_000, 100),
             s("web", 61_000, 200_000_000, 100),
         ];
-        let u = units(&base, &period, 0, 61, R, 5_000);
+        let u = units(&base, &period, 0, 61, 61, R, 5_000);
         assert_eq!(
             u.cpu,
             1000 + 200,
@@ -209,7 +248,7 @@ mod tests {
     fn units_are_clamped_to_reservation_times_period() {
         let base = [s("a", 0, 0, 512)];
         let period = [s("a", 10_000, 60_000_000_000, 512)];
-        let u = units(&base, &period, 0, 10, R, 20_000);
+        let u = units(&base, &period, 0, 10, 10, R, 20_000);
         assert_eq!((u.cpu, u.memory, u.clamped), (5000, 2560, true));
     }
 }

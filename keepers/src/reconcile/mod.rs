@@ -4,6 +4,7 @@
 //! uploads only wake it; a periodic resync runs anyway.
 
 mod admission;
+mod lifecycle;
 mod settle;
 mod work;
 
@@ -22,7 +23,7 @@ use tokio::{
 
 use self::work::{ApplyState, Applying};
 use crate::{
-    chain::{ChainError, ChainReader, EscrowSettings, LeaseView},
+    chain::{ChainError, ChainReader, EscrowSettings, LeaseInfo, LeaseView},
     engine::{Engine, EngineError, Workload},
     intake::{self, Rejection},
     manifest::{Manifest, policy::Policy},
@@ -106,8 +107,9 @@ pub struct Reconciler {
     metrics: Metrics,
     chain_id: u64,
     escrow: EscrowSettings,
-    /// Leases of this provider worth looking at, with their manifest URIs.
-    known: BTreeMap<U256, String>,
+    /// Leases of this provider worth looking at, with what their events say (manifests by
+    /// version, endpoint, auto top-up policy).
+    known: BTreeMap<U256, LeaseInfo>,
     scanned_to: Option<u64>,
     /// When the keeper first started a lease's workload (readiness deadline).
     started: HashMap<U256, Instant>,
@@ -115,14 +117,16 @@ pub struct Reconciler {
     http: reqwest::Client,
     next_report: Instant,
     next_claim: Instant,
-    /// Cached depletion time of active leases (refreshed after reports and when due).
-    depletion: HashMap<U256, u64>,
     /// Manifest downloads under way, one task per lease, off the pass.
     downloads: HashMap<U256, JoinHandle<Result<Vec<u8>, String>>>,
     /// When a lease's failed download may be tried again.
     download_retry: HashMap<U256, Instant>,
     /// Engine applies (image pulls, `kube play`) under way, one task per lease, off the pass.
     applying: HashMap<U256, Applying>,
+    /// When a lease's auto top-up may be tried again (one try per lease at a time).
+    top_up_retry: HashMap<U256, Instant>,
+    /// Manifest versions found invalid: logged once, the workload keeps its version.
+    refused_updates: BTreeSet<(U256, u32)>,
 }
 
 impl Reconciler {
@@ -159,10 +163,11 @@ impl Reconciler {
             http,
             next_report: Instant::now() + settings_report_interval,
             next_claim: Instant::now(),
-            depletion: HashMap::new(),
             downloads: HashMap::new(),
             download_retry: HashMap::new(),
             applying: HashMap::new(),
+            top_up_retry: HashMap::new(),
+            refused_updates: BTreeSet::new(),
         })
     }
 
@@ -231,8 +236,7 @@ impl Reconciler {
     pub async fn pass(&mut self) -> Result<PassReport, PassError> {
         let head = self.chain.head().await?;
         let from = self.scanned_to.map_or(self.chain.start_block(), |b| b + 1);
-        let opened = self.chain.opened(from, head).await?;
-        self.known.extend(opened);
+        self.chain.scan(from, head, &mut self.known).await?;
         self.scanned_to = Some(head);
 
         let workloads = self.engine.list(self.chain_id, self.chain.escrow()).await?;
@@ -240,7 +244,11 @@ impl Reconciler {
         let ids: BTreeSet<U256> = self.known.keys().chain(workloads.keys()).copied().collect();
         let mut views = BTreeMap::new();
         for id in ids {
-            views.insert(id, self.chain.lease(id, at).await?);
+            let mut view = self.chain.lease(id, at).await?;
+            if let Some(info) = self.known.get(&id) {
+                info.fill(&mut view);
+            }
+            views.insert(id, view);
         }
 
         // Work under way for a lease that ended is abandoned; whatever it created is labelled
@@ -300,12 +308,16 @@ impl Reconciler {
                         }
                     }
                 }
-                LeaseStatus::Active => {
-                    if workload.is_none_or(|w| !w.running()) {
-                        if let Err(e) = self.redeploy(view, workload, &workloads).await {
-                            tracing::warn!(lease = %id, error = %e, "active lease not redeployed this pass");
-                        }
+                LeaseStatus::Active => match self.active(view, workload, &workloads).await {
+                    Ok(waiting) => report.waiting += usize::from(waiting),
+                    Err(e) => {
                         report.waiting += 1;
+                        tracing::warn!(lease = %id, error = %e, "active lease not brought to its manifest this pass");
+                    }
+                },
+                LeaseStatus::Suspended => {
+                    if let Err(e) = self.suspended(view, workload).await {
+                        tracing::warn!(lease = %id, error = %e, "suspended lease's workload not stopped this pass");
                     }
                 }
                 // Not yet at the confirmed depth (or gone in a reorg): look again next pass.
@@ -426,7 +438,7 @@ impl Reconciler {
                     return Ok(false);
                 }
             };
-            self.spawn_apply(id, &manifest, ports);
+            self.spawn_apply(id, &manifest, ports, view.manifest_version);
             self.metrics.deployed();
             self.started.insert(id, Instant::now());
             tracing::info!(lease = %id, engine = self.engine.name(), "deploying");
@@ -435,7 +447,7 @@ impl Reconciler {
 
         if !workload.running() {
             let ports = workload.ports.clone();
-            self.spawn_apply(id, &manifest, ports);
+            self.spawn_apply(id, &manifest, ports, view.manifest_version);
         }
         let started = *self.started.entry(id).or_insert_with(Instant::now);
         let endpoint = intake::endpoint(&manifest, &workload.ports, &self.settings.public_host);
@@ -456,7 +468,7 @@ impl Reconciler {
     }
 
     /// An active lease whose workload is missing or stopped: bring it back as confirmed.
-    async fn redeploy(
+    pub(super) async fn redeploy(
         &mut self,
         view: &LeaseView,
         workload: Option<&Workload>,
@@ -498,8 +510,8 @@ impl Reconciler {
                 ports
             }
         };
-        tracing::warn!(lease = %view.id, "active lease's workload is missing or stopped: redeploying");
-        self.spawn_apply(view.id, &manifest, ports);
+        tracing::warn!(lease = %view.id, "active lease's workload is missing or stopped: (re)starting it");
+        self.spawn_apply(view.id, &manifest, ports, view.manifest_version);
         self.metrics.deployed();
         Ok(())
     }
@@ -508,7 +520,10 @@ impl Reconciler {
 /// Leases whose workloads must go: ended on chain, or unknown to the chain at the confirmed
 /// depth although labelled for this escrow.
 fn is_ended(status: LeaseStatus) -> bool {
-    !matches!(status, LeaseStatus::Pending | LeaseStatus::Active)
+    !matches!(
+        status,
+        LeaseStatus::Pending | LeaseStatus::Active | LeaseStatus::Suspended
+    )
 }
 
 /// Workloads removed at once.

@@ -1,6 +1,7 @@
 //! Settlement, run after each pass: usage reports batched on chain (every `report_interval`,
-//! and at once for a closed lease's final report), termination of leases whose runway fell
-//! below the minimum, and claims of matured charges.
+//! and at once for a closed lease's final report), auto top-ups, suspension of leases whose
+//! runway fell below the minimum and termination once their grace period is over, and claims
+//! of matured charges.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -62,8 +63,10 @@ impl Reconciler {
             && now <= v.closed_at + self.escrow.final_report_window
     }
 
-    /// Terminates active leases whose runway is below the escrow's minimum (the contract
-    /// allows it exactly then); teardown and the final report follow from the new status.
+    /// Runway work: auto top-ups under tenants' policies, suspension of active leases whose
+    /// runway fell below the escrow's minimum (the contract allows it exactly then), and
+    /// termination of suspended leases whose grace period is over. Teardown, stops and final
+    /// reports follow from the new status in later passes.
     async fn exhaustion(
         &mut self,
         views: &BTreeMap<U256, LeaseView>,
@@ -71,52 +74,128 @@ impl Reconciler {
     ) -> Result<(), PassError> {
         let min = self.escrow.min_runway;
         let mut near = 0;
-        for v in views.values().filter(|v| {
-            v.status == LeaseStatus::Active && v.provider_id == self.settings.provider_id
-        }) {
-            let cached = match self.depletion.get(&v.id) {
-                Some(d) => *d,
-                None => {
-                    let d = self.chain.depletion_time(v.id).await?;
-                    self.depletion.insert(v.id, d);
-                    d
-                }
-            };
-            if cached < now + 2 * min.max(1) {
+        let mine = |v: &&LeaseView| v.provider_id == self.settings.provider_id;
+        let running: Vec<&LeaseView> = views
+            .values()
+            .filter(mine)
+            .filter(|v| matches!(v.status, LeaseStatus::Active | LeaseStatus::Suspended))
+            .collect();
+        for v in running {
+            if v.depletion_time < now + 2 * min.max(1) {
                 near += 1;
             }
-            if cached >= now + min {
-                continue;
+            if self.auto_top_up(v, now).await? {
+                continue; // the runway is being restored: decide on it next pass
             }
-            // Due by the cached figure: confirm at the latest block (a top-up moves it).
-            let depletion = self.chain.depletion_time(v.id).await?;
-            self.depletion.insert(v.id, depletion);
-            if depletion >= now + min
-                || self.chain.lease(v.id, BlockId::latest()).await?.status != LeaseStatus::Active
-            {
-                continue;
-            }
-            let input = LeaseEscrow::terminateLeaseCall { leaseId: v.id }.abi_encode();
-            let outcome = self
-                .signer
-                .submit(TxJob {
-                    lease: v.id,
-                    action: "terminate",
-                    detail: format!(
-                        "runway {} s below the minimum {min} s",
-                        depletion.saturating_sub(now)
-                    ),
-                    to: self.chain.escrow(),
-                    input: input.into(),
-                })
-                .await?;
-            if let TxOutcome::Sent(tx) = outcome {
-                self.metrics.terminated();
-                self.depletion.remove(&v.id);
-                tracing::warn!(lease = %v.id, depletion, now, %tx, "lease exhausted: terminated on chain");
+            match v.status {
+                LeaseStatus::Active if v.depletion_time < now + min => self.suspend(v, now).await?,
+                LeaseStatus::Suspended if now >= v.suspended_at + self.escrow.grace_period => {
+                    self.terminate(v, now).await?;
+                }
+                _ => {}
             }
         }
         self.metrics.set_near_exhaustion(near);
+        Ok(())
+    }
+
+    /// Triggers the lease's auto top-up when its tenant's policy allows one now. Returns
+    /// whether a top-up was sent.
+    async fn auto_top_up(&mut self, v: &LeaseView, now: u64) -> Result<bool, PassError> {
+        let Some(policy) = self.known.get(&v.id).and_then(|i| i.auto_top_up) else {
+            return Ok(false);
+        };
+        if now >= policy.expires_at
+            || v.depletion_time >= now + policy.trigger_runway
+            || self
+                .top_up_retry
+                .get(&v.id)
+                .is_some_and(|at| std::time::Instant::now() < *at)
+        {
+            return Ok(false);
+        }
+        // One try per lease every 30 s: a tenant without allowance gets a failure event, not
+        // a stream of them.
+        self.top_up_retry
+            .insert(v.id, std::time::Instant::now() + Duration::from_secs(30));
+        let due = self.chain.auto_top_up_due(v.id).await?;
+        if due.is_zero() {
+            return Ok(false);
+        }
+        let input = LeaseEscrow::autoTopUpCall { leaseId: v.id }.abi_encode();
+        let outcome = self
+            .signer
+            .submit(TxJob {
+                lease: v.id,
+                action: "auto_top_up",
+                detail: format!("{due} under the tenant's policy"),
+                to: self.chain.escrow(),
+                input: input.into(),
+            })
+            .await?;
+        if let TxOutcome::Sent(tx) = outcome {
+            self.metrics.auto_topped_up();
+            tracing::info!(lease = %v.id, %due, %tx, "auto top-up triggered");
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Suspends an active lease whose runway is below the minimum (confirmed at the latest
+    /// block: a top-up may have moved it).
+    async fn suspend(&mut self, v: &LeaseView, now: u64) -> Result<(), PassError> {
+        let min = self.escrow.min_runway;
+        let latest = self.chain.lease(v.id, BlockId::latest()).await?;
+        if latest.status != LeaseStatus::Active || latest.depletion_time >= now + min {
+            return Ok(());
+        }
+        let input = LeaseEscrow::suspendLeaseCall { leaseId: v.id }.abi_encode();
+        let outcome = self
+            .signer
+            .submit(TxJob {
+                lease: v.id,
+                action: "suspend",
+                detail: format!(
+                    "runway {} s below the minimum {min} s",
+                    latest.depletion_time.saturating_sub(now)
+                ),
+                to: self.chain.escrow(),
+                input: input.into(),
+            })
+            .await?;
+        if let TxOutcome::Sent(tx) = outcome {
+            self.metrics.suspended();
+            tracing::warn!(lease = %v.id, depletion = latest.depletion_time, now, %tx, "runway below the minimum: lease suspended");
+        }
+        Ok(())
+    }
+
+    /// Terminates a suspended lease whose grace period is over.
+    async fn terminate(&mut self, v: &LeaseView, now: u64) -> Result<(), PassError> {
+        let latest = self.chain.lease(v.id, BlockId::latest()).await?;
+        if latest.status != LeaseStatus::Suspended
+            || now < latest.suspended_at + self.escrow.grace_period
+        {
+            return Ok(());
+        }
+        let input = LeaseEscrow::terminateLeaseCall { leaseId: v.id }.abi_encode();
+        let outcome = self
+            .signer
+            .submit(TxJob {
+                lease: v.id,
+                action: "terminate",
+                detail: format!(
+                    "suspended since {} and not topped up within the {} s grace period",
+                    latest.suspended_at, self.escrow.grace_period
+                ),
+                to: self.chain.escrow(),
+                input: input.into(),
+            })
+            .await?;
+        if let TxOutcome::Sent(tx) = outcome {
+            self.metrics.terminated();
+            tracing::warn!(lease = %v.id, %tx, "grace period over: lease terminated on chain");
+        }
         Ok(())
     }
 
@@ -136,7 +215,7 @@ impl Reconciler {
             .filter(|v| v.provider_id == self.settings.provider_id)
         {
             let to = match v.status {
-                LeaseStatus::Active if periodic => now,
+                LeaseStatus::Active | LeaseStatus::Suspended if periodic => now,
                 LeaseStatus::Closing if self.needs_final_report(v, now) => v.closed_at,
                 _ => continue,
             };
@@ -148,7 +227,10 @@ impl Reconciler {
                 to
             };
             if to <= l.billed_until
-                || !matches!(l.status, LeaseStatus::Active | LeaseStatus::Closing)
+                || !matches!(
+                    l.status,
+                    LeaseStatus::Active | LeaseStatus::Suspended | LeaseStatus::Closing
+                )
             {
                 continue;
             }
@@ -201,7 +283,6 @@ impl Reconciler {
                         ..r.clone()
                     })
                     .await?;
-                self.depletion.remove(&r.lease);
             }
             self.metrics.reported(chunk.len());
             tracing::info!(reports = chunk.len(), %tx, "usage reports sent");
@@ -218,6 +299,7 @@ impl Reconciler {
             l.report_count + 1,
             l.billed_until,
             to,
+            l.running_seconds(l.billed_until, to),
             l.reservation,
             self.settings.max_sample_gap_ms,
             metering::sampler::now_ms(),

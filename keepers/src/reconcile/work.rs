@@ -47,10 +47,26 @@ impl Reconciler {
         id: U256,
         manifest: &Manifest,
         ports: crate::render::PortMap,
+        version: u32,
     ) {
-        let rendered = render(self.key(id), manifest, &ports);
+        let rendered = render(self.key(id), manifest, &ports).with_manifest_version(version);
         let engine = self.engine.clone();
         let task = tokio::spawn(async move { engine.apply(&rendered).await });
+        self.applying.insert(id, Applying { task, ports });
+    }
+
+    /// Starts replacing a lease's running objects with a new manifest version, in a task of
+    /// its own; the volumes stay.
+    pub(super) fn spawn_replace(
+        &mut self,
+        id: U256,
+        manifest: &Manifest,
+        ports: crate::render::PortMap,
+        version: u32,
+    ) {
+        let rendered = render(self.key(id), manifest, &ports).with_manifest_version(version);
+        let engine = self.engine.clone();
+        let task = tokio::spawn(async move { engine.replace(&rendered).await });
         self.applying.insert(id, Applying { task, ports });
     }
 
@@ -95,11 +111,14 @@ impl Reconciler {
         &mut self,
         view: &LeaseView,
     ) -> Result<Option<Vec<u8>>, PassError> {
-        if let Some(m) = self.store.manifest(view.id).await? {
+        if let Some(m) = self.store.manifest(view.id).await?
+            // The bytes of an earlier version are not the manifest the lease is committed to.
+            && alloy::primitives::keccak256(&m.bytes) == view.manifest_hash
+        {
             return Ok(Some(m.bytes));
         }
-        let uri = self.known.get(&view.id).cloned().unwrap_or_default();
-        if uri.is_empty() {
+        let uri = view.manifest_uri.clone();
+        if uri.is_empty() || view.manifest_hash.is_zero() {
             return Ok(None);
         }
         if let Some(task) = self.downloads.get(&view.id) {

@@ -71,7 +71,12 @@ async fn run(chain: &Chain, db_url: &str, leases: usize) -> Result<()> {
         ensure!(status == 202, "upload answered {status}: {body}");
         let endpoint = wait_for("confirmation", LIMIT, || async {
             let l = escrow.getLease(lease).call().await?;
-            Ok((LeaseStatus::from_u8(l.status) == Some(LeaseStatus::Active)).then_some(l.endpoint))
+            if LeaseStatus::from_u8(l.status) != Some(LeaseStatus::Active) {
+                return Ok(None);
+            }
+            Ok(Some(
+                berth_e2e::keeper::endpoint_of(chain, c.escrow, lease).await?,
+            ))
         })
         .await
         .wrap_err_with(|| keeper.log_text())?;

@@ -134,6 +134,7 @@ async fn cpu(db_url: &str, workloads: u64) -> Result<()> {
             1,
             from,
             to,
+            to - from,
             reservation,
             3 * INTERVAL_MS,
             u64::MAX,

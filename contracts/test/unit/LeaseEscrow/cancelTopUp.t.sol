@@ -114,7 +114,7 @@ abstract contract TopUp_Unit_Test is BerthFixture {
         escrow.topUp(leaseId, amount);
         assertGe(escrow.depletionTimeOf(leaseId), block.timestamp + MIN_RUNWAY, "minimum runway restored");
         assertEq(uint256(escrow.getLease(leaseId).status), uint256(LeaseStatus.Active), "resumed");
-        assertEq(escrow.getLease(leaseId).suspendedAt, 0, "no suspension shown");
+        assertEq(escrow.getLease(leaseId).resumedAt, block.timestamp, "the suspension ended now");
     }
 
     function test_WhenSuspendedAndRunwayStillShort_StaysSuspended() public {

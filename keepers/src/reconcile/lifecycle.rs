@@ -1,0 +1,112 @@
+//! A confirmed lease's life after confirmation: its workload kept on the manifest version
+//! the lease is committed to (an update is rolled out in place), stopped while the lease is
+//! suspended and started again when a top-up resumes it.
+
+use std::collections::BTreeMap;
+
+use alloy::primitives::U256;
+
+use super::{PassError, Reconciler, work::ApplyState};
+use crate::{chain::LeaseView, engine::Workload, intake};
+
+impl Reconciler {
+    /// An active lease: its workload must run the manifest version on chain. Returns whether
+    /// the lease waits for work under way (an apply, a download).
+    pub(super) async fn active(
+        &mut self,
+        view: &LeaseView,
+        workload: Option<&Workload>,
+        all: &BTreeMap<U256, Workload>,
+    ) -> Result<bool, PassError> {
+        let Some(w) = workload.filter(|w| w.running()) else {
+            self.redeploy(view, workload, all).await?;
+            return Ok(true);
+        };
+        if w.manifest_version == Some(view.manifest_version)
+            || self
+                .refused_updates
+                .contains(&(view.id, view.manifest_version))
+        {
+            return Ok(false);
+        }
+        self.roll_out(view, w, all).await?;
+        Ok(true)
+    }
+
+    /// Replaces a running workload with the lease's new manifest version, keeping its public
+    /// ports and volumes. A version that fails the checks is logged once and not deployed:
+    /// the lease is active and paid for, so the old version keeps running.
+    async fn roll_out(
+        &mut self,
+        view: &LeaseView,
+        workload: &Workload,
+        all: &BTreeMap<U256, Workload>,
+    ) -> Result<(), PassError> {
+        match self.apply_state(view.id).await {
+            ApplyState::Running => return Ok(()),
+            ApplyState::Done(Err(e)) => {
+                tracing::warn!(lease = %view.id, version = view.manifest_version, error = %e, "rollout failed; trying again");
+            }
+            ApplyState::Done(Ok(())) | ApplyState::Idle => {}
+        }
+        let Some(bytes) = self.manifest_bytes(view).await? else {
+            return Ok(()); // downloading, or waiting for the tenant's upload
+        };
+        let manifest = match intake::check_manifest(
+            &bytes,
+            view.manifest_hash,
+            view.reservation,
+            &self.settings.policy,
+        ) {
+            Ok(m) => m,
+            Err(r) => {
+                self.refused_updates
+                    .insert((view.id, view.manifest_version));
+                self.metrics.refused_update();
+                tracing::error!(
+                    lease = %view.id,
+                    version = view.manifest_version,
+                    reason = ?r.reason,
+                    rule = %r.rule,
+                    "manifest update refused: the workload keeps its running version"
+                );
+                return Ok(());
+            }
+        };
+        // New ports get free public ports; ports the workload already publishes keep theirs.
+        let used = self.used_ports(all);
+        let mut ports =
+            intake::assign_ports(&manifest, &self.settings.policy.host_ports, &used, |p| {
+                self.bindable(p)
+            })
+            .unwrap_or_default();
+        for (key, public) in ports.iter_mut() {
+            if let Some(p) = workload.ports.get(key) {
+                *public = *p;
+            }
+        }
+        tracing::info!(
+            lease = %view.id,
+            from = ?workload.manifest_version,
+            to = view.manifest_version,
+            "rolling out the lease's manifest update"
+        );
+        self.metrics.rolled_out();
+        self.spawn_replace(view.id, &manifest, ports, view.manifest_version);
+        Ok(())
+    }
+
+    /// A suspended lease: nothing of it may run; its objects and volumes stay for a resume.
+    pub(super) async fn suspended(
+        &mut self,
+        view: &LeaseView,
+        workload: Option<&Workload>,
+    ) -> Result<(), PassError> {
+        self.abandon(view.id);
+        if workload.is_some_and(|w| w.services.values().any(|running| *running)) {
+            self.engine.stop(&self.key(view.id)).await?;
+            tracing::info!(lease = %view.id, "lease suspended: workload stopped, volumes kept");
+        }
+        Ok(())
+    }
+}
