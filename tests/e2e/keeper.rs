@@ -331,8 +331,10 @@ async fn bad_manifests_are_rejected_with_their_reason_and_nothing_runs(pool: PgP
             w.pods(lease).await? == 0,
             "{name}: a pod exists for a rejected lease"
         );
-        let l = w.escrow()?.getLease(lease).call().await?;
-        ensure!(l.balance == 0, "{name}: the deposit was refunded in full");
+        ensure!(
+            w.escrow()?.refundableOf(lease).call().await? == U256::from(10_000_000),
+            "{name}: the whole deposit is the tenant's to withdraw"
+        );
     }
     let log = keeper.log_text();
     ensure!(

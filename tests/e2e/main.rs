@@ -8,3 +8,4 @@ mod indexer_process;
 mod keeper;
 mod lease_lifecycle;
 mod metering;
+mod runway;

@@ -184,11 +184,12 @@ async fn busy_leases_pay_more_cpu_than_idle_ones_and_tenants_can_recompute_every
 async fn a_short_funded_lease_is_ended_on_exhaustion_and_both_sides_get_their_share(
     pool: PgPool,
 ) -> Result<()> {
-    // 2012 token units per second at most; the escrow wants 600 s of runway.
+    // 2012 token units per second at most; the escrow wants 1,200 s of runway to open and
+    // suspends below 600 s.
     let prices = [1_000_000_000_000, 1_000_000_000, 1_000_000_000, 0];
     let w = world_with(&pool.connect_options(), FAST, prices, settings()).await?;
     let keeper = KeeperProcess::start(&w.setup).await?;
-    let deposit = 1_500_000u64; // ~745 s of runway
+    let deposit = 2_620_000u64; // ~1,302 s of runway
     let manifest = hello_manifest();
     let lease = open_lease_for(&w.chain, &w.c, TENANT, &manifest, "", deposit).await?;
     upload(
@@ -205,8 +206,12 @@ async fn a_short_funded_lease_is_ended_on_exhaustion_and_both_sides_get_their_sh
     let owner = w.chain.signer(2)?.address();
     let owner_before = token.balanceOf(owner).call().await?;
 
-    // 200 s later the runway is under 600 s: the keeper must end the lease.
-    w.chain.advance(200).await?;
+    // 750 s later the runway is under 600 s: the keeper suspends the lease, and ends it once
+    // the 300 s grace period is over.
+    w.chain.advance(750).await?;
+    w.wait_status(lease, LeaseStatus::Suspended, &keeper)
+        .await?;
+    w.chain.advance(301).await?;
     w.wait_status(lease, LeaseStatus::Closing, &keeper).await?;
     let closed = w
         .chain

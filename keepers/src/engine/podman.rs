@@ -468,7 +468,7 @@ impl PodmanEngine {
         self.apply(rendered).await
     }
 
-    /// Stops the lease's running pods (SIGTERM, then SIGKILL after 10 s); they and their
+    /// Stops the lease's running pods (SIGTERM, then SIGKILL after 5 s); they and their
     /// volumes stay for `apply` to start again.
     pub async fn stop(&self, key: &LeaseKey) -> Result<(), EngineError> {
         for pod in self.pods(&Self::lease_filters(key)).await? {

@@ -52,6 +52,9 @@ impl Reconciler {
         let Some(bytes) = self.manifest_bytes(view).await? else {
             return Ok(()); // downloading, or waiting for the tenant's upload
         };
+        if alloy::primitives::keccak256(&bytes) != view.manifest_hash {
+            return Ok(()); // the stored bytes are an earlier version: wait for the upload
+        }
         let manifest = match intake::check_manifest(
             &bytes,
             view.manifest_hash,

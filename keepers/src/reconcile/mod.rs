@@ -438,7 +438,7 @@ impl Reconciler {
                     return Ok(false);
                 }
             };
-            self.spawn_apply(id, &manifest, ports, view.manifest_version);
+            self.spawn_apply(id, &manifest, ports, Some(view.manifest_version));
             self.metrics.deployed();
             self.started.insert(id, Instant::now());
             tracing::info!(lease = %id, engine = self.engine.name(), "deploying");
@@ -447,7 +447,7 @@ impl Reconciler {
 
         if !workload.running() {
             let ports = workload.ports.clone();
-            self.spawn_apply(id, &manifest, ports, view.manifest_version);
+            self.spawn_apply(id, &manifest, ports, Some(view.manifest_version));
         }
         let started = *self.started.entry(id).or_insert_with(Instant::now);
         let endpoint = intake::endpoint(&manifest, &workload.ports, &self.settings.public_host);
@@ -511,7 +511,15 @@ impl Reconciler {
             }
         };
         tracing::warn!(lease = %view.id, "active lease's workload is missing or stopped: (re)starting it");
-        self.spawn_apply(view.id, &manifest, ports, view.manifest_version);
+        // Bytes of an earlier version (the update not delivered yet) run unlabelled, so that
+        // the rollout replaces them once the new version arrives.
+        let current = alloy::primitives::keccak256(&bytes) == view.manifest_hash;
+        self.spawn_apply(
+            view.id,
+            &manifest,
+            ports,
+            current.then_some(view.manifest_version),
+        );
         self.metrics.deployed();
         Ok(())
     }

@@ -114,12 +114,14 @@ impl Reconciler {
         {
             return Ok(false);
         }
-        // One try per lease every 30 s: a tenant without allowance gets a failure event, not
-        // a stream of them.
+        // At most one try per lease every 5 s, and 30 s after a try that found nothing due: a
+        // tenant without allowance gets a failure event now and then, not a stream of them.
         self.top_up_retry
-            .insert(v.id, std::time::Instant::now() + Duration::from_secs(30));
+            .insert(v.id, std::time::Instant::now() + Duration::from_secs(5));
         let due = self.chain.auto_top_up_due(v.id).await?;
         if due.is_zero() {
+            self.top_up_retry
+                .insert(v.id, std::time::Instant::now() + Duration::from_secs(30));
             return Ok(false);
         }
         let input = LeaseEscrow::autoTopUpCall { leaseId: v.id }.abi_encode();

@@ -47,9 +47,12 @@ impl Reconciler {
         id: U256,
         manifest: &Manifest,
         ports: crate::render::PortMap,
-        version: u32,
+        version: Option<u32>,
     ) {
-        let rendered = render(self.key(id), manifest, &ports).with_manifest_version(version);
+        let mut rendered = render(self.key(id), manifest, &ports);
+        if let Some(v) = version {
+            rendered = rendered.with_manifest_version(v);
+        }
         let engine = self.engine.clone();
         let task = tokio::spawn(async move { engine.apply(&rendered).await });
         self.applying.insert(id, Applying { task, ports });
@@ -111,13 +114,15 @@ impl Reconciler {
         &mut self,
         view: &LeaseView,
     ) -> Result<Option<Vec<u8>>, PassError> {
+        let uri = view.manifest_uri.clone();
         if let Some(m) = self.store.manifest(view.id).await?
-            // The bytes of an earlier version are not the manifest the lease is committed to.
-            && alloy::primitives::keccak256(&m.bytes) == view.manifest_hash
+            // Bytes that do not hash to the lease's manifest are what the tenant delivered when
+            // there is nowhere to download from (the caller checks the hash and says so); with
+            // a URI they are an earlier version, and the new one is downloaded.
+            && (uri.is_empty() || alloy::primitives::keccak256(&m.bytes) == view.manifest_hash)
         {
             return Ok(Some(m.bytes));
         }
-        let uri = view.manifest_uri.clone();
         if uri.is_empty() || view.manifest_hash.is_zero() {
             return Ok(None);
         }
