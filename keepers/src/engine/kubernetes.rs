@@ -366,6 +366,84 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stop_scales_every_deployment_of_the_lease_to_zero() {
+        let (engine, mut handle) = engine();
+        let server = tokio::spawn(async move {
+            let (line, _, _, send) = next(&mut handle).await;
+            assert_eq!(
+                line,
+                format!("GET /apis/apps/v1/namespaces/{NS}/deployments?")
+            );
+            respond(
+                send,
+                200,
+                &json!({
+                    "apiVersion": "apps/v1",
+                    "kind": "DeploymentList",
+                    "metadata": {},
+                    "items": [
+                        {"metadata": {"name": "web", "namespace": NS}, "spec": {"replicas": 1, "selector": {}, "template": {}}},
+                        {"metadata": {"name": "worker", "namespace": NS}, "spec": {"replicas": 2, "selector": {}, "template": {}}}
+                    ]
+                }),
+            );
+            for name in ["web", "worker"] {
+                let (line, ctype, body, send) = next(&mut handle).await;
+                assert_eq!(
+                    line,
+                    format!("PATCH /apis/apps/v1/namespaces/{NS}/deployments/{name}?")
+                );
+                assert_eq!(ctype, "application/merge-patch+json");
+                assert_eq!(body, json!({"spec": {"replicas": 0}}));
+                respond(
+                    send,
+                    200,
+                    &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": {"replicas": 0, "selector": {}, "template": {}}}),
+                );
+            }
+        });
+        engine.stop(&key()).await.expect("stop");
+        server.await.expect("server assertions");
+    }
+
+    #[tokio::test]
+    async fn a_scaled_down_deployment_is_listed_as_stopped() {
+        let (engine, mut handle) = engine();
+        let server = tokio::spawn(async move {
+            let (_, _, _, send) = next(&mut handle).await;
+            respond(
+                send,
+                200,
+                &json!({
+                    "apiVersion": "apps/v1",
+                    "kind": "DeploymentList",
+                    "metadata": {},
+                    "items": [{
+                        "metadata": {"name": "web", "namespace": NS, "labels": {
+                            "berth.dev/lease-id": "7", "berth.dev/service": "web",
+                            "berth.dev/manifest-version": "2"
+                        }},
+                        "spec": {"replicas": 0, "selector": {}, "template": {}},
+                        "status": {"readyReplicas": 0}
+                    }]
+                }),
+            );
+        });
+        let all = engine
+            .list(31337, Address::repeat_byte(0xab))
+            .await
+            .expect("list");
+        server.await.expect("server assertions");
+        let w = &all[&U256::from(7)];
+        assert!(!w.running(), "zero replicas is a stopped workload");
+        assert_eq!(
+            w.manifest_version,
+            Some(2),
+            "the version label is read back"
+        );
+    }
+
+    #[tokio::test]
     async fn delete_removes_the_namespace_and_tolerates_its_absence() {
         let (engine, mut handle) = engine();
         let server = tokio::spawn(async move {
