@@ -106,11 +106,11 @@ pub async fn upload(
     ))
 }
 
-/// One usage report as the provider serves it, with its samples and baseline.
-pub async fn report(endpoint: &str, lease: U256, sequence: u32) -> Result<Value> {
-    let url = format!("{}/v1/leases/{lease}/reports/{sequence}", base(endpoint));
+/// GETs a JSON document from the gateway; a 404 is `not_found`, any other failure
+/// [`Kind::Unreachable`], each with the gateway's own error text.
+async fn get_json(url: &str, not_found: Kind) -> Result<Value> {
     let resp = client()?
-        .get(&url)
+        .get(url)
         .send()
         .await
         .map_err(|e| fail(Kind::Unreachable, format!("gateway {url}: {e}")))?;
@@ -122,7 +122,7 @@ pub async fn report(endpoint: &str, lease: U256, sequence: u32) -> Result<Value>
     if !status.is_success() {
         return Err(fail(
             if status == StatusCode::NOT_FOUND {
-                Kind::Mismatch
+                not_found
             } else {
                 Kind::Unreachable
             },
@@ -135,27 +135,14 @@ pub async fn report(endpoint: &str, lease: U256, sequence: u32) -> Result<Value>
     Ok(body)
 }
 
+/// One usage report as the provider serves it, with its samples and baseline.
+pub async fn report(endpoint: &str, lease: U256, sequence: u32) -> Result<Value> {
+    let url = format!("{}/v1/leases/{lease}/reports/{sequence}", base(endpoint));
+    get_json(&url, Kind::Mismatch).await
+}
+
 /// The provider's view of a lease: status, endpoint and the workload it runs.
 pub async fn lease_status(endpoint: &str, lease: U256) -> Result<Value> {
     let url = format!("{}/v1/leases/{lease}", base(endpoint));
-    let resp = client()?
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| fail(Kind::Unreachable, format!("gateway {url}: {e}")))?;
-    let status = resp.status();
-    let body: Value = resp
-        .json()
-        .await
-        .map_err(|e| fail(Kind::Unreachable, format!("gateway {url}: not JSON: {e}")))?;
-    if !status.is_success() {
-        return Err(fail(
-            Kind::Unreachable,
-            format!(
-                "gateway {url} answered {status}: {}",
-                body["error"].as_str().unwrap_or_default()
-            ),
-        ));
-    }
-    Ok(body)
+    get_json(&url, Kind::Unreachable).await
 }
