@@ -162,7 +162,7 @@ pub async fn status(ctx: &Ctx, id: U256) -> Result<()> {
                 token.show(U256::from(policy.maxPerTopUp)),
                 token.show(U256::from(policy.maxTotal)),
                 token.show(U256::from(policy.pulled)),
-                policy.expiresAt
+                crate::output::utc(u64::from(policy.expiresAt))
             );
         }
         s += &format!(

@@ -283,7 +283,7 @@ async fn set(ctx: &Ctx, s: SetPolicy) -> Result<()> {
                 s.target,
                 token.show(per),
                 token.show(total),
-                now + expires_in
+                crate::output::utc(now + expires_in)
             )
         },
     );
@@ -330,7 +330,7 @@ async fn show(ctx: &Ctx, id: U256) -> Result<()> {
                 token.show(U256::from(p.maxPerTopUp)),
                 token.show(U256::from(p.maxTotal)),
                 token.show(U256::from(p.pulled)),
-                p.expiresAt,
+                crate::output::utc(u64::from(p.expiresAt)),
                 token.show(due)
             )
         },
