@@ -2,7 +2,6 @@
 //! the contracts store them (base units; prices in billionths of a base unit per unit-second).
 
 use alloy::primitives::U256;
-use berth_bindings::PRICE_SCALE;
 use eyre::Result;
 
 use crate::failure::{Kind, fail};
@@ -53,10 +52,6 @@ pub fn format(amount: U256, decimals: u8) -> String {
     }
 }
 
-/// Per-unit-second factors of an hourly price: the base rate is per lease-hour, CPU per
-/// core-hour (1000 millicores), memory per GiB-hour (1024 MiB), storage per GiB-hour.
-pub const HOURLY_UNITS: [u64; 4] = [3600, 3600 * 1000, 3600 * 1024, 3600];
-
 /// An hourly price in token units (e.g. "0.02" per core-hour) as the scaled per-unit-second
 /// price the registry stores (rounded to the nearest).
 pub fn price_from_hourly(
@@ -72,28 +67,10 @@ pub fn price_from_hourly(
     u128::try_from(price).map_err(|_| fail(Kind::Input, format!("{field} `{text}`: too large")))
 }
 
-/// The hourly price in base units (rounded to the nearest) of a scaled per-unit-second price.
-pub fn hourly_base_units(price: U256, per_hour_units: u64) -> U256 {
-    let scale = U256::from(PRICE_SCALE);
-    (price * U256::from(per_hour_units) + scale / U256::from(2)) / scale
-}
-
-/// A lease's maximum rate per second, scaled, as `LeaseEscrow._rate` computes it.
-pub fn max_rate(prices: [u128; 4], cpu_millis: u32, memory_mib: u32, storage_gib: u32) -> U256 {
-    U256::from(prices[0])
-        + U256::from(prices[1]) * U256::from(cpu_millis)
-        + U256::from(prices[2]) * U256::from(memory_mib)
-        + U256::from(prices[3]) * U256::from(storage_gib)
-}
-
-/// Base units that `seconds` at `rate` (scaled) cost, rounded up as the escrow rounds the
-/// minimum deposit.
-pub fn cost(rate: U256, seconds: u64) -> U256 {
-    (rate * U256::from(seconds)).div_ceil(U256::from(PRICE_SCALE))
-}
-
 #[cfg(test)]
 mod tests {
+    use berth_protocol::pricing::HOURLY_UNITS;
+
     use super::*;
 
     #[test]
@@ -120,12 +97,7 @@ mod tests {
             price_from_hourly("--cpu-price", "0.02", 6, HOURLY_UNITS[1]).ok(),
             Some(5_555_556)
         );
-        assert_eq!(
-            hourly_base_units(U256::from(5_555_556u64), HOURLY_UNITS[1]),
-            U256::from(20_000)
-        );
         let base = price_from_hourly("--base-price", "0.01", 6, HOURLY_UNITS[0]).ok();
         assert_eq!(base, Some(2_777_777_778));
-        assert_eq!(cost(U256::from(1_500_000_001u64), 1), U256::from(2));
     }
 }

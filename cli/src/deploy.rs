@@ -7,12 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use alloy::{
-    eips::BlockId,
-    primitives::{U256, keccak256},
-};
+use alloy::primitives::{U256, keccak256};
 use berth_bindings::{LeaseEscrow, LeaseStatus, RejectReason};
-use berth_keepers::manifest::{
+use berth_protocol::manifest::{
     MAX_MANIFEST_BYTES, Manifest,
     policy::{Policy, Reservation, check_reservation},
 };
@@ -21,7 +18,6 @@ use eyre::Result;
 use serde_json::json;
 
 use crate::{
-    amounts,
     context::{Ctx, Wallet, progress},
     failure::{self, Kind, fail},
     gateway, history,
@@ -29,6 +25,7 @@ use crate::{
     output::{emit, table},
     token::Token,
 };
+use berth_protocol::pricing;
 
 /// `deploy`.
 #[derive(Debug, Args)]
@@ -198,15 +195,15 @@ pub async fn run(ctx: &Ctx, d: Deploy, (bytes, manifest): (Vec<u8>, Manifest)) -
         .await
         .map_err(|e| failure::contract("minRunway", &e))?
         .to();
-    let required = amounts::cost(rate, min_runway);
+    let required = pricing::cost_of(min_runway, rate);
     let deposit = match (&d.deposit, d.hours) {
         (Some(text), _) => token.parse("--deposit", text)?,
         (None, Some(h)) if h.is_finite() && h > 0.0 => {
-            amounts::cost(rate, (h * 3600.0).ceil() as u64)
+            pricing::cost_of((h * 3600.0).ceil() as u64, rate)
         }
         (None, _) => return Err(fail(Kind::Input, "--hours must be a positive number")),
     };
-    let hourly = amounts::cost(rate, 3600);
+    let hourly = pricing::cost_of(3600, rate);
     if deposit < required {
         return Err(fail(
             Kind::Refused,
@@ -339,37 +336,32 @@ async fn open(
         .ok_or_else(|| fail(Kind::Internal, "openLease mined without LeaseOpened"))
 }
 
+/// What the provider's confirmation put on chain.
+#[derive(Debug)]
+struct Confirmed {
+    endpoint: String,
+}
+
 /// The lease once the provider answered: its endpoint if confirmed; an error naming the
 /// reject reason, or the timeout.
-async fn wait(ctx: &Ctx, lease: U256, limit: Duration) -> Result<berth_keepers::chain::LeaseView> {
+async fn wait(ctx: &Ctx, lease: U256, limit: Duration) -> Result<Confirmed> {
     let json = ctx.global.json;
-    let reader = berth_keepers::chain::ChainReader::new(ctx.rpc.clone(), &ctx.deployment, 0);
     let start = Instant::now();
     let mut said = Instant::now();
     // A getLease every half second: cheap, and the endpoint shows within a block of the
     // keeper's confirmation.
     let delay = Duration::from_millis(500);
     loop {
-        let mut view = reader
-            .lease(lease, BlockId::latest())
-            .await
-            .map_err(|e| fail(Kind::Unreachable, format!("reading lease {lease}: {e}")))?;
-        if view.status != LeaseStatus::Pending {
-            // The endpoint is in the confirmation's event.
-            reader
-                .lease_info(lease)
-                .await
-                .map_err(|e| {
-                    fail(
-                        Kind::Unreachable,
-                        format!("reading lease {lease}'s events: {e}"),
-                    )
-                })?
-                .fill(&mut view);
-        }
-        match view.status {
+        let status = crate::lease::load(ctx, lease).await?.status;
+        // The endpoint is in the confirmation's event.
+        let endpoint = if status == LeaseStatus::Pending {
+            String::new()
+        } else {
+            history::endpoint_of(ctx, lease).await?.unwrap_or_default()
+        };
+        match status {
             LeaseStatus::Active | LeaseStatus::Closing | LeaseStatus::Closed
-                if !view.endpoint.is_empty() =>
+                if !endpoint.is_empty() =>
             {
                 progress(
                     json,
@@ -378,7 +370,7 @@ async fn wait(ctx: &Ctx, lease: U256, limit: Duration) -> Result<berth_keepers::
                         start.elapsed().as_secs_f64()
                     ),
                 );
-                return Ok(view);
+                return Ok(Confirmed { endpoint });
             }
             LeaseStatus::Rejected => {
                 let reason = history::rejection_of(ctx, lease)

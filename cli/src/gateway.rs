@@ -8,9 +8,12 @@ use alloy::{
     signers::SignerSync,
     transports::http::reqwest::{self, StatusCode},
 };
-use berth_keepers::upload::{SIGNATURE_HEADER, signing_hash};
+use berth_protocol::{
+    api::{ApiError, LeaseAnswer, ReportAnswer, SIGNATURE_HEADER, UploadAnswer, routes},
+    upload::signing_hash,
+};
 use eyre::Result;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
 
 use crate::{
     context::{Ctx, Wallet, progress},
@@ -25,10 +28,6 @@ fn client() -> Result<reqwest::Client> {
         .connect_timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| fail(Kind::Internal, format!("HTTP client: {e}")))
-}
-
-fn base(endpoint: &str) -> &str {
-    endpoint.trim_end_matches('/')
 }
 
 /// Uploads `manifest` for `lease`, signed by the tenant, retrying an unreachable gateway with
@@ -47,7 +46,7 @@ pub async fn upload(
         .signer
         .sign_hash_sync(&digest)
         .map_err(|e| fail(Kind::Internal, format!("signing the upload: {e}")))?;
-    let url = format!("{}/v1/leases/{lease}/manifest", base(endpoint));
+    let url = routes::manifest(endpoint, lease);
     let http = client()?;
     let mut delay = Duration::from_millis(500);
     let mut last = String::new();
@@ -64,15 +63,19 @@ pub async fn upload(
         match sent {
             Ok(resp) => {
                 let status = resp.status();
-                let body: Value = resp.json().await.unwrap_or(Value::Null);
-                let said = body["error"].as_str().unwrap_or_default().to_owned();
+                let text = resp.text().await.unwrap_or_default();
+                let said = said(&text);
                 match status {
                     StatusCode::ACCEPTED | StatusCode::OK => {
                         progress(json, "manifest uploaded; the provider accepted it");
                         return Ok(());
                     }
                     StatusCode::UNPROCESSABLE_ENTITY => {
-                        progress(json, &format!("the provider refuses the manifest: {said}"));
+                        let why = serde_json::from_str::<UploadAnswer>(&text)
+                            .ok()
+                            .and_then(|a| Some(format!("{:?}: {}", a.reject_reason?, a.error?)))
+                            .unwrap_or(said);
+                        progress(json, &format!("the provider refuses the manifest: {why}"));
                         return Ok(());
                     }
                     s if s.is_server_error() => last = format!("{s}: {said}"),
@@ -106,43 +109,61 @@ pub async fn upload(
     ))
 }
 
-/// GETs a JSON document from the gateway; a 404 is `not_found`, any other failure
-/// [`Kind::Unreachable`], each with the gateway's own error text.
-async fn get_json(url: &str, not_found: Kind) -> Result<Value> {
+/// What the gateway said in an error body ([`ApiError`]), or the body itself when it is not one
+/// (a proxy's page), cut to a line.
+fn said(body: &str) -> String {
+    serde_json::from_str::<ApiError>(body).map_or_else(
+        |_| {
+            body.lines()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect()
+        },
+        |e| e.error,
+    )
+}
+
+/// GETs one of the gateway's answers; a 404 is `not_found`, an answer of the wrong shape
+/// [`Kind::Mismatch`], any other failure [`Kind::Unreachable`], each with the gateway's own
+/// error text.
+async fn get_json<T: DeserializeOwned>(url: &str, not_found: Kind) -> Result<T> {
     let resp = client()?
         .get(url)
         .send()
         .await
         .map_err(|e| fail(Kind::Unreachable, format!("gateway {url}: {e}")))?;
     let status = resp.status();
-    let body: Value = resp
-        .json()
+    let body = resp
+        .text()
         .await
-        .map_err(|e| fail(Kind::Unreachable, format!("gateway {url}: not JSON: {e}")))?;
+        .map_err(|e| fail(Kind::Unreachable, format!("gateway {url}: {e}")))?;
     if !status.is_success() {
+        let kind = if status == StatusCode::NOT_FOUND {
+            not_found
+        } else {
+            Kind::Unreachable
+        };
         return Err(fail(
-            if status == StatusCode::NOT_FOUND {
-                not_found
-            } else {
-                Kind::Unreachable
-            },
-            format!(
-                "gateway {url} answered {status}: {}",
-                body["error"].as_str().unwrap_or_default()
-            ),
+            kind,
+            format!("gateway {url} answered {status}: {}", said(&body)),
         ));
     }
-    Ok(body)
+    serde_json::from_str(&body).map_err(|e| {
+        fail(
+            Kind::Mismatch,
+            format!("gateway {url}: not the answer Berth's API defines: {e}"),
+        )
+    })
 }
 
 /// One usage report as the provider serves it, with its samples and baseline.
-pub async fn report(endpoint: &str, lease: U256, sequence: u32) -> Result<Value> {
-    let url = format!("{}/v1/leases/{lease}/reports/{sequence}", base(endpoint));
-    get_json(&url, Kind::Mismatch).await
+pub async fn report(endpoint: &str, lease: U256, sequence: u32) -> Result<ReportAnswer> {
+    get_json(&routes::report(endpoint, lease, sequence), Kind::Mismatch).await
 }
 
 /// The provider's view of a lease: status, endpoint and the workload it runs.
-pub async fn lease_status(endpoint: &str, lease: U256) -> Result<Value> {
-    let url = format!("{}/v1/leases/{lease}", base(endpoint));
-    get_json(&url, Kind::Unreachable).await
+pub async fn lease_status(endpoint: &str, lease: U256) -> Result<LeaseAnswer> {
+    get_json(&routes::lease(endpoint, lease), Kind::Unreachable).await
 }

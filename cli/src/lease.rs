@@ -8,7 +8,6 @@ use eyre::Result;
 use serde_json::json;
 
 use crate::{
-    amounts,
     context::Ctx,
     deploy::read_manifest,
     failure::{self, Kind, fail},
@@ -16,6 +15,7 @@ use crate::{
     output::{emit, table},
     token::Token,
 };
+use berth_protocol::pricing;
 
 /// A lease as the escrow stores it, with what the commands derive from it.
 #[derive(Debug)]
@@ -111,7 +111,7 @@ pub async fn status(ctx: &Ctx, id: U256) -> Result<()> {
         "reservation": { "cpu_millis": r.cpuMillis, "memory_mib": r.memoryMiB, "storage_gib": r.storageGiB },
         "balance": r.balance.to_string(),
         "max_rate": max_rate.to_string(),
-        "hourly_max": amounts::cost(max_rate, 3600).to_string(),
+        "hourly_max": pricing::cost_of(3600, max_rate).to_string(),
         "runway_s": runway,
         "depletion_time": depletion,
         "billed_until": r.billedUntil.to::<u64>(),
@@ -139,7 +139,7 @@ pub async fn status(ctx: &Ctx, id: U256) -> Result<()> {
             r.cpuMillis,
             r.memoryMiB,
             r.storageGiB,
-            token.show(amounts::cost(max_rate, 3600)),
+            token.show(pricing::cost_of(3600, max_rate)),
             token.show(U256::from(r.balance)),
         );
         s += &format!("  manifest    version {}\n", r.manifestVersion);

@@ -27,12 +27,12 @@ use eyre::Result;
 use serde_json::json;
 
 use crate::{
-    amounts::HOURLY_UNITS,
     context::{Ctx, Global},
     market::Wanted,
     output::{emit, table},
     token::Token,
 };
+use berth_protocol::pricing::{self, HOURLY_UNITS};
 
 /// Berth: a decentralized container cloud, from the command line.
 #[derive(Debug, Parser)]
@@ -144,7 +144,7 @@ async fn providers(ctx: &Ctx, p: Providers) -> Result<()> {
     let value = json!({
         "providers": listed.iter().map(|(o, v)| json!({
             "offer": o,
-            "hourly": amounts::cost(o.max_rate(&wanted), 3600).to_string(),
+            "hourly": pricing::cost_of(3600, o.max_rate(&wanted)).to_string(),
             "fits": v.excluded.is_none(),
             "excluded": v.excluded,
         })).collect::<Vec<_>>(),
@@ -158,9 +158,9 @@ async fn providers(ctx: &Ctx, p: Providers) -> Result<()> {
                     o.id.to_string(),
                     o.status.to_owned(),
                     format!("{}/{}/{}", o.free[0], o.free[1], o.free[2]),
-                    amounts::format(amounts::cost(o.max_rate(&wanted), 3600), decimals),
+                    amounts::format(pricing::cost_of(3600, o.max_rate(&wanted)), decimals),
                     amounts::format(
-                        amounts::hourly_base_units(U256::from(o.prices[1]), HOURLY_UNITS[1]),
+                        pricing::hourly_base_units(U256::from(o.prices[1]), HOURLY_UNITS[1]),
                         decimals,
                     ),
                     o.attributes

@@ -11,6 +11,7 @@ use crate::{
     context::Ctx,
     failure::{self, Kind, fail},
 };
+use berth_protocol::pricing;
 
 /// One provider as the market shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -108,7 +109,12 @@ impl Offer {
 
     /// The maximum rate of a reservation with this provider.
     pub fn max_rate(&self, w: &Wanted) -> U256 {
-        amounts::max_rate(self.prices, w.cpu_millis, w.memory_mib, w.storage_gib)
+        pricing::rate(
+            self.prices.into(),
+            w.cpu_millis,
+            w.memory_mib,
+            w.storage_gib,
+        )
     }
 
     /// Why this provider cannot take `w`, if it cannot.
@@ -135,7 +141,7 @@ impl Offer {
             }
         }
         if let Some(max) = w.max_hourly {
-            let hourly = amounts::cost(self.max_rate(w), 3600);
+            let hourly = pricing::cost_of(3600, self.max_rate(w));
             if hourly > max {
                 return Some(format!(
                     "costs up to {} per hour > --max-hourly {}",

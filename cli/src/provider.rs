@@ -7,13 +7,14 @@ use eyre::Result;
 use serde_json::json;
 
 use crate::{
-    amounts::{self, HOURLY_UNITS},
+    amounts,
     context::Ctx,
     failure::{self, Kind, fail},
     history, market,
     output::emit,
     token::Token,
 };
+use berth_protocol::pricing::{self, HOURLY_UNITS};
 
 /// Provider commands (signed by the provider's owner key).
 #[derive(Debug, Subcommand)]
@@ -407,7 +408,7 @@ async fn status(ctx: &Ctx, id: u32) -> Result<()> {
         .fold(U256::ZERO, |a, (_, c)| a + c);
     let hourly: Vec<String> = (0..4)
         .map(|i| {
-            token.show(amounts::hourly_base_units(
+            token.show(pricing::hourly_base_units(
                 U256::from(offer.prices[i]),
                 HOURLY_UNITS[i],
             ))

@@ -8,6 +8,7 @@ use std::{
 
 use alloy::primitives::{U256, keccak256};
 use berth_bindings::{LeaseEscrow, LeaseStatus};
+use berth_protocol::api::WorkloadAnswer;
 use eyre::Result;
 use serde_json::json;
 
@@ -107,7 +108,7 @@ pub fn parse_duration(field: &str, text: &str) -> Result<u64> {
 pub async fn update(
     ctx: &Ctx,
     u: Update,
-    (bytes, _): (Vec<u8>, berth_keepers::manifest::Manifest),
+    (bytes, _): (Vec<u8>, berth_protocol::manifest::Manifest),
 ) -> Result<()> {
     let json = ctx.global.json;
     let l = lease::load(ctx, u.lease).await?;
@@ -183,18 +184,19 @@ async fn wait_rollout(
     let start = Instant::now();
     let mut said = Instant::now();
     loop {
-        if let Ok(status) = gateway::lease_status(endpoint, lease).await {
-            let w = &status["workload"];
-            if w["running"] == json!(true) && w["manifest_version"] == json!(version) {
-                progress(
-                    ctx.global.json,
-                    &format!(
-                        "version {version} running after {:.1} s",
-                        start.elapsed().as_secs_f64()
-                    ),
-                );
-                return Ok(true);
-            }
+        if let Ok(status) = gateway::lease_status(endpoint, lease).await
+            && let Some(WorkloadAnswer::Seen(w)) = status.workload
+            && w.running
+            && w.manifest_version == Some(version)
+        {
+            progress(
+                ctx.global.json,
+                &format!(
+                    "version {version} running after {:.1} s",
+                    start.elapsed().as_secs_f64()
+                ),
+            );
+            return Ok(true);
         }
         if start.elapsed() > limit {
             return Err(fail(

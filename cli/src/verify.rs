@@ -2,12 +2,12 @@
 //! provider serves — the Merkle root and the units — with the keeper's own metering code.
 
 use alloy::primitives::{B256, U256};
-use berth_keepers::{
+use berth_protocol::{
     manifest::policy::Reservation,
-    metering::{self, Sample, merkle},
+    metering::{self, merkle},
 };
 use eyre::Result;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{
     context::Ctx,
@@ -28,15 +28,6 @@ struct Check {
     onchain: [u64; 3],
     recomputed: [u64; 3],
     problem: Option<String>,
-}
-
-fn samples(body: &Value, field: &str) -> Result<Vec<Sample>> {
-    serde_json::from_value(body[field].clone()).map_err(|e| {
-        fail(
-            Kind::Mismatch,
-            format!("the provider's `{field}` is not a list of samples: {e}"),
-        )
-    })
 }
 
 /// Runs `verify-usage`.
@@ -65,15 +56,9 @@ pub async fn run(ctx: &Ctx, id: U256) -> Result<()> {
             problem: None,
         };
         match gateway::report(&endpoint, id, r.sequence).await {
-            Ok(body) => {
-                let inside = samples(&body, "samples")?;
-                let baseline = samples(&body, "baseline")?;
-                let Some(max_gap_ms) = body["max_gap_ms"].as_u64() else {
-                    check.problem =
-                        Some("the provider does not serve its memory gap rule (max_gap_ms)".into());
-                    checks.push(check);
-                    continue;
-                };
+            Ok(served) => {
+                let (inside, baseline, max_gap_ms) =
+                    (served.samples, served.baseline, served.max_gap_ms);
                 let root: B256 = merkle::samples_root(id, &inside);
                 // Caps over the running time: the lease's last suspension is on chain (earlier ones are
                 // not, so a clamped report from before them may read as a mismatch).

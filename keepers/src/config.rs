@@ -5,7 +5,7 @@ use std::{collections::BTreeSet, ops::RangeInclusive, path::PathBuf, time::Durat
 
 use serde::Deserialize;
 
-use crate::manifest::policy::{Policy, SAFE_CAPABILITIES};
+use berth_protocol::manifest::policy::{Policy, SAFE_CAPABILITIES};
 
 /// Everything the provider keeper needs.
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]

@@ -2,7 +2,7 @@
 //! keeper's metrics.
 //!
 //! - `PUT /v1/leases/{id}/manifest`: the manifest bytes as the body, the tenant's EIP-712
-//!   signature ([`crate::upload`]) in the `Berth-Signature` header. 202 when stored and valid;
+//!   signature ([`berth_protocol::upload`]) in the `Berth-Signature` header. 202 when stored and valid;
 //!   422 when stored but invalid (the keeper will reject the lease with the reason given);
 //!   401/403/404/409 when nothing is stored.
 //! - `GET /v1/leases/{id}`: the lease's state on chain and its workload.
@@ -23,19 +23,16 @@ use axum::{
     routing::{get, put},
 };
 use berth_bindings::LeaseStatus;
-use serde_json::json;
 use tokio::sync::Notify;
 
-use crate::{
-    chain::ChainReader,
-    engine::Engine,
-    intake,
-    metrics::Metrics,
-    upload::{SIGNATURE_HEADER, signing_hash},
+use crate::{chain::ChainReader, engine::Engine, intake, metrics::Metrics};
+use berth_protocol::{
+    api::{
+        ApiError, LeaseAnswer, MAX_BODY, ProofAnswer, ReportAnswer, ReportSummary, ReportsAnswer,
+        SIGNATURE_HEADER, UploadAnswer, WorkloadAnswer, WorkloadState, routes,
+    },
+    upload::signing_hash,
 };
-
-/// Largest request body; larger manifests are refused before they are read.
-pub const MAX_BODY: usize = 1 << 20;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -55,7 +52,7 @@ pub struct Gateway {
     /// Wakes the reconciler.
     pub wake: Arc<Notify>,
     /// Manifest policy (to tell the tenant at once what the keeper will decide).
-    pub policy: crate::manifest::policy::Policy,
+    pub policy: berth_protocol::manifest::policy::Policy,
     /// Longest sample gap billed for memory (see `metering::units`), served with each report
     /// so a tenant can recompute it.
     pub max_sample_gap_ms: u64,
@@ -133,22 +130,22 @@ pub async fn serve(
 /// The router.
 pub fn router(g: Gateway) -> Router {
     Router::new()
-        .route("/v1/leases/{id}/manifest", put(upload))
-        .route("/v1/leases/{id}", get(status))
-        .route("/v1/leases/{id}/reports", get(reports))
-        .route("/v1/leases/{id}/reports/{sequence}", get(report))
-        .route(
-            "/v1/leases/{id}/reports/{sequence}/proof/{index}",
-            get(proof),
-        )
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route(routes::MANIFEST, put(upload))
+        .route(routes::LEASE, get(status))
+        .route(routes::REPORTS, get(reports))
+        .route(routes::REPORT, get(report))
+        .route(routes::PROOF, get(proof))
+        .route(routes::METRICS, get(metrics))
+        .route(routes::HEALTH, get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(Arc::new(g))
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+    let body = ApiError {
+        error: message.into(),
+    };
+    (status, Json(body)).into_response()
 }
 
 fn bad_lease_id(raw: &str) -> Response {
@@ -270,17 +267,22 @@ async fn upload(
     match verdict {
         Ok(_) => (
             StatusCode::ACCEPTED,
-            Json(json!({ "lease": id.to_string(), "accepted": true })),
+            Json(UploadAnswer {
+                lease: id,
+                accepted: true,
+                reject_reason: None,
+                error: None,
+            }),
         )
             .into_response(),
         Err(r) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({
-                "lease": id.to_string(),
-                "accepted": false,
-                "reject_reason": r.reason,
-                "error": r.rule,
-            })),
+            Json(UploadAnswer {
+                lease: id,
+                accepted: false,
+                reject_reason: Some(r.reason),
+                error: Some(r.rule),
+            }),
         )
             .into_response(),
     }
@@ -303,39 +305,39 @@ async fn status(State(g): State<Arc<Gateway>>, Path(raw): Path<String>) -> Respo
     .ok()
     .and_then(Result::ok)
     .map(|all| all.get(&id).cloned());
-    Json(json!({
-        "lease": id.to_string(),
-        "status": lease.status,
-        "endpoint": lease.endpoint,
-        "manifest_version": lease.manifest_version,
-        "tenant": lease.tenant,
-        "manifest_received": manifest.as_ref().map(|m| m.source.clone()),
-        "workload": match workload {
-            None => json!("engine unreachable"),
-            Some(None) => json!(null),
-            Some(Some(w)) => json!({
-                "running": w.running(),
-                "services": w.services,
-                "manifest_version": w.manifest_version,
-            }),
+    Json(LeaseAnswer {
+        lease: id,
+        status: lease.status,
+        endpoint: lease.endpoint,
+        manifest_version: lease.manifest_version,
+        tenant: lease.tenant,
+        manifest_received: manifest.map(|m| m.source),
+        workload: match workload {
+            None => Some(WorkloadAnswer::Unknown("engine unreachable".into())),
+            Some(None) => None,
+            Some(Some(w)) => Some(WorkloadAnswer::Seen(WorkloadState {
+                running: w.running(),
+                manifest_version: w.manifest_version,
+                services: w.services,
+            })),
         },
-    }))
+    })
     .into_response()
 }
 
-fn report_json(r: &crate::store::StoredReport) -> serde_json::Value {
-    json!({
-        "sequence": r.sequence,
-        "from": r.from_s,
-        "to": r.to_s,
-        "cpu_units": r.units.cpu,
-        "memory_units": r.units.memory,
-        "storage_units": r.units.storage,
-        "clamped": r.units.clamped,
-        "samples_root": r.root,
-        "sample_count": r.sample_count,
-        "tx": r.tx,
-    })
+fn summary(r: &crate::store::StoredReport) -> ReportSummary {
+    ReportSummary {
+        sequence: r.sequence,
+        from: r.from_s,
+        to: r.to_s,
+        cpu_units: r.units.cpu,
+        memory_units: r.units.memory,
+        storage_units: r.units.storage,
+        clamped: r.units.clamped,
+        samples_root: r.root,
+        sample_count: r.sample_count,
+        tx: r.tx,
+    }
 }
 
 async fn reports(State(g): State<Arc<Gateway>>, Path(raw): Path<String>) -> Response {
@@ -343,7 +345,11 @@ async fn reports(State(g): State<Arc<Gateway>>, Path(raw): Path<String>) -> Resp
         return bad_lease_id(&raw);
     };
     match g.store.reports(id).await {
-        Ok(rs) => Json(json!({ "lease": id.to_string(), "reports": rs.iter().map(report_json).collect::<Vec<_>>() })).into_response(),
+        Ok(rs) => Json(ReportsAnswer {
+            lease: id,
+            reports: rs.iter().map(summary).collect(),
+        })
+        .into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
@@ -387,14 +393,14 @@ async fn report(
         .await;
     let baseline = g.store.baseline(id, r.from_s * 1000).await;
     match (samples, baseline) {
-        (Ok(samples), Ok(baseline)) => {
-            let mut body = report_json(&r);
-            body["lease"] = json!(id.to_string());
-            body["samples"] = json!(samples);
-            body["baseline"] = json!(baseline);
-            body["max_gap_ms"] = json!(g.max_sample_gap_ms);
-            Json(body).into_response()
-        }
+        (Ok(samples), Ok(baseline)) => Json(ReportAnswer {
+            lease: id,
+            report: summary(&r),
+            samples,
+            baseline,
+            max_gap_ms: g.max_sample_gap_ms,
+        })
+        .into_response(),
         (Err(e), _) | (_, Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
@@ -418,15 +424,15 @@ async fn proof(
     };
     let leaves: Vec<_> = samples
         .iter()
-        .map(|s| crate::metering::merkle::leaf(id, s))
+        .map(|s| berth_protocol::metering::merkle::leaf(id, s))
         .collect();
-    match crate::metering::merkle::proof(&leaves, index) {
-        Some(p) => Json(json!({
-            "sample": samples[index],
-            "leaf": leaves[index],
-            "proof": p,
-            "samples_root": r.root,
-        }))
+    match berth_protocol::metering::merkle::proof(&leaves, index) {
+        Some(proof) => Json(ProofAnswer {
+            sample: samples[index].clone(),
+            leaf: leaves[index],
+            proof,
+            samples_root: r.root,
+        })
         .into_response(),
         None => error(
             StatusCode::NOT_FOUND,

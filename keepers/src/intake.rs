@@ -5,13 +5,12 @@ use std::{collections::BTreeSet, ops::RangeInclusive};
 
 use berth_bindings::RejectReason;
 
-use crate::{
-    manifest::{
-        self, Expose, Manifest,
-        policy::{self, Policy, Reservation},
-    },
-    render::PortMap,
+use berth_protocol::manifest::{
+    self, Expose, Manifest,
+    policy::{self, Policy, Reservation},
 };
+
+use crate::render::PortMap;
 
 /// A decision to reject: the on-chain reason and the rule, for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,7 +26,7 @@ use k8s_openapi::{
     },
 };
 
-use crate::manifest::{Expose, Manifest, Service};
+use berth_protocol::manifest::{Expose, Manifest, Service};
 
 /// Label: chain id of the lease.
 pub const LABEL_CHAIN: &str = "berth.dev/chain-id";

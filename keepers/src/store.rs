@@ -4,7 +4,7 @@
 use alloy::primitives::{Address, B256, U256};
 use sqlx::{PgPool, Row, postgres::PgConnectOptions};
 
-use crate::metering::{Sample, Units};
+use berth_protocol::metering::{Sample, Units};
 
 /// The schema, embedded and applied at start; its bookkeeping table lives in `berth_keeper`
 /// too, so the keeper and the indexer can share a database.

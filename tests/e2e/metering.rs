@@ -11,7 +11,7 @@ use alloy::{
 };
 use berth_bindings::{CloseReason, LeaseEscrow, LeaseStatus, TestToken};
 use berth_e2e::{Settings, keeper::*, mined, open_lease_for};
-use berth_keepers::metering::{self, Sample, merkle};
+use berth_protocol::metering::{self, Sample, merkle};
 use eyre::{Result, ensure};
 use sqlx::PgPool;
 
@@ -145,7 +145,7 @@ async fn busy_leases_pay_more_cpu_than_idle_ones_and_tenants_can_recompute_every
         "recomputed root differs from the chain"
     );
     let (from, to) = (onchain.from.to::<u64>(), onchain.to.to::<u64>());
-    let reservation = berth_keepers::manifest::policy::Reservation {
+    let reservation = berth_protocol::manifest::policy::Reservation {
         cpu_millis: 500,
         memory_mib: 512,
         storage_gib: 1,
@@ -336,7 +336,7 @@ async fn a_keeper_restarted_between_sampling_and_reporting_stays_contiguous_and_
             memory_bytes: mem as u64,
         })
         .collect();
-    let reservation = berth_keepers::manifest::policy::Reservation {
+    let reservation = berth_protocol::manifest::policy::Reservation {
         cpu_millis: 500,
         memory_mib: 512,
         storage_gib: 1,

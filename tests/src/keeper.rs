@@ -14,10 +14,8 @@ use alloy::{
     signers::SignerSync,
     transports::http::reqwest,
 };
-use berth_keepers::{
-    engine::{PodmanEngine, Workload},
-    upload::{SIGNATURE_HEADER, signing_hash},
-};
+use berth_keepers::engine::{PodmanEngine, Workload};
+use berth_protocol::upload::{SIGNATURE_HEADER, signing_hash};
 use eyre::{Context, Result, bail, ensure};
 
 use crate::{Chain, Contracts, Settings, repo_root, workspace_binary, write_deployment};

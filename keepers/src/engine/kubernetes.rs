@@ -181,7 +181,7 @@ impl KubeEngine {
                 let nanocores = c["usage"]["cpu"].as_str().and_then(nanocores).unwrap_or(0);
                 let memory = c["usage"]["memory"]
                     .as_str()
-                    .and_then(|m| crate::manifest::quantity::bytes(m).ok())
+                    .and_then(|m| berth_protocol::manifest::quantity::bytes(m).ok())
                     .unwrap_or(0);
                 let entry = cpu.entry(name.clone()).or_insert((now_ms, 0));
                 let elapsed_ms = now_ms.saturating_sub(entry.0);
@@ -255,11 +255,10 @@ mod tests {
     use serde_json::{Value, json};
     use tower_test::mock::{Handle, pair};
 
+    use berth_protocol::manifest::Manifest;
+
     use super::*;
-    use crate::{
-        manifest::Manifest,
-        render::{PortMap, render},
-    };
+    use crate::render::{PortMap, render};
 
     const NS: &str = "berth-31337-abababab-7";
 

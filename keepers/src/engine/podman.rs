@@ -156,7 +156,7 @@ impl PodmanEngine {
                 .and_then(|c| c.resources.as_ref())
                 .and_then(|r| r.requests.as_ref())
                 .and_then(|r| r.get("cpu"))
-                .and_then(|q| crate::manifest::quantity::cpu_millis(&q.0).ok());
+                .and_then(|q| berth_protocol::manifest::quantity::cpu_millis(&q.0).ok());
             if let Some(cpu) = cpu {
                 millis_of.insert(service, cpu);
             }

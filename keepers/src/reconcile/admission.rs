@@ -11,9 +11,9 @@ use crate::{
     chain::LeaseView,
     engine::{Engine, Workload},
     intake::Rejection,
-    manifest::Manifest,
     signer::{TxJob, TxOutcome},
 };
+use berth_protocol::manifest::Manifest;
 
 impl Reconciler {
     /// Whether a public port is free on this host: podman publishes ports here, so a port
@@ -83,20 +83,20 @@ impl Reconciler {
                 };
                 let addr = format!("{}:{public}", self.settings.public_host);
                 let ok = match p.expose {
-                    crate::manifest::Expose::Http => self
+                    berth_protocol::manifest::Expose::Http => self
                         .http
                         .get(format!("http://{addr}/"))
                         .timeout(Duration::from_secs(1))
                         .send()
                         .await
                         .is_ok(),
-                    crate::manifest::Expose::Tcp => tokio::time::timeout(
+                    berth_protocol::manifest::Expose::Tcp => tokio::time::timeout(
                         Duration::from_secs(1),
                         tokio::net::TcpStream::connect(&addr),
                     )
                     .await
                     .is_ok_and(|r| r.is_ok()),
-                    crate::manifest::Expose::None => true,
+                    berth_protocol::manifest::Expose::None => true,
                 };
                 if !ok {
                     return false;

@@ -14,7 +14,8 @@ use berth_bindings::LeaseEscrow;
 use berth_e2e::{
     Chain, ScratchDb, Settings, deploy, fund_tenant, mined, open_lease, register_provider,
 };
-use berth_keepers::{manifest::policy::Reservation, metering, store::Store};
+use berth_keepers::{metering::build_report, store::Store};
+use berth_protocol::manifest::policy::Reservation;
 use eyre::{Context, Result, ensure};
 
 #[tokio::main]
@@ -128,7 +129,7 @@ async fn cpu(db_url: &str, workloads: u64) -> Result<()> {
     let (from, to) = (t0 / 1000, (t0 + ROUNDS * INTERVAL_MS) / 1000);
     let mut roots = Vec::new();
     for w in 0..workloads {
-        let r = metering::build_report(
+        let r = build_report(
             &store,
             U256::from(w + 1),
             1,

@@ -4,10 +4,8 @@
 //! ascending order (as OpenZeppelin's `MerkleProof` does); an odd node is carried up. A
 //! report with no samples has the zero root.
 
-use alloy::{
-    primitives::{B256, U256, keccak256},
-    sol_types::SolValue,
-};
+use alloy_primitives::{B256, U256, keccak256};
+use alloy_sol_types::SolValue;
 
 use super::Sample;
 

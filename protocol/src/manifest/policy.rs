@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeSet, ops::RangeInclusive};
 
-use berth_bindings::RejectReason;
+use crate::lease::RejectReason;
 
 use super::{Expose, Manifest, Totals};
 

@@ -1,7 +1,7 @@
 //! Manifest bytes as delivered by a tenant, checked against the lease's `manifestHash`.
 
-use alloy::primitives::{B256, keccak256};
-use berth_bindings::RejectReason;
+use crate::lease::RejectReason;
+use alloy_primitives::{B256, keccak256};
 
 /// Largest manifest a keeper accepts (bytes).
 pub const MAX_MANIFEST_BYTES: usize = 64 * 1024;

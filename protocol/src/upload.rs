@@ -2,12 +2,10 @@
 //! EIP-712 under the escrow's domain (name `Berth`, version `1`, the chain id and the escrow
 //! address), so a signature is valid for one lease of one deployment only.
 
-use alloy::{
-    primitives::{Address, B256, U256, keccak256},
-    sol_types::{Eip712Domain, SolStruct, eip712_domain},
-};
+use alloy_primitives::{Address, B256, U256, keccak256};
+use alloy_sol_types::{Eip712Domain, SolStruct, eip712_domain};
 
-alloy::sol! {
+alloy_sol_types::sol! {
     /// What a tenant signs to deliver manifest bytes for a lease.
     #[derive(Debug)]
     struct ManifestUpload {
@@ -40,7 +38,8 @@ pub fn signing_hash(chain_id: u64, escrow: Address, lease: U256, manifest: &[u8]
 
 #[cfg(test)]
 mod tests {
-    use alloy::signers::{SignerSync, local::PrivateKeySigner};
+    use alloy_signer::SignerSync;
+    use alloy_signer_local::PrivateKeySigner;
 
     use super::*;
 
