@@ -7,28 +7,87 @@ use alloy::{
     eips::BlockId,
     primitives::{Address, B256, Bytes, U256},
     providers::{DynProvider, Provider, ProviderBuilder},
-    rpc::{client::RpcClient, types::Filter},
-    sol_types::SolEvent,
-    transports::http::{Http, reqwest},
+    rpc::{
+        client::{BatchRequest, RpcClient},
+        types::{Filter, TransactionRequest},
+    },
+    sol_types::{SolCall, SolEvent},
+    transports::{
+        TransportError,
+        http::{Http, reqwest},
+    },
 };
 use berth_bindings::{Deployment, LeaseEscrow, LeaseStatus};
 
-use crate::manifest::policy::Reservation;
+use berth_protocol::manifest::policy::Reservation;
 
-/// A chain read that failed; never a reason to tear anything down.
+/// A chain read that failed; never a reason to tear anything down. A revert (the node ran the
+/// call and it failed) is told apart from an outage (the request did not get an answer).
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
-    /// The RPC endpoint failed or answered something unexpected.
-    #[error("rpc: {0}")]
-    Rpc(String),
+    /// The node ran the call and it reverted (with the revert data, when the node gave it).
+    #[error("{what} reverted{}", data.as_ref().map(|d| format!(" with {d}")).unwrap_or_default())]
+    Reverted {
+        /// The call.
+        what: &'static str,
+        /// ABI-encoded revert reason.
+        data: Option<Bytes>,
+    },
+    /// The request failed: the node is unreachable, timed out or answered an error.
+    #[error("{what}: {source}")]
+    Transport {
+        /// The call.
+        what: &'static str,
+        /// What the transport said.
+        #[source]
+        source: TransportError,
+    },
+    /// The answer did not decode as the ABI says.
+    #[error("{what}: undecodable answer: {source}")]
+    Decode {
+        /// The call.
+        what: &'static str,
+        /// The decoder's error.
+        #[source]
+        source: alloy::sol_types::Error,
+    },
+    /// The node answered something the escrow cannot have meant.
+    #[error("{0}")]
+    Unexpected(String),
     /// The RPC URL does not parse.
     #[error("bad rpc url `{0}`")]
     Url(String),
+    /// The HTTP client could not be built.
+    #[error("http client: {0}")]
+    Client(#[source] reqwest::Error),
 }
 
 impl ChainError {
-    fn rpc(what: &str, e: impl std::fmt::Display) -> Self {
-        Self::Rpc(format!("{what}: {e}"))
+    /// Classifies a transport error: a revert or an outage.
+    pub fn transport(what: &'static str, source: TransportError) -> Self {
+        if let Some(resp) = source.as_error_resp()
+            && (resp.code == 3 || resp.message.contains("revert"))
+        {
+            return Self::Reverted {
+                what,
+                data: resp.as_revert_data(),
+            };
+        }
+        Self::Transport { what, source }
+    }
+
+    /// Classifies a contract call's error.
+    pub fn call(what: &'static str, e: alloy::contract::Error) -> Self {
+        match e {
+            alloy::contract::Error::TransportError(t) => Self::transport(what, t),
+            other => Self::Unexpected(format!("{what}: {other}")),
+        }
+    }
+
+    /// Whether the node ran the call and it reverted (retrying the same call will not help
+    /// until the state changes).
+    pub fn is_revert(&self) -> bool {
+        matches!(self, Self::Reverted { .. })
     }
 }
 
@@ -39,7 +98,7 @@ pub fn http_provider(url: &str, timeout: Duration) -> Result<DynProvider, ChainE
         .timeout(timeout)
         .connect_timeout(timeout)
         .build()
-        .map_err(|e| ChainError::rpc("http client", e))?;
+        .map_err(ChainError::Client)?;
     let http = Http::with_client(client, parsed);
     let is_local = http.guess_local();
     let rpc = RpcClient::new(http, is_local);
@@ -88,7 +147,7 @@ pub struct LeaseView {
 impl LeaseView {
     /// Seconds of `[from, to)` the workload was allowed to run: outside the last suspension.
     pub fn running_seconds(&self, from: u64, to: u64) -> u64 {
-        crate::metering::running_seconds(from, to, self.suspended_at, self.resumed_at)
+        berth_protocol::metering::running_seconds(from, to, self.suspended_at, self.resumed_at)
     }
 }
 
@@ -182,7 +241,7 @@ impl ChainReader {
         self.provider
             .get_block_number()
             .await
-            .map_err(|e| ChainError::rpc("eth_blockNumber", e))
+            .map_err(|e| ChainError::transport("eth_blockNumber", e))
     }
 
     /// The latest block's timestamp.
@@ -191,8 +250,8 @@ impl ChainReader {
             .provider
             .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
             .await
-            .map_err(|e| ChainError::rpc("eth_getBlockByNumber", e))?
-            .ok_or_else(|| ChainError::Rpc("no latest block".into()))?;
+            .map_err(|e| ChainError::transport("eth_getBlockByNumber", e))?
+            .ok_or_else(|| ChainError::Unexpected("the node has no latest block".into()))?;
         Ok(block.header.timestamp)
     }
 
@@ -203,22 +262,22 @@ impl ChainReader {
             .acceptTimeout()
             .call()
             .await
-            .map_err(|e| ChainError::rpc("acceptTimeout", e))?;
+            .map_err(|e| ChainError::call("acceptTimeout", e))?;
         let runway = escrow
             .minRunway()
             .call()
             .await
-            .map_err(|e| ChainError::rpc("minRunway", e))?;
+            .map_err(|e| ChainError::call("minRunway", e))?;
         let grace = escrow
             .gracePeriod()
             .call()
             .await
-            .map_err(|e| ChainError::rpc("gracePeriod", e))?;
+            .map_err(|e| ChainError::call("gracePeriod", e))?;
         let window = escrow
             .finalReportWindow()
             .call()
             .await
-            .map_err(|e| ChainError::rpc("finalReportWindow", e))?;
+            .map_err(|e| ChainError::call("finalReportWindow", e))?;
         Ok(EscrowSettings {
             accept_timeout: accept.saturating_to(),
             min_runway: runway.saturating_to(),
@@ -255,7 +314,7 @@ impl ChainReader {
             .provider
             .get_logs(&filter)
             .await
-            .map_err(|e| ChainError::rpc("eth_getLogs", e))?;
+            .map_err(|e| ChainError::transport("eth_getLogs", e))?;
         for log in logs {
             apply_event(&log.inner, known)?;
         }
@@ -277,7 +336,7 @@ impl ChainReader {
             .provider
             .get_logs(&filter)
             .await
-            .map_err(|e| ChainError::rpc("eth_getLogs", e))?;
+            .map_err(|e| ChainError::transport("eth_getLogs", e))?;
         let mut known = BTreeMap::new();
         for log in logs {
             apply_event(&log.inner, &mut known)?;
@@ -291,7 +350,7 @@ impl ChainReader {
             .autoTopUpDue(id)
             .call()
             .await
-            .map_err(|e| ChainError::rpc("autoTopUpDue", e))
+            .map_err(|e| ChainError::call("autoTopUpDue", e))
     }
 
     /// The first block to scan for this provider's leases.
@@ -301,38 +360,69 @@ impl ChainReader {
 
     /// A lease's state at `block`.
     pub async fn lease(&self, id: U256, block: BlockId) -> Result<LeaseView, ChainError> {
-        let escrow = LeaseEscrow::new(self.escrow, &self.provider);
-        let l = escrow
+        let l = LeaseEscrow::new(self.escrow, &self.provider)
             .getLease(id)
             .block(block)
             .call()
             .await
-            .map_err(|e| ChainError::rpc("getLease", e))?;
-        Ok(LeaseView {
-            id,
-            provider_id: l.providerId,
-            status: LeaseStatus::from_u8(l.status).ok_or_else(|| {
-                ChainError::Rpc(format!("lease {id} has unknown status {}", l.status))
-            })?,
-            tenant: l.tenant,
-            reservation: Reservation {
-                cpu_millis: l.cpuMillis,
-                memory_mib: l.memoryMiB,
-                storage_gib: l.storageGiB,
-            },
-            created_at: l.createdAt.to::<u64>(),
-            balance: l.balance,
-            manifest_version: l.manifestVersion,
-            manifest_hash: B256::ZERO,
-            manifest_uri: String::new(),
-            endpoint: String::new(),
-            report_count: l.reportCount,
-            billed_until: l.billedUntil.to::<u64>(),
-            closed_at: l.closedAt.to::<u64>(),
-            suspended_at: l.suspendedAt.to::<u64>(),
-            resumed_at: l.resumedAt.to::<u64>(),
-            depletion_time: l.depletionTime.saturating_to(),
-        })
+            .map_err(|e| ChainError::call("getLease", e))?;
+        view_of(id, &l)
+    }
+
+    /// The state of each lease in `ids` at `block`, in order, read in JSON-RPC batches (one
+    /// HTTP request per [`BATCH_CALLS`] leases). One lease's failed read stays with that
+    /// lease; a batch that gets no answer fails as a whole.
+    pub async fn leases(
+        &self,
+        ids: &[U256],
+        block: BlockId,
+    ) -> Result<Vec<(U256, Result<LeaseView, ChainError>)>, ChainError> {
+        let calls = ids
+            .iter()
+            .map(|id| (*id, LeaseEscrow::getLeaseCall { leaseId: *id }));
+        let answers = self.batch_call("getLease", calls, block).await?;
+        Ok(answers
+            .into_iter()
+            .map(|(id, r)| (id, r.and_then(|l| view_of(id, &l))))
+            .collect())
+    }
+
+    /// Runs `calls` against the escrow at `block` as `eth_call`s in JSON-RPC batches of
+    /// [`BATCH_CALLS`]; each answer (or its own error) comes back with its key, in order.
+    pub async fn batch_call<K, C: SolCall>(
+        &self,
+        what: &'static str,
+        calls: impl IntoIterator<Item = (K, C)>,
+        block: BlockId,
+    ) -> Result<Vec<(K, Result<C::Return, ChainError>)>, ChainError> {
+        let mut calls = calls.into_iter().peekable();
+        let mut out = Vec::new();
+        while calls.peek().is_some() {
+            let mut batch = BatchRequest::new(self.provider.client());
+            let mut waiters = Vec::new();
+            for (key, call) in calls.by_ref().take(BATCH_CALLS) {
+                let request = TransactionRequest::default()
+                    .to(self.escrow)
+                    .input(Bytes::from(call.abi_encode()).into());
+                let waiter = batch
+                    .add_call::<_, Bytes>("eth_call", &(request, block))
+                    .map_err(|e| ChainError::transport(what, e))?;
+                waiters.push((key, waiter));
+            }
+            batch
+                .send()
+                .await
+                .map_err(|e| ChainError::transport(what, e))?;
+            for (key, waiter) in waiters {
+                let answer = match waiter.await {
+                    Ok(data) => C::abi_decode_returns(&data)
+                        .map_err(|source| ChainError::Decode { what, source }),
+                    Err(e) => Err(ChainError::transport(what, e)),
+                };
+                out.push((key, answer));
+            }
+        }
+        Ok(out)
     }
 
     /// Unix time at which the lease's balance runs out at its maximum rate.
@@ -342,7 +432,7 @@ impl ChainReader {
             .depletionTimeOf(id)
             .call()
             .await
-            .map_err(|e| ChainError::rpc("depletionTimeOf", e))?;
+            .map_err(|e| ChainError::call("depletionTimeOf", e))?;
         Ok(t.saturating_to())
     }
 
@@ -352,7 +442,7 @@ impl ChainReader {
             .claimableOf(id)
             .call()
             .await
-            .map_err(|e| ChainError::rpc("claimableOf", e))
+            .map_err(|e| ChainError::call("claimableOf", e))
     }
 
     /// Charges of a lease still inside their challenge window.
@@ -361,7 +451,7 @@ impl ChainReader {
             .pendingOf(id)
             .call()
             .await
-            .map_err(|e| ChainError::rpc("pendingOf", e))
+            .map_err(|e| ChainError::call("pendingOf", e))
     }
 
     /// Whether `signer` has code (a contract wallet, checked with ERC-1271).
@@ -370,7 +460,7 @@ impl ChainReader {
             .provider
             .get_code_at(account)
             .await
-            .map_err(|e| ChainError::rpc("eth_getCode", e))?;
+            .map_err(|e| ChainError::transport("eth_getCode", e))?;
         Ok(!code.is_empty())
     }
 
@@ -392,11 +482,46 @@ impl ChainReader {
             Ok(magic) => Ok(magic.0 == [0x16, 0x26, 0xba, 0x7e]),
             // A revert means "not valid"; a transport failure is an error.
             Err(alloy::contract::Error::TransportError(e)) if !e.is_error_resp() => {
-                Err(ChainError::rpc("isValidSignature", e))
+                Err(ChainError::transport("isValidSignature", e))
             }
             Err(_) => Ok(false),
         }
     }
+}
+
+/// Most calls in one JSON-RPC batch.
+pub const BATCH_CALLS: usize = 500;
+
+/// The keeper's view of a lease from the escrow's `getLease` answer.
+fn view_of(
+    id: U256,
+    l: &<LeaseEscrow::getLeaseCall as SolCall>::Return,
+) -> Result<LeaseView, ChainError> {
+    Ok(LeaseView {
+        id,
+        provider_id: l.providerId,
+        status: LeaseStatus::from_u8(l.status).ok_or_else(|| {
+            ChainError::Unexpected(format!("lease {id} has unknown status {}", l.status))
+        })?,
+        tenant: l.tenant,
+        reservation: Reservation {
+            cpu_millis: l.cpuMillis,
+            memory_mib: l.memoryMiB,
+            storage_gib: l.storageGiB,
+        },
+        created_at: l.createdAt.to::<u64>(),
+        balance: l.balance,
+        manifest_version: l.manifestVersion,
+        manifest_hash: B256::ZERO,
+        manifest_uri: String::new(),
+        endpoint: String::new(),
+        report_count: l.reportCount,
+        billed_until: l.billedUntil.to::<u64>(),
+        closed_at: l.closedAt.to::<u64>(),
+        suspended_at: l.suspendedAt.to::<u64>(),
+        resumed_at: l.resumedAt.to::<u64>(),
+        depletion_time: l.depletionTime.saturating_to(),
+    })
 }
 
 /// Folds one lease event into `known`.
@@ -404,7 +529,10 @@ fn apply_event(
     log: &alloy::primitives::Log,
     known: &mut BTreeMap<U256, LeaseInfo>,
 ) -> Result<(), ChainError> {
-    let decode = |e: alloy::sol_types::Error| ChainError::rpc("decoding a lease event", e);
+    let decode = |source| ChainError::Decode {
+        what: "a lease event",
+        source,
+    };
     match log.topics().first().copied() {
         Some(LeaseEscrow::LeaseOpened::SIGNATURE_HASH) => {
             let ev = LeaseEscrow::LeaseOpened::decode_log(log).map_err(decode)?;

@@ -1,240 +1,348 @@
-//! Prometheus metrics of the provider keeper, rendered in the text format on the gateway's
-//! `/metrics`.
+//! Prometheus metrics of the provider keeper, on `prometheus-client`, served in the text
+//! format on the gateway's `/metrics`. Counters carry the `_total` suffix the encoder adds.
 
-use std::{
-    collections::BTreeMap,
-    fmt::Write,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+use std::{sync::Arc, time::Duration};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
     },
+    registry::Registry,
 };
 
-/// Counters and gauges shared by the reconciler and the gateway.
-#[derive(Debug, Clone, Default)]
+/// Counters, gauges and histograms shared by the reconciler, the sampler and the gateway.
+#[derive(Debug, Clone)]
 pub struct Metrics(Arc<Inner>);
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Call {
+    call: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabel {
+    action: String,
+}
+
+#[derive(Debug)]
 struct Inner {
-    passes: AtomicU64,
-    pass_errors: AtomicU64,
-    deploys: AtomicU64,
-    teardowns: AtomicU64,
-    confirms: AtomicU64,
-    workloads: AtomicU64,
-    uploads: AtomicU64,
-    rejects: Mutex<BTreeMap<String, u64>>,
-    samples: AtomicU64,
-    sample_errors: AtomicU64,
-    reports: AtomicU64,
-    report_batches: AtomicU64,
-    gas_spent_wei: Mutex<u128>,
-    claimed: Mutex<u128>,
-    terminations: AtomicU64,
-    suspensions: AtomicU64,
-    auto_top_ups: AtomicU64,
-    rollouts: AtomicU64,
-    refused_updates: AtomicU64,
-    near_exhaustion: AtomicU64,
+    registry: Registry,
+    passes: Counter,
+    pass_errors: Counter,
+    deploys: Counter,
+    teardowns: Counter,
+    confirms: Counter,
+    workloads: Gauge,
+    uploads: Counter,
+    rejects: Family<Reason, Counter>,
+    samples: Counter,
+    sample_errors: Counter,
+    reports: Counter,
+    report_batches: Counter,
+    gas_spent_wei: Counter<f64, std::sync::atomic::AtomicU64>,
+    claimed: Counter<f64, std::sync::atomic::AtomicU64>,
+    terminations: Counter,
+    suspensions: Counter,
+    auto_top_ups: Counter,
+    rollouts: Counter,
+    refused_updates: Counter,
+    near_exhaustion: Gauge,
+    lease_errors: Family<ActionLabel, Counter>,
+    pass_seconds: Histogram,
+    rpc_seconds: Family<Call, Histogram>,
+    engine_seconds: Family<Call, Histogram>,
+    report_batch_gas: Histogram,
+}
+
+fn seconds_buckets() -> Histogram {
+    // 1 ms .. ~33 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let inner = Inner {
+            registry: Registry::default(),
+            passes: Counter::default(),
+            pass_errors: Counter::default(),
+            deploys: Counter::default(),
+            teardowns: Counter::default(),
+            confirms: Counter::default(),
+            workloads: Gauge::default(),
+            uploads: Counter::default(),
+            rejects: Family::default(),
+            samples: Counter::default(),
+            sample_errors: Counter::default(),
+            reports: Counter::default(),
+            report_batches: Counter::default(),
+            gas_spent_wei: Counter::default(),
+            claimed: Counter::default(),
+            terminations: Counter::default(),
+            suspensions: Counter::default(),
+            auto_top_ups: Counter::default(),
+            rollouts: Counter::default(),
+            refused_updates: Counter::default(),
+            near_exhaustion: Gauge::default(),
+            lease_errors: Family::default(),
+            pass_seconds: seconds_buckets(),
+            rpc_seconds: Family::new_with_constructor(seconds_buckets),
+            engine_seconds: Family::new_with_constructor(seconds_buckets),
+            // 50k .. ~26M gas
+            report_batch_gas: Histogram::new(exponential_buckets(50_000.0, 2.0, 10)),
+        };
+        let i = &inner;
+        let r = &mut registry;
+        r.register("berth_keeper_passes", "Reconcile passes.", i.passes.clone());
+        r.register(
+            "berth_keeper_pass_errors",
+            "Passes cut short: the snapshot (head, events, engine list, lease reads) failed.",
+            i.pass_errors.clone(),
+        );
+        r.register(
+            "berth_keeper_deploys",
+            "Workloads created.",
+            i.deploys.clone(),
+        );
+        r.register(
+            "berth_keeper_teardowns",
+            "Workloads removed.",
+            i.teardowns.clone(),
+        );
+        r.register(
+            "berth_keeper_confirms",
+            "Lease confirmations sent.",
+            i.confirms.clone(),
+        );
+        r.register(
+            "berth_keeper_manifest_uploads",
+            "Signed manifest uploads stored.",
+            i.uploads.clone(),
+        );
+        r.register(
+            "berth_keeper_samples",
+            "Container samples stored.",
+            i.samples.clone(),
+        );
+        r.register(
+            "berth_keeper_sample_errors",
+            "Sampling rounds that failed (a gap in the samples).",
+            i.sample_errors.clone(),
+        );
+        r.register(
+            "berth_keeper_reports",
+            "Usage reports sent.",
+            i.reports.clone(),
+        );
+        r.register(
+            "berth_keeper_report_batches",
+            "Batched report transactions sent.",
+            i.report_batches.clone(),
+        );
+        r.register(
+            "berth_keeper_terminations",
+            "Leases terminated after their suspension's grace period.",
+            i.terminations.clone(),
+        );
+        r.register(
+            "berth_keeper_suspensions",
+            "Leases suspended on low runway.",
+            i.suspensions.clone(),
+        );
+        r.register(
+            "berth_keeper_auto_top_ups",
+            "Auto top-up transactions sent under tenants' policies.",
+            i.auto_top_ups.clone(),
+        );
+        r.register(
+            "berth_keeper_rollouts",
+            "Manifest updates rolled out in place.",
+            i.rollouts.clone(),
+        );
+        r.register(
+            "berth_keeper_refused_updates",
+            "Manifest updates that failed the checks (the workload keeps its version).",
+            i.refused_updates.clone(),
+        );
+        r.register(
+            "berth_keeper_gas_spent_wei",
+            "Fees paid for the keeper's mined transactions.",
+            i.gas_spent_wei.clone(),
+        );
+        r.register(
+            "berth_keeper_claimed",
+            "Charges claimed, token base units.",
+            i.claimed.clone(),
+        );
+        r.register(
+            "berth_keeper_leases_near_exhaustion",
+            "Active leases with less than twice the minimum runway.",
+            i.near_exhaustion.clone(),
+        );
+        r.register(
+            "berth_keeper_workloads",
+            "Workloads in the engine at the last pass.",
+            i.workloads.clone(),
+        );
+        r.register(
+            "berth_keeper_rejects",
+            "Leases rejected, by reason.",
+            i.rejects.clone(),
+        );
+        r.register(
+            "berth_keeper_lease_errors",
+            "Lease actions that failed and were retried for that lease alone, by action.",
+            i.lease_errors.clone(),
+        );
+        r.register(
+            "berth_keeper_pass_duration_seconds",
+            "Time of one reconcile pass, snapshot to settlement.",
+            i.pass_seconds.clone(),
+        );
+        r.register(
+            "berth_keeper_rpc_duration_seconds",
+            "Time of the keeper's RPC reads, by call.",
+            i.rpc_seconds.clone(),
+        );
+        r.register(
+            "berth_keeper_engine_duration_seconds",
+            "Time of engine calls, by call.",
+            i.engine_seconds.clone(),
+        );
+        r.register(
+            "berth_keeper_report_batch_gas",
+            "Gas used by mined report batch transactions.",
+            i.report_batch_gas.clone(),
+        );
+        Self(Arc::new(Inner { registry, ..inner }))
+    }
 }
 
 impl Metrics {
     /// A reconcile pass finished; `ok` says whether it completed.
     pub fn pass(&self, ok: bool) {
-        self.0.passes.fetch_add(1, Ordering::Relaxed);
+        self.0.passes.inc();
         if !ok {
-            self.0.pass_errors.fetch_add(1, Ordering::Relaxed);
+            self.0.pass_errors.inc();
         }
+    }
+    /// A completed pass took `d`.
+    pub fn pass_duration(&self, d: Duration) {
+        self.0.pass_seconds.observe(d.as_secs_f64());
+    }
+    /// An RPC read (`call`) took `d`.
+    pub fn rpc_call(&self, call: &str, d: Duration) {
+        let label = Call { call: call.into() };
+        self.0
+            .rpc_seconds
+            .get_or_create(&label)
+            .observe(d.as_secs_f64());
+    }
+    /// An engine call (`call`) took `d`.
+    pub fn engine_call(&self, call: &str, d: Duration) {
+        let label = Call { call: call.into() };
+        self.0
+            .engine_seconds
+            .get_or_create(&label)
+            .observe(d.as_secs_f64());
+    }
+    /// A lease's `action` failed; it is retried for that lease alone.
+    pub fn lease_error(&self, action: &str) {
+        let label = ActionLabel {
+            action: action.into(),
+        };
+        self.0.lease_errors.get_or_create(&label).inc();
     }
     /// A workload was created.
     pub fn deployed(&self) {
-        self.0.deploys.fetch_add(1, Ordering::Relaxed);
+        self.0.deploys.inc();
     }
     /// A workload was removed.
     pub fn torn_down(&self) {
-        self.0.teardowns.fetch_add(1, Ordering::Relaxed);
+        self.0.teardowns.inc();
     }
     /// A confirmation was sent.
     pub fn confirmed(&self) {
-        self.0.confirms.fetch_add(1, Ordering::Relaxed);
+        self.0.confirms.inc();
     }
     /// A rejection was sent for `reason`.
     pub fn rejected(&self, reason: &str) {
-        if let Ok(mut m) = self.0.rejects.lock() {
-            *m.entry(reason.to_string()).or_default() += 1;
-        }
+        let label = Reason {
+            reason: reason.into(),
+        };
+        self.0.rejects.get_or_create(&label).inc();
     }
     /// A manifest upload was stored.
     pub fn uploaded(&self) {
-        self.0.uploads.fetch_add(1, Ordering::Relaxed);
+        self.0.uploads.inc();
     }
     /// A sampling round stored `n` samples (or failed).
     pub fn sampled(&self, n: Option<usize>) {
         match n {
-            Some(n) => self.0.samples.fetch_add(n as u64, Ordering::Relaxed),
-            None => self.0.sample_errors.fetch_add(1, Ordering::Relaxed),
+            Some(n) => self.0.samples.inc_by(n as u64),
+            None => self.0.sample_errors.inc(),
         };
     }
     /// A batch of `n` usage reports was sent.
     pub fn reported(&self, n: usize) {
-        self.0.reports.fetch_add(n as u64, Ordering::Relaxed);
-        self.0.report_batches.fetch_add(1, Ordering::Relaxed);
+        self.0.reports.inc_by(n as u64);
+        self.0.report_batches.inc();
+    }
+    /// A report batch was mined, using `gas`.
+    pub fn report_batch_gas(&self, gas: u64) {
+        self.0.report_batch_gas.observe(gas as f64);
     }
     /// A transaction of the keeper was mined, costing `wei`.
     pub fn gas_spent(&self, wei: u128) {
-        if let Ok(mut g) = self.0.gas_spent_wei.lock() {
-            *g += wei;
-        }
+        self.0.gas_spent_wei.inc_by(wei as f64);
     }
     /// A claim paid `amount` base units.
     pub fn claimed(&self, amount: u128) {
-        if let Ok(mut c) = self.0.claimed.lock() {
-            *c += amount;
-        }
+        self.0.claimed.inc_by(amount as f64);
     }
     /// A lease was terminated on exhaustion.
     pub fn terminated(&self) {
-        self.0.terminations.fetch_add(1, Ordering::Relaxed);
+        self.0.terminations.inc();
     }
     /// A lease was suspended on low runway.
     pub fn suspended(&self) {
-        self.0.suspensions.fetch_add(1, Ordering::Relaxed);
+        self.0.suspensions.inc();
     }
     /// An auto top-up transaction was sent.
     pub fn auto_topped_up(&self) {
-        self.0.auto_top_ups.fetch_add(1, Ordering::Relaxed);
+        self.0.auto_top_ups.inc();
     }
     /// A new manifest version started rolling out.
     pub fn rolled_out(&self) {
-        self.0.rollouts.fetch_add(1, Ordering::Relaxed);
+        self.0.rollouts.inc();
     }
     /// A manifest update failed the checks; the workload keeps its version.
     pub fn refused_update(&self) {
-        self.0.refused_updates.fetch_add(1, Ordering::Relaxed);
+        self.0.refused_updates.inc();
     }
     /// Active leases whose runway is under twice the minimum.
     pub fn set_near_exhaustion(&self, n: usize) {
-        self.0.near_exhaustion.store(n as u64, Ordering::Relaxed);
+        self.0.near_exhaustion.set(n as i64);
     }
     /// Workloads found in the engine by the last pass.
     pub fn set_workloads(&self, n: usize) {
-        self.0.workloads.store(n as u64, Ordering::Relaxed);
+        self.0.workloads.set(n as i64);
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let i = &self.0;
         let mut out = String::new();
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = write!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-            );
-        };
-        counter(
-            "berth_keeper_passes_total",
-            "Reconcile passes.",
-            i.passes.load(Ordering::Relaxed),
-        );
-        counter(
-            "berth_keeper_pass_errors_total",
-            "Passes cut short by an RPC, engine or database error.",
-            i.pass_errors.load(Ordering::Relaxed),
-        );
-        counter(
-            "berth_keeper_deploys_total",
-            "Workloads created.",
-            i.deploys.load(Ordering::Relaxed),
-        );
-        counter(
-            "berth_keeper_teardowns_total",
-            "Workloads removed.",
-            i.teardowns.load(Ordering::Relaxed),
-        );
-        counter(
-            "berth_keeper_confirms_total",
-            "Lease confirmations sent.",
-            i.confirms.load(Ordering::Relaxed),
-        );
-        counter(
-            "berth_keeper_manifest_uploads_total",
-            "Signed manifest uploads stored.",
-            i.uploads.load(Ordering::Relaxed),
-        );
-        counter(
-            "berth_keeper_samples_total",
-            "Container samples stored.",
-            i.samples.load(Ordering::Relaxed),
-        );
-        counter(
-            "berth_keeper_sample_errors_total",
-            "Sampling rounds that failed (a gap in the samples).",
-            i.sample_errors.load(Ordering::Relaxed),
-        );
-        counter(
-            "berth_keeper_reports_total",
-            "Usage reports sent.",
-            i.reports.load(Ordering::Relaxed),
-        );
-        counter(
-            "berth_keeper_report_batches_total",
-            "Batched report transactions sent.",
-            i.report_batches.load(Ordering::Relaxed),
-        );
-        counter(
-            "berth_keeper_terminations_total",
-            "Leases terminated after their suspension's grace period.",
-            i.terminations.load(Ordering::Relaxed),
-        );
-        counter(
-            "berth_keeper_suspensions_total",
-            "Leases suspended on low runway.",
-            i.suspensions.load(Ordering::Relaxed),
-        );
-        counter(
-            "berth_keeper_auto_top_ups_total",
-            "Auto top-up transactions sent under tenants' policies.",
-            i.auto_top_ups.load(Ordering::Relaxed),
-        );
-        counter(
-            "berth_keeper_rollouts_total",
-            "Manifest updates rolled out in place.",
-            i.rollouts.load(Ordering::Relaxed),
-        );
-        counter(
-            "berth_keeper_refused_updates_total",
-            "Manifest updates that failed the checks (the workload keeps its version).",
-            i.refused_updates.load(Ordering::Relaxed),
-        );
-        let big = |m: &Mutex<u128>| m.lock().map(|v| *v).unwrap_or(0);
-        let _ = write!(
-            out,
-            "# HELP berth_keeper_gas_spent_wei_total Fees paid for the keeper's mined transactions.\n# TYPE berth_keeper_gas_spent_wei_total counter\nberth_keeper_gas_spent_wei_total {}\n",
-            big(&i.gas_spent_wei)
-        );
-        let _ = write!(
-            out,
-            "# HELP berth_keeper_claimed_total Charges claimed, token base units.\n# TYPE berth_keeper_claimed_total counter\nberth_keeper_claimed_total {}\n",
-            big(&i.claimed)
-        );
-        let _ = write!(
-            out,
-            "# HELP berth_keeper_leases_near_exhaustion Active leases with less than twice the minimum runway.\n# TYPE berth_keeper_leases_near_exhaustion gauge\nberth_keeper_leases_near_exhaustion {}\n",
-            i.near_exhaustion.load(Ordering::Relaxed)
-        );
-        let _ = write!(
-            out,
-            "# HELP berth_keeper_workloads Workloads in the engine at the last pass.\n# TYPE berth_keeper_workloads gauge\nberth_keeper_workloads {}\n",
-            i.workloads.load(Ordering::Relaxed)
-        );
-        let _ = write!(
-            out,
-            "# HELP berth_keeper_rejects_total Leases rejected, by reason.\n# TYPE berth_keeper_rejects_total counter\n"
-        );
-        if let Ok(m) = i.rejects.lock() {
-            for (reason, n) in m.iter() {
-                let _ = writeln!(out, "berth_keeper_rejects_total{{reason=\"{reason}\"}} {n}");
-            }
+        if let Err(e) = encode(&mut out, &self.0.registry) {
+            tracing::warn!(error = %e, "metrics not encoded");
         }
         out
     }
@@ -245,15 +353,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_counters_and_labelled_rejects() {
+    fn renders_counters_labelled_rejects_and_histograms() {
         let m = Metrics::default();
         m.pass(true);
         m.pass(false);
         m.rejected("policy_violation");
         m.rejected("policy_violation");
+        m.pass_duration(Duration::from_millis(20));
+        m.rpc_call("getLease batch", Duration::from_millis(3));
         let text = m.render();
         assert!(text.contains("berth_keeper_passes_total 2\n"), "{text}");
         assert!(text.contains("berth_keeper_pass_errors_total 1\n"));
         assert!(text.contains("berth_keeper_rejects_total{reason=\"policy_violation\"} 2\n"));
+        assert!(
+            text.contains("berth_keeper_pass_duration_seconds_count 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("berth_keeper_rpc_duration_seconds_count{call=\"getLease batch\"} 1\n"),
+            "{text}"
+        );
     }
 }

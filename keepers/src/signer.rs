@@ -11,7 +11,10 @@ use alloy::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Store, StoreError};
+use crate::{
+    chain::ChainError,
+    store::{Store, StoreError},
+};
 
 /// How often transactions still marked sent are checked for a receipt.
 const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -47,9 +50,13 @@ pub enum TxOutcome {
 /// Why a job failed; the reconciler retries on its next pass.
 #[derive(Debug, thiserror::Error)]
 pub enum SignerError {
-    /// The node refused or could not be reached.
-    #[error("rpc: {0}")]
-    Rpc(String),
+    /// The node refused (a revert at gas estimation: the transaction would fail) or could
+    /// not be reached.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The transaction could not be signed.
+    #[error("signing: {0}")]
+    Signing(#[source] alloy::network::TransactionBuilderError<Ethereum>),
     /// The keeper's database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -58,8 +65,16 @@ pub enum SignerError {
     Stopped,
 }
 
-fn rpc(what: &str, e: impl std::fmt::Display) -> SignerError {
-    SignerError::Rpc(format!("{what}: {e}"))
+impl SignerError {
+    /// Whether the node said the transaction would revert (sending it again unchanged will
+    /// fail again until the chain's state changes).
+    pub fn is_revert(&self) -> bool {
+        matches!(self, Self::Chain(e) if e.is_revert())
+    }
+}
+
+fn rpc(what: &'static str, e: alloy::transports::TransportError) -> SignerError {
+    SignerError::Chain(ChainError::transport(what, e))
 }
 
 /// Handle to the signer task.
@@ -186,7 +201,7 @@ impl SignerTask {
             &self.wallet,
         )
         .await
-        .map_err(|e| rpc("signing", e))?;
+        .map_err(SignerError::Signing)?;
         let hash = *envelope.tx_hash();
         // Recorded before it leaves: a crash after broadcasting cannot lose the hash.
         let id = self

@@ -10,33 +10,10 @@ use super::{PassError, Reconciler, work::ApplyState};
 use crate::{chain::LeaseView, engine::Workload, intake};
 
 impl Reconciler {
-    /// An active lease: its workload must run the manifest version on chain. Returns whether
-    /// the lease waits for work under way (an apply, a download).
-    pub(super) async fn active(
-        &mut self,
-        view: &LeaseView,
-        workload: Option<&Workload>,
-        all: &BTreeMap<U256, Workload>,
-    ) -> Result<bool, PassError> {
-        let Some(w) = workload.filter(|w| w.running()) else {
-            self.redeploy(view, workload, all).await?;
-            return Ok(true);
-        };
-        if w.manifest_version == Some(view.manifest_version)
-            || self
-                .refused_updates
-                .contains(&(view.id, view.manifest_version))
-        {
-            return Ok(false);
-        }
-        self.roll_out(view, w, all).await?;
-        Ok(true)
-    }
-
     /// Replaces a running workload with the lease's new manifest version, keeping its public
     /// ports and volumes. A version that fails the checks is logged once and not deployed:
     /// the lease is active and paid for, so the old version keeps running.
-    async fn roll_out(
+    pub(super) async fn roll_out(
         &mut self,
         view: &LeaseView,
         workload: &Workload,
@@ -99,7 +76,8 @@ impl Reconciler {
         Ok(())
     }
 
-    /// A suspended lease: nothing of it may run; its objects and volumes stay for a resume.
+    /// A suspended lease whose services still run: stop them; its objects and volumes stay
+    /// for a resume.
     pub(super) async fn suspended(
         &mut self,
         view: &LeaseView,

@@ -4,7 +4,10 @@
 //! uploads only wake it; a periodic resync runs anyway.
 
 mod admission;
+pub mod decide;
+mod deploy;
 mod lifecycle;
+mod observe;
 mod settle;
 mod work;
 
@@ -14,24 +17,28 @@ use std::{
     time::{Duration, Instant},
 };
 
-use alloy::{eips::BlockId, primitives::U256, transports::http::reqwest};
-use berth_bindings::{LeaseStatus, RejectReason};
+use alloy::{primitives::U256, transports::http::reqwest};
+use berth_bindings::LeaseStatus;
 use tokio::{
     sync::{Notify, watch},
     task::JoinHandle,
 };
+use tracing::Instrument;
 
-use self::work::{ApplyState, Applying};
+use self::{
+    decide::{Action, Memory, RunwayRules, WorkloadState, decide},
+    observe::{Retries, Snapshot},
+    work::Applying,
+};
 use crate::{
     chain::{ChainError, ChainReader, EscrowSettings, LeaseInfo, LeaseView},
     engine::{Engine, EngineError, Workload},
-    intake::{self, Rejection},
-    manifest::{Manifest, policy::Policy},
     metrics::Metrics,
     render::LeaseKey,
     signer::{Signer, SignerError},
     store::{Store, StoreError},
 };
+use berth_protocol::manifest::policy::Policy;
 
 /// The reconciler's settings.
 #[derive(Debug, Clone)]
@@ -87,6 +94,17 @@ pub enum PassError {
     Signer(#[from] SignerError),
 }
 
+impl PassError {
+    /// Whether the chain said the call or transaction reverts (an outage is not a revert).
+    pub fn is_revert(&self) -> bool {
+        match self {
+            Self::Chain(e) => e.is_revert(),
+            Self::Signer(e) => e.is_revert(),
+            Self::Engine(_) | Self::Store(_) => false,
+        }
+    }
+}
+
 /// What one pass saw, for the loop's pacing and for tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PassReport {
@@ -127,6 +145,8 @@ pub struct Reconciler {
     top_up_retry: HashMap<U256, Instant>,
     /// Manifest versions found invalid: logged once, the workload keeps its version.
     refused_updates: BTreeSet<(U256, u32)>,
+    /// Leases whose last action failed, and when they may be tried again.
+    retries: Retries,
 }
 
 impl Reconciler {
@@ -146,7 +166,7 @@ impl Reconciler {
             .timeout(settings.download_timeout)
             .connect_timeout(settings.download_timeout)
             .build()
-            .map_err(|e| ChainError::Rpc(format!("http client: {e}")))?;
+            .map_err(ChainError::Client)?;
         Ok(Self {
             chain,
             engine,
@@ -168,6 +188,7 @@ impl Reconciler {
             applying: HashMap::new(),
             top_up_retry: HashMap::new(),
             refused_updates: BTreeSet::new(),
+            retries: Retries::default(),
         })
     }
 
@@ -232,111 +253,84 @@ impl Reconciler {
         }
     }
 
-    /// One pass over every lease of this provider and every workload of this escrow.
+    /// One pass: observe (one snapshot), decide (a pure function per lease), act (per lease,
+    /// in its own span). A lease whose action fails is logged, waits out its own backoff and
+    /// is tried again; the others go on. Only a failed snapshot fails the pass.
     pub async fn pass(&mut self) -> Result<PassReport, PassError> {
-        let head = self.chain.head().await?;
-        let from = self.scanned_to.map_or(self.chain.start_block(), |b| b + 1);
-        self.chain.scan(from, head, &mut self.known).await?;
-        self.scanned_to = Some(head);
-
-        let workloads = self.engine.list(self.chain_id, self.chain.escrow()).await?;
-        let at = BlockId::number(head.saturating_sub(self.settings.confirmations));
-        let ids: BTreeSet<U256> = self.known.keys().chain(workloads.keys()).copied().collect();
-        let mut views = BTreeMap::new();
-        for id in ids {
-            let mut view = self.chain.lease(id, at).await?;
-            if let Some(info) = self.known.get(&id) {
-                info.fill(&mut view);
-            }
-            views.insert(id, view);
-        }
-
-        // Work under way for a lease that ended is abandoned; whatever it created is labelled
-        // and torn down below or in the next pass.
-        for (id, v) in &views {
-            if is_ended(v.status) {
-                self.abandon(*id);
-            }
-        }
-        // Ended leases first, all at once: teardown frees ports and capacity, and one slow
-        // removal must not hold up the others.
-        let ending: Vec<(U256, LeaseStatus)> = views
-            .iter()
-            .filter(|(id, v)| {
-                workloads.contains_key(*id)
-                    && is_ended(v.status)
-                    && (v.status == LeaseStatus::None || v.provider_id == self.settings.provider_id)
-            })
-            .map(|(id, v)| (*id, v.status))
-            .collect();
-        let removed = self.teardown_all(&ending).await;
-        let running = workloads.len() - removed.iter().filter(|r| r.is_ok()).count();
-        // A closed lease stays watched until its final report is in (or its window is over):
-        // a report round that could not send it this pass must find it again in the next.
+        let timer = Instant::now();
+        let snap = self.observe().await?;
         let wall_s = crate::metering::sampler::now_ms() / 1000;
-        for ((id, _), result) in ending.iter().zip(&removed) {
-            let awaiting = views
-                .get(id)
-                .is_some_and(|v| self.needs_final_report(v, wall_s));
-            if result.is_ok() && !awaiting {
-                self.known.remove(id);
-                self.started.remove(id);
-            }
+        let rules = self.rules();
+
+        let mut plan = Vec::with_capacity(snap.views.len());
+        for (id, view) in &snap.views {
+            let memory = match self.memory(view, wall_s, rules).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(lease = %id, error = %e, "lease skipped this pass");
+                    continue;
+                }
+            };
+            let workload = WorkloadState::of(snap.workloads.get(id));
+            let action = decide(view, workload, memory, self.settings.provider_id);
+            plan.push((*id, action));
         }
-        if let Some(Err(e)) = removed.into_iter().find(Result::is_err) {
-            self.metrics.set_workloads(running);
-            return Err(e.into());
+
+        // Ended leases first, all at once: teardown frees ports and capacity, and one slow
+        // removal must not hold up the others. Work under way for them is abandoned first.
+        let ending: Vec<(U256, LeaseStatus)> = plan
+            .iter()
+            .filter(|(_, a)| *a == Action::TearDown)
+            .map(|(id, _)| (*id, snap.views[id].status))
+            .collect();
+        for (id, _) in &ending {
+            self.abandon(*id);
         }
+        let removed = self.teardown_all(&ending).await;
+        let running = snap.workloads.len() - removed.iter().filter(|r| r.is_ok()).count();
 
         let mut report = PassReport::default();
-        for (id, view) in &views {
-            let workload = workloads.get(id);
-            if view.status != LeaseStatus::None && view.provider_id != self.settings.provider_id {
-                // Labelled for this escrow but another provider's lease: not ours to touch.
-                self.known.remove(id);
-                continue;
-            }
-            // One lease's failure is logged and retried in the next pass; the others go on.
-            match view.status {
-                LeaseStatus::Pending => {
-                    match self.pending(view, workload, &workloads, &views).await {
+        for (id, action) in plan {
+            let view = &snap.views[&id];
+            match action {
+                Action::NotOurs | Action::Forget => self.forget(id),
+                Action::Abandon => self.abandon(id),
+                Action::Wait | Action::TearDown | Action::AwaitFinalReport => {}
+                Action::Steady => {
+                    if view.status == LeaseStatus::Suspended {
+                        self.abandon(id); // nothing of a suspended lease may start
+                    }
+                    self.retries.settled(id);
+                }
+                _ if self.retries.waiting(id) => {}
+                Action::Admit | Action::Redeploy | Action::RollOut | Action::Stop => {
+                    let span = tracing::info_span!("lease", lease = %id, ?action);
+                    let workload = snap.workloads.get(&id);
+                    let result = self
+                        .act(view, action, workload, &snap)
+                        .instrument(span)
+                        .await;
+                    match result {
                         Ok(true) => report.waiting += 1,
-                        Ok(false) => {}
+                        Ok(false) => self.retries.settled(id),
                         Err(e) => {
-                            report.waiting += 1;
-                            tracing::warn!(lease = %id, error = %e, "pending lease not handled this pass");
+                            let wait = self.retries.failed(id);
+                            self.metrics.lease_error(action_name(action));
+                            tracing::warn!(lease = %id, ?action, error = %e, retry_in_ms = wait.as_millis() as u64, "lease not handled; retrying it alone");
                         }
-                    }
-                }
-                LeaseStatus::Active => match self.active(view, workload, &workloads).await {
-                    Ok(waiting) => report.waiting += usize::from(waiting),
-                    Err(e) => {
-                        report.waiting += 1;
-                        tracing::warn!(lease = %id, error = %e, "active lease not brought to its manifest this pass");
-                    }
-                },
-                LeaseStatus::Suspended => {
-                    if let Err(e) = self.suspended(view, workload).await {
-                        tracing::warn!(lease = %id, error = %e, "suspended lease's workload not stopped this pass");
-                    }
-                }
-                // Not yet at the confirmed depth (or gone in a reorg): look again next pass.
-                LeaseStatus::None => {}
-                // Ended: torn down above; nothing more to watch once the final report is in.
-                _ => {
-                    if !self.needs_final_report(view, wall_s) {
-                        self.known.remove(id);
-                        self.started.remove(id);
                     }
                 }
             }
         }
         self.metrics.set_workloads(running);
         report.workloads = running;
-        self.settle(&views).await?;
+        self.settle(&snap.views).await?;
+        self.metrics.pass_duration(timer.elapsed());
         tracing::debug!(
-            head,
-            leases = views.len(),
+            head = snap.head,
+            leases = snap.views.len(),
+            unread = snap.unread,
+            failing = self.retries.failing(),
             workloads = running,
             waiting = report.waiting,
             "pass done"
@@ -344,12 +338,81 @@ impl Reconciler {
         Ok(report)
     }
 
+    /// What the keeper remembers of a lease, for [`decide`].
+    async fn memory(
+        &self,
+        view: &LeaseView,
+        now: u64,
+        rules: RunwayRules,
+    ) -> Result<Memory, PassError> {
+        Ok(Memory {
+            // Rejected already (the confirmed depth may not show it yet): never deploy again.
+            rejected: view.status == LeaseStatus::Pending
+                && self.store.decided(view.id, "reject").await?,
+            update_refused: self
+                .refused_updates
+                .contains(&(view.id, view.manifest_version)),
+            owes_final_report: decide::owes_final_report(view, now, rules),
+        })
+    }
+
+    /// Runs the action [`decide`] chose for one lease. Returns whether the lease waits for
+    /// work under way (an apply, a download, readiness).
+    async fn act(
+        &mut self,
+        view: &LeaseView,
+        action: Action,
+        workload: Option<&Workload>,
+        snap: &Snapshot,
+    ) -> Result<bool, PassError> {
+        match (action, workload) {
+            (Action::Admit, _) => {
+                self.pending(view, workload, &snap.workloads, &snap.views)
+                    .await
+            }
+            (Action::Redeploy, _) => {
+                self.redeploy(view, workload, &snap.workloads).await?;
+                Ok(true)
+            }
+            (Action::RollOut, Some(w)) => {
+                self.roll_out(view, w, &snap.workloads).await?;
+                Ok(true)
+            }
+            (Action::Stop, _) => {
+                self.suspended(view, workload).await?;
+                Ok(false)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Stops watching a lease: ended and settled, or another provider's.
+    fn forget(&mut self, id: U256) {
+        self.abandon(id);
+        self.known.remove(&id);
+        self.started.remove(&id);
+        self.retries.settled(id);
+        self.top_up_retry.remove(&id);
+        self.refused_updates.retain(|(lease, _)| *lease != id);
+    }
+
+    /// The escrow's runway rules, for the settlement decisions.
+    pub(super) fn rules(&self) -> RunwayRules {
+        RunwayRules {
+            min_runway: self.escrow.min_runway,
+            grace_period: self.escrow.grace_period,
+            final_report_window: self.escrow.final_report_window,
+        }
+    }
+
     /// Removes the workloads of ended leases, [`TEARDOWN_CONCURRENCY`] at a time; one result
     /// per lease, in order.
     async fn teardown_all(&self, ending: &[(U256, LeaseStatus)]) -> Vec<Result<(), EngineError>> {
         use futures::StreamExt;
         futures::stream::iter(ending.iter().map(|(id, status)| async move {
+            let timer = Instant::now();
             let result = self.engine.delete(&self.key(*id)).await;
+            self.metrics.engine_call("delete", timer.elapsed());
             match &result {
                 Ok(()) => {
                     self.metrics.torn_down();
@@ -365,173 +428,17 @@ impl Reconciler {
         .collect()
         .await
     }
-
-    /// A pending lease: intake and deploy, wait for readiness, confirm. Returns whether it is
-    /// still waiting for its workload.
-    async fn pending(
-        &mut self,
-        view: &LeaseView,
-        workload: Option<&Workload>,
-        all: &BTreeMap<U256, Workload>,
-        views: &BTreeMap<U256, LeaseView>,
-    ) -> Result<bool, PassError> {
-        let id = view.id;
-        // Rejected already (the confirmed depth may not show it yet): never deploy again.
-        if self.store.decided(id, "reject").await? {
-            self.abandon(id);
-            return Ok(false);
-        }
-        let Some(bytes) = self.manifest_bytes(view).await? else {
-            let now = self.chain.now().await?;
-            if now.saturating_sub(view.created_at) > self.settings.manifest_timeout.as_secs() {
-                let rule = format!(
-                    "no manifest uploaded or downloadable within {} s",
-                    self.settings.manifest_timeout.as_secs()
-                );
-                self.reject(
-                    view,
-                    Rejection::new(RejectReason::ManifestUnavailable, rule),
-                )
-                .await?;
-            }
-            return Ok(false);
-        };
-        let manifest = match intake::check_manifest(
-            &bytes,
-            view.manifest_hash,
-            view.reservation,
-            &self.settings.policy,
-        ) {
-            Ok(m) => m,
-            Err(r) => {
-                self.reject(view, r).await?;
-                return Ok(false);
-            }
-        };
-
-        match self.apply_state(id).await {
-            ApplyState::Running => return Ok(true),
-            ApplyState::Done(Err(EngineError::Refused(why))) => {
-                self.reject(view, Rejection::new(RejectReason::ManifestInvalid, why))
-                    .await?;
-                return Ok(false);
-            }
-            ApplyState::Done(Err(e)) => return Err(e.into()),
-            ApplyState::Done(Ok(())) if workload.is_none() => return Ok(true),
-            ApplyState::Done(Ok(())) | ApplyState::Idle => {}
-        }
-        let Some(workload) = workload else {
-            if let Err(r) = self.admit(view, all, views).await? {
-                self.reject(view, r).await?;
-                return Ok(false);
-            }
-            let used = self.used_ports(all);
-            let ports = match intake::assign_ports(
-                &manifest,
-                &self.settings.policy.host_ports,
-                &used,
-                |p| self.bindable(p),
-            ) {
-                Ok(p) => p,
-                Err(r) => {
-                    self.reject(view, r).await?;
-                    return Ok(false);
-                }
-            };
-            self.spawn_apply(id, &manifest, ports, Some(view.manifest_version));
-            self.metrics.deployed();
-            self.started.insert(id, Instant::now());
-            tracing::info!(lease = %id, engine = self.engine.name(), "deploying");
-            return Ok(true);
-        };
-
-        if !workload.running() {
-            let ports = workload.ports.clone();
-            self.spawn_apply(id, &manifest, ports, Some(view.manifest_version));
-        }
-        let started = *self.started.entry(id).or_insert_with(Instant::now);
-        let endpoint = intake::endpoint(&manifest, &workload.ports, &self.settings.public_host);
-        if workload.running() && self.ready(&manifest, &workload.ports).await {
-            self.confirm(view, endpoint).await?;
-            return Ok(false);
-        }
-        if started.elapsed() > self.settings.ready_timeout {
-            let rule = format!(
-                "workload did not answer within {} s",
-                self.settings.ready_timeout.as_secs()
-            );
-            self.reject(view, Rejection::new(RejectReason::ManifestInvalid, rule))
-                .await?;
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    /// An active lease whose workload is missing or stopped: bring it back as confirmed.
-    pub(super) async fn redeploy(
-        &mut self,
-        view: &LeaseView,
-        workload: Option<&Workload>,
-        all: &BTreeMap<U256, Workload>,
-    ) -> Result<(), PassError> {
-        let Some(bytes) = self.manifest_bytes(view).await? else {
-            tracing::error!(lease = %view.id, "active lease without a stored manifest: cannot redeploy");
-            return Ok(());
-        };
-        let Ok(manifest) = Manifest::parse(&bytes) else {
-            tracing::error!(lease = %view.id, "stored manifest of an active lease no longer parses");
-            return Ok(());
-        };
-        match self.apply_state(view.id).await {
-            ApplyState::Running => return Ok(()),
-            ApplyState::Done(Err(e)) => {
-                tracing::warn!(lease = %view.id, error = %e, "redeploy failed; trying again");
-            }
-            ApplyState::Done(Ok(())) | ApplyState::Idle => {}
-        }
-        let ports = match workload {
-            Some(w) => w.ports.clone(),
-            None => {
-                // Keep the confirmed endpoint: reuse the ports it names when they are free.
-                let used = self.used_ports(all);
-                let mut ports =
-                    intake::assign_ports(&manifest, &self.settings.policy.host_ports, &used, |p| {
-                        self.bindable(p)
-                    })
-                    .unwrap_or_default();
-                for ((svc, port), public) in ports.iter_mut() {
-                    if let Some(p) =
-                        confirmed_port(&view.endpoint, svc, *port, &self.settings.public_host)
-                        && !used.contains(&p)
-                    {
-                        *public = p;
-                    }
-                }
-                ports
-            }
-        };
-        tracing::warn!(lease = %view.id, "active lease's workload is missing or stopped: (re)starting it");
-        // Bytes of an earlier version (the update not delivered yet) run unlabelled, so that
-        // the rollout replaces them once the new version arrives.
-        let current = alloy::primitives::keccak256(&bytes) == view.manifest_hash;
-        self.spawn_apply(
-            view.id,
-            &manifest,
-            ports,
-            current.then_some(view.manifest_version),
-        );
-        self.metrics.deployed();
-        Ok(())
-    }
 }
 
-/// Leases whose workloads must go: ended on chain, or unknown to the chain at the confirmed
-/// depth although labelled for this escrow.
-fn is_ended(status: LeaseStatus) -> bool {
-    !matches!(
-        status,
-        LeaseStatus::Pending | LeaseStatus::Active | LeaseStatus::Suspended
-    )
+/// The metrics label of an action.
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Admit => "admit",
+        Action::Redeploy => "redeploy",
+        Action::RollOut => "roll_out",
+        Action::Stop => "stop",
+        _ => "other",
+    }
 }
 
 /// Workloads removed at once.

@@ -13,7 +13,10 @@ use alloy::{
 };
 use berth_bindings::{LeaseEscrow, LeaseStatus};
 
-use super::{PassError, Reconciler};
+use super::{
+    PassError, Reconciler,
+    decide::{self, RunwayAction},
+};
 use crate::{
     chain::LeaseView,
     metering,
@@ -28,7 +31,9 @@ const CLOCK_MARGIN_S: u64 = 2;
 const CLAIM_BATCH: usize = 100;
 
 impl Reconciler {
-    /// Settlement work for the leases of this pass.
+    /// Settlement work for the leases of this pass. A lease's failure (a read, a revert) is
+    /// logged for that lease and tried again next round; only the chain's clock failing
+    /// fails the pass.
     pub(super) async fn settle(
         &mut self,
         views: &BTreeMap<U256, LeaseView>,
@@ -41,79 +46,75 @@ impl Reconciler {
             .now()
             .await?
             .max(wall.saturating_sub(CLOCK_MARGIN_S));
-        self.exhaustion(views, now).await?;
+        self.exhaustion(views, now).await;
         let due = std::time::Instant::now() >= self.next_report;
-        let final_due = views.values().any(|v| self.needs_final_report(v, now));
+        let rules = self.rules();
+        let final_due = views
+            .values()
+            .any(|v| self.is_mine(v) && decide::owes_final_report(v, now, rules));
         tracing::debug!(now, due, final_due, "settle");
-        if (due || final_due) && self.report(views, now, due).await? {
+        if (due || final_due) && self.report(views, now, due).await {
             self.next_report = std::time::Instant::now() + self.settings.report_interval;
         }
         if std::time::Instant::now() >= self.next_claim {
-            self.claim().await?;
+            self.claim().await;
             self.next_claim = std::time::Instant::now() + self.settings.claim_interval;
         }
         Ok(())
     }
 
-    /// Whether `v` is this provider's closed lease still owed its final report at `now`.
-    pub(super) fn needs_final_report(&self, v: &LeaseView, now: u64) -> bool {
-        v.status == LeaseStatus::Closing
-            && v.provider_id == self.settings.provider_id
-            && v.billed_until < v.closed_at
-            && now <= v.closed_at + self.escrow.final_report_window
+    fn is_mine(&self, v: &LeaseView) -> bool {
+        v.provider_id == self.settings.provider_id
     }
 
-    /// Runway work: auto top-ups under tenants' policies, suspension of active leases whose
-    /// runway fell below the escrow's minimum (the contract allows it exactly then), and
-    /// termination of suspended leases whose grace period is over. Teardown, stops and final
-    /// reports follow from the new status in later passes.
-    async fn exhaustion(
-        &mut self,
-        views: &BTreeMap<U256, LeaseView>,
-        now: u64,
-    ) -> Result<(), PassError> {
-        let min = self.escrow.min_runway;
-        let mut near = 0;
-        let mine = |v: &&LeaseView| v.provider_id == self.settings.provider_id;
-        let running: Vec<&LeaseView> = views
+    /// Runway work, decided per lease by [`decide::runway`]: auto top-ups under tenants'
+    /// policies, suspension of active leases whose runway fell below the escrow's minimum
+    /// (the contract allows it exactly then), termination of suspended leases whose grace
+    /// period is over. Teardown, stops and final reports follow from the new status in later
+    /// passes.
+    async fn exhaustion(&mut self, views: &BTreeMap<U256, LeaseView>, now: u64) {
+        let rules = self.rules();
+        let near = views
             .values()
-            .filter(mine)
+            .filter(|v| self.is_mine(v))
             .filter(|v| matches!(v.status, LeaseStatus::Active | LeaseStatus::Suspended))
-            .collect();
-        for v in running {
-            if v.depletion_time < now + 2 * min.max(1) {
-                near += 1;
-            }
-            if self.auto_top_up(v, now).await? {
-                continue; // the runway is being restored: decide on it next pass
-            }
-            match v.status {
-                LeaseStatus::Active if v.depletion_time < now + min => self.suspend(v, now).await?,
-                LeaseStatus::Suspended if now >= v.suspended_at + self.escrow.grace_period => {
-                    self.terminate(v, now).await?;
-                }
-                _ => {}
-            }
-        }
+            .filter(|v| v.depletion_time < now + 2 * rules.min_runway.max(1))
+            .count();
         self.metrics.set_near_exhaustion(near);
-        Ok(())
-    }
-
-    /// Triggers the lease's auto top-up when its tenant's policy allows one now. Returns
-    /// whether a top-up was sent.
-    async fn auto_top_up(&mut self, v: &LeaseView, now: u64) -> Result<bool, PassError> {
-        let Some(policy) = self.known.get(&v.id).and_then(|i| i.auto_top_up) else {
-            return Ok(false);
-        };
-        if now >= policy.expires_at
-            || v.depletion_time >= now + policy.trigger_runway
-            || self
+        let provider = self.settings.provider_id;
+        for v in views.values().filter(|v| v.provider_id == provider) {
+            let policy = self.known.get(&v.id).and_then(|i| i.auto_top_up);
+            let backoff = self
                 .top_up_retry
                 .get(&v.id)
-                .is_some_and(|at| std::time::Instant::now() < *at)
-        {
-            return Ok(false);
+                .is_some_and(|at| std::time::Instant::now() < *at);
+            let mut action = decide::runway(v, now, rules, policy, backoff);
+            if action == RunwayAction::AutoTopUp {
+                match self.auto_top_up(v).await {
+                    // The runway is being restored: decide on it next pass.
+                    Ok(true) => continue,
+                    // Nothing due: decide as if no top-up could help now.
+                    Ok(false) => action = decide::runway(v, now, rules, policy, true),
+                    Err(e) => {
+                        tracing::warn!(lease = %v.id, error = %e, "auto top-up not sent");
+                        continue;
+                    }
+                }
+            }
+            let result = match action {
+                RunwayAction::Suspend => self.suspend(v, now).await,
+                RunwayAction::Terminate => self.terminate(v, now).await,
+                RunwayAction::None | RunwayAction::AutoTopUp => Ok(()),
+            };
+            if let Err(e) = result {
+                tracing::warn!(lease = %v.id, ?action, error = %e, "runway action not taken; next pass tries again");
+            }
         }
+    }
+
+    /// Triggers the lease's auto top-up (its policy allows one now). Returns whether a
+    /// top-up was sent.
+    async fn auto_top_up(&mut self, v: &LeaseView) -> Result<bool, PassError> {
         // At most one try per lease every 5 s, and 30 s after a try that found nothing due: a
         // tenant without allowance gets a failure event now and then, not a stream of them.
         self.top_up_retry
@@ -203,94 +204,130 @@ impl Reconciler {
 
     /// Builds and sends usage reports: every active lease when `periodic`, closed leases that
     /// still owe their final report always. Returns whether the round was sent (or had nothing
-    /// to send).
+    /// to send). A lease whose report cannot be built, or whose report reverts, is logged and
+    /// left for the next round; the other leases' reports go on.
     async fn report(
         &mut self,
         views: &BTreeMap<U256, LeaseView>,
         now: u64,
         periodic: bool,
-    ) -> Result<bool, PassError> {
-        let mut reports = Vec::new();
-        let mut stored = Vec::new();
-        for v in views
+    ) -> bool {
+        let rules = self.rules();
+        let due: Vec<U256> = views
             .values()
-            .filter(|v| v.provider_id == self.settings.provider_id)
-        {
-            let to = match v.status {
-                LeaseStatus::Active | LeaseStatus::Suspended if periodic => now,
-                LeaseStatus::Closing if self.needs_final_report(v, now) => v.closed_at,
-                _ => continue,
-            };
-            // Re-read at the latest block: sequence and period must be exact.
-            let l = self.chain.lease(v.id, BlockId::latest()).await?;
-            let to = if l.status == LeaseStatus::Closing {
-                l.closed_at
-            } else {
-                to
-            };
-            if to <= l.billed_until
-                || !matches!(
-                    l.status,
-                    LeaseStatus::Active | LeaseStatus::Suspended | LeaseStatus::Closing
-                )
-            {
-                continue;
+            .filter(|v| self.is_mine(v))
+            .filter(|v| decide::report_until(v, now, periodic, rules).is_some())
+            .map(|v| v.id)
+            .collect();
+        if due.is_empty() {
+            return true;
+        }
+        // Re-read at the latest block, all in one batch: sequence and period must be exact.
+        let timer = std::time::Instant::now();
+        let latest = match self.chain.leases(&due, BlockId::latest()).await {
+            Ok(latest) => latest,
+            Err(e) => {
+                tracing::warn!(leases = due.len(), error = %e, "report round not read; next pass tries again");
+                return false;
             }
-            let r = self.build_report(&l, to).await?;
-            reports.push(LeaseEscrow::UsageReport {
-                leaseId: l.id,
-                sequence: r.sequence,
-                from: alloy::primitives::Uint::from(r.from_s),
-                to: alloy::primitives::Uint::from(r.to_s),
-                cpuUnits: r.units.cpu,
-                memoryUnits: r.units.memory,
-                storageUnits: r.units.storage,
-                samplesRoot: r.root,
-            });
-            stored.push(r);
+        };
+        self.metrics.rpc_call("getLease batch", timer.elapsed());
+        let mut reports = Vec::new();
+        for (id, l) in latest {
+            let built = match l {
+                Ok(l) => match decide::report_until(&l, now, periodic, rules) {
+                    Some(to) => self.build_report(&l, to).await.map(Some),
+                    None => Ok(None),
+                },
+                Err(e) => Err(e.into()),
+            };
+            match built {
+                Ok(Some(r)) => reports.push(r),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(lease = %id, error = %e, "report not built; next round tries again")
+                }
+            }
         }
         tracing::debug!(now, periodic, reports = reports.len(), "report round");
-        if reports.is_empty() {
-            return Ok(true);
-        }
         let mut all_sent = true;
-        for (chunk, records) in reports
-            .chunks(self.settings.report_batch)
-            .zip(stored.chunks(self.settings.report_batch))
-        {
-            let input = LeaseEscrow::reportUsageBatchCall {
-                reports: chunk.to_vec(),
+        for chunk in reports.chunks(self.settings.report_batch) {
+            match self.send_reports(chunk, U256::ZERO).await {
+                Ok(true) => {}
+                // An earlier batch is pending or just mined: build again from the chain later.
+                Ok(false) => {
+                    all_sent = false;
+                    break;
+                }
+                // One report reverting would sink the whole batch: send each alone, so that
+                // the revert stays with its lease.
+                Err(e) if e.is_revert() && chunk.len() > 1 => {
+                    tracing::warn!(reports = chunk.len(), error = %e, "report batch would revert; sending its reports one by one");
+                    for r in chunk {
+                        if let Err(e) = self.send_reports(std::slice::from_ref(r), r.lease).await {
+                            all_sent = false;
+                            tracing::warn!(lease = %r.lease, error = %e, "report not sent; next round tries again");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(reports = chunk.len(), error = %e, "report batch not sent; next round tries again");
+                    all_sent = false;
+                    break;
+                }
             }
-            .abi_encode();
-            let first = chunk[0].leaseId;
-            let outcome = self
-                .signer
-                .submit(TxJob {
-                    lease: U256::ZERO,
-                    action: "report",
-                    detail: format!("{} reports from lease {first}", chunk.len()),
-                    to: self.chain.escrow(),
-                    input: input.into(),
+        }
+        all_sent
+    }
+
+    /// Sends `records` as one `reportUsageBatch` (recorded under `lease`: zero for a batch)
+    /// and stores them with its hash. Returns false when an earlier one is still in flight.
+    async fn send_reports(
+        &mut self,
+        records: &[StoredReport],
+        lease: U256,
+    ) -> Result<bool, PassError> {
+        let input = LeaseEscrow::reportUsageBatchCall {
+            reports: records
+                .iter()
+                .map(|r| LeaseEscrow::UsageReport {
+                    leaseId: r.lease,
+                    sequence: r.sequence,
+                    from: alloy::primitives::Uint::from(r.from_s),
+                    to: alloy::primitives::Uint::from(r.to_s),
+                    cpuUnits: r.units.cpu,
+                    memoryUnits: r.units.memory,
+                    storageUnits: r.units.storage,
+                    samplesRoot: r.root,
+                })
+                .collect(),
+        }
+        .abi_encode();
+        let outcome = self
+            .signer
+            .submit(TxJob {
+                lease,
+                action: "report",
+                detail: format!("{} reports from lease {}", records.len(), records[0].lease),
+                to: self.chain.escrow(),
+                input: input.into(),
+            })
+            .await?;
+        let TxOutcome::Sent(tx) = outcome else {
+            return Ok(false);
+        };
+        for r in records {
+            self.store
+                .put_report(&StoredReport {
+                    tx: Some(tx),
+                    ..r.clone()
                 })
                 .await?;
-            let TxOutcome::Sent(tx) = outcome else {
-                // An earlier batch is pending or just mined: build again from the chain later.
-                all_sent = false;
-                break;
-            };
-            for r in records {
-                self.store
-                    .put_report(&StoredReport {
-                        tx: Some(tx),
-                        ..r.clone()
-                    })
-                    .await?;
-            }
-            self.metrics.reported(chunk.len());
-            tracing::info!(reports = chunk.len(), %tx, "usage reports sent");
-            self.spawn_receipt_watch(tx, None);
         }
-        Ok(all_sent)
+        self.metrics.reported(records.len());
+        tracing::info!(reports = records.len(), %tx, "usage reports sent");
+        self.spawn_receipt_watch(tx, None);
+        Ok(true)
     }
 
     /// One lease's report for `(billed_until, to]` from the stored samples.
@@ -313,40 +350,88 @@ impl Reconciler {
         Ok(r)
     }
 
-    /// Claims matured charges of every lease with something to claim, in batches.
-    async fn claim(&mut self) -> Result<(), PassError> {
+    /// Claims matured charges of every lease with something to claim, in batches; leases
+    /// closed and fully paid out are marked settled. The reads are batched; a lease whose
+    /// read fails is left for the next round.
+    async fn claim(&mut self) {
+        let ids = match self.store.unsettled_leases().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "claim round skipped: unsettled leases not read");
+                return;
+            }
+        };
+        let calls = ids
+            .iter()
+            .map(|id| (*id, LeaseEscrow::claimableOfCall { leaseId: *id }));
+        let claimable = match self
+            .chain
+            .batch_call("claimableOf", calls, BlockId::latest())
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "claim round skipped: claimable charges not read");
+                return;
+            }
+        };
         let mut due = Vec::new();
-        for id in self.store.unsettled_leases().await? {
-            let claimable = self.chain.claimable(id).await?;
-            if claimable > U256::ZERO {
-                due.push(id);
-                continue;
+        let mut idle = Vec::new();
+        for (id, answer) in claimable {
+            match answer {
+                Ok(amount) if amount > U256::ZERO => due.push(id),
+                Ok(_) => idle.push(id),
+                Err(e) => tracing::warn!(lease = %id, error = %e, "claimable charges not read"),
             }
-            let l = self.chain.lease(id, BlockId::latest()).await?;
-            if l.status == LeaseStatus::Closed
-                && self.chain.pending_charges(id).await? == U256::ZERO
-            {
-                self.store.settle_lease(id).await?;
-            }
+        }
+        if let Err(e) = self.settle_paid_out(&idle).await {
+            tracing::warn!(error = %e, "settled leases not recorded; next round tries again");
         }
         for chunk in due.chunks(CLAIM_BATCH) {
             let input = LeaseEscrow::claimManyCall {
                 leaseIds: chunk.to_vec(),
             }
             .abi_encode();
-            let outcome = self
-                .signer
-                .submit(TxJob {
-                    lease: U256::ZERO,
-                    action: "claim",
-                    detail: format!("{} leases", chunk.len()),
-                    to: self.chain.escrow(),
-                    input: input.into(),
-                })
-                .await?;
-            if let TxOutcome::Sent(tx) = outcome {
-                tracing::info!(leases = chunk.len(), %tx, "claim sent");
-                self.spawn_receipt_watch(tx, Some(chunk.to_vec()));
+            let job = TxJob {
+                lease: U256::ZERO,
+                action: "claim",
+                detail: format!("{} leases", chunk.len()),
+                to: self.chain.escrow(),
+                input: input.into(),
+            };
+            match self.signer.submit(job).await {
+                Ok(TxOutcome::Sent(tx)) => {
+                    tracing::info!(leases = chunk.len(), %tx, "claim sent");
+                    self.spawn_receipt_watch(tx, Some(chunk.to_vec()));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(leases = chunk.len(), error = %e, "claim not sent; next round tries again")
+                }
+            }
+        }
+    }
+
+    /// Marks settled the leases of `ids` that are closed with no charge left pending.
+    async fn settle_paid_out(&self, ids: &[U256]) -> Result<(), PassError> {
+        let closed: Vec<U256> = self
+            .chain
+            .leases(ids, BlockId::latest())
+            .await?
+            .into_iter()
+            .filter(|(_, l)| l.as_ref().is_ok_and(|l| l.status == LeaseStatus::Closed))
+            .map(|(id, _)| id)
+            .collect();
+        let calls = closed
+            .iter()
+            .map(|id| (*id, LeaseEscrow::pendingOfCall { leaseId: *id }));
+        for (id, pending) in self
+            .chain
+            .batch_call("pendingOf", calls, BlockId::latest())
+            .await?
+        {
+            if pending.is_ok_and(|p| p.is_zero()) {
+                self.store.settle_lease(id).await?;
             }
         }
         Ok(())
@@ -363,7 +448,10 @@ impl Reconciler {
                 match provider.get_transaction_receipt(tx).await {
                     Ok(Some(r)) => {
                         metrics.gas_spent(u128::from(r.gas_used) * r.effective_gas_price);
-                        let Some(leases) = claimed else { return };
+                        let Some(leases) = claimed else {
+                            metrics.report_batch_gas(r.gas_used);
+                            return;
+                        };
                         let paid: U256 = r
                             .inner
                             .logs()

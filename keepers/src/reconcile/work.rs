@@ -14,9 +14,9 @@ use super::{PassError, Reconciler, used_ports};
 use crate::{
     chain::LeaseView,
     engine::{EngineError, Workload},
-    manifest::{MAX_MANIFEST_BYTES, Manifest},
     render::render,
 };
+use berth_protocol::manifest::{MAX_MANIFEST_BYTES, Manifest};
 
 /// An engine apply running in its own task, with the public ports it will publish.
 #[derive(Debug)]
@@ -53,8 +53,13 @@ impl Reconciler {
         if let Some(v) = version {
             rendered = rendered.with_manifest_version(v);
         }
-        let engine = self.engine.clone();
-        let task = tokio::spawn(async move { engine.apply(&rendered).await });
+        let (engine, metrics) = (self.engine.clone(), self.metrics.clone());
+        let task = tokio::spawn(async move {
+            let timer = Instant::now();
+            let result = engine.apply(&rendered).await;
+            metrics.engine_call("apply", timer.elapsed());
+            result
+        });
         self.applying.insert(id, Applying { task, ports });
     }
 
@@ -68,8 +73,13 @@ impl Reconciler {
         version: u32,
     ) {
         let rendered = render(self.key(id), manifest, &ports).with_manifest_version(version);
-        let engine = self.engine.clone();
-        let task = tokio::spawn(async move { engine.replace(&rendered).await });
+        let (engine, metrics) = (self.engine.clone(), self.metrics.clone());
+        let task = tokio::spawn(async move {
+            let timer = Instant::now();
+            let result = engine.replace(&rendered).await;
+            metrics.engine_call("replace", timer.elapsed());
+            result
+        });
         self.applying.insert(id, Applying { task, ports });
     }
 
