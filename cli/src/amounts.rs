@@ -101,3 +101,25 @@ mod tests {
         assert_eq!(base, Some(2_777_777_778));
     }
 }
+
+/// CPU, memory and storage given on the command line (a reservation, a capacity); any one
+/// left out is taken from elsewhere, as the command says.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Resources {
+    /// CPU, millicores.
+    #[arg(long)]
+    pub cpu: Option<u32>,
+    /// Memory, MiB.
+    #[arg(long)]
+    pub memory: Option<u32>,
+    /// Storage, GiB.
+    #[arg(long)]
+    pub storage: Option<u32>,
+}
+
+impl Resources {
+    /// Whether any of the three was given.
+    pub fn any(&self) -> bool {
+        self.cpu.is_some() || self.memory.is_some() || self.storage.is_some()
+    }
+}

@@ -18,6 +18,7 @@ use eyre::Result;
 use serde_json::json;
 
 use crate::{
+    amounts::Resources,
     context::{Ctx, Wallet, progress},
     failure::{self, Kind, fail},
     gateway, history,
@@ -42,15 +43,9 @@ pub struct Deploy {
     /// Fund this many hours at the lease's maximum rate instead of a fixed deposit.
     #[arg(long)]
     pub hours: Option<f64>,
-    /// Reserve this many CPU millicores [default: what the manifest asks for].
-    #[arg(long)]
-    pub cpu: Option<u32>,
-    /// Reserve this many MiB of memory [default: what the manifest asks for].
-    #[arg(long)]
-    pub memory: Option<u32>,
-    /// Reserve this many GiB of storage [default: what the manifest asks for].
-    #[arg(long)]
-    pub storage: Option<u32>,
+    /// What to reserve (each left out: what the manifest asks for).
+    #[command(flatten)]
+    pub reserve: Resources,
     /// A provider attribute that must match, `key=value` (repeatable).
     #[arg(long = "attribute")]
     pub attributes: Vec<String>,
@@ -99,9 +94,9 @@ fn reservation(d: &Deploy, m: &Manifest) -> Result<Reservation> {
         Ok(given.unwrap_or(asked))
     };
     let r = Reservation {
-        cpu_millis: fit("CPU millicores", t.cpu_millis, d.cpu)?,
-        memory_mib: fit("memory MiB", t.memory_mib, d.memory)?,
-        storage_gib: fit("storage GiB", t.storage_gib, d.storage)?,
+        cpu_millis: fit("CPU millicores", t.cpu_millis, d.reserve.cpu)?,
+        memory_mib: fit("memory MiB", t.memory_mib, d.reserve.memory)?,
+        storage_gib: fit("storage GiB", t.storage_gib, d.reserve.storage)?,
     };
     check_reservation(t, r).map_err(|v| fail(Kind::Input, format!("reservation: {v}")))?;
     Ok(r)

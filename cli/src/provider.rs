@@ -7,7 +7,7 @@ use eyre::Result;
 use serde_json::json;
 
 use crate::{
-    amounts,
+    amounts::{self, Resources},
     context::Ctx,
     failure::{self, Kind, fail},
     history, market,
@@ -135,15 +135,9 @@ pub struct Update {
     /// New attributes, `key=value,key=value`.
     #[arg(long)]
     pub attributes: Option<String>,
-    /// New CPU capacity, millicores.
-    #[arg(long)]
-    pub cpu: Option<u32>,
-    /// New memory capacity, MiB.
-    #[arg(long)]
-    pub memory: Option<u32>,
-    /// New storage capacity, GiB.
-    #[arg(long)]
-    pub storage: Option<u32>,
+    /// New capacity (each left out: unchanged).
+    #[command(flatten)]
+    pub capacity: Resources,
     #[command(flatten)]
     pub prices: PriceArgs,
     /// New operator (keeper) address.
@@ -225,7 +219,7 @@ async fn register(ctx: &Ctx, a: Register) -> Result<()> {
 
 async fn update(ctx: &Ctx, a: Update) -> Result<()> {
     let current = market::offer(ctx, a.id).await?;
-    let capacity_given = a.cpu.is_some() || a.memory.is_some() || a.storage.is_some();
+    let capacity_given = a.capacity.any();
     if a.endpoint.is_none()
         && a.attributes.is_none()
         && !capacity_given
@@ -270,9 +264,9 @@ async fn update(ctx: &Ctx, a: Update) -> Result<()> {
             .send(
                 registry.updateCapacity(
                     id,
-                    a.cpu.unwrap_or(cpu),
-                    a.memory.unwrap_or(mem),
-                    a.storage.unwrap_or(sto),
+                    a.capacity.cpu.unwrap_or(cpu),
+                    a.capacity.memory.unwrap_or(mem),
+                    a.capacity.storage.unwrap_or(sto),
                 ),
                 "updateCapacity",
                 20,

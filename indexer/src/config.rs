@@ -1,8 +1,13 @@
-//! Indexer configuration: a TOML file, `BERTH_*` environment overrides, validated at start
-//! with errors that name the bad field.
+//! Indexer configuration: a TOML file, then `BERTH_<FIELD>` environment overrides, loaded by
+//! the services' one loader ([`berth_runtime::config`]) and validated at start with errors
+//! that name the bad field and where it came from.
 
 use std::{path::PathBuf, time::Duration};
 
+use berth_runtime::{
+    LogFormat,
+    config::{ConfigError, ServiceConfig},
+};
 use serde::Deserialize;
 
 /// Everything the indexer service needs.
@@ -46,8 +51,8 @@ pub struct Config {
     #[serde(default = "defaults::metrics_addr")]
     pub metrics_addr: String,
     /// `text` or `json` logs (`BERTH_LOG_FORMAT`).
-    #[serde(default = "defaults::log_format")]
-    pub log_format: String,
+    #[serde(default)]
+    pub log_format: LogFormat,
 }
 
 mod defaults {
@@ -72,194 +77,56 @@ mod defaults {
     pub fn metrics_addr() -> String {
         "127.0.0.1:9464".into()
     }
-    pub fn log_format() -> String {
-        "text".into()
-    }
 }
 
-/// A configuration problem, naming the field.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {reason}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        reason: String,
-    },
-    /// The file is not valid TOML for this configuration.
-    #[error("config file {path}: {reason}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// What the parser said (it names the field).
-        reason: String,
-    },
-    /// A field has a bad value.
-    #[error("config field `{field}` ({env}): {reason}")]
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// Its environment variable.
-        env: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
-impl Config {
-    /// Reads `path` (if any), applies the environment `env` (`BERTH_*`) and validates.
-    pub fn load(
-        path: Option<&std::path::Path>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let text = match path {
-            Some(p) => std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
-                path: p.display().to_string(),
-                reason: e.to_string(),
-            })?,
-            None => String::new(),
-        };
-        let mut cfg: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.map(|p| p.display().to_string()).unwrap_or_default(),
-            reason: e.to_string(),
-        })?;
-        cfg.apply_env(env)?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
-    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        fn num(field: &'static str, env: &'static str, v: &str) -> Result<u64, ConfigError> {
-            v.trim().parse().map_err(|_| ConfigError::Invalid {
-                field,
-                env,
-                reason: format!("`{v}` is not a non-negative integer"),
-            })
-        }
-        if let Some(v) = env("BERTH_DATABASE_URL").or_else(|| env("DATABASE_URL")) {
-            self.database_url = v;
-        }
-        if let Some(v) = env("BERTH_RPC_URL") {
-            self.rpc_url = v;
-        }
-        if let Some(v) = env("BERTH_WS_URL") {
-            self.ws_url = v;
-        }
-        if let Some(v) = env("BERTH_DEPLOYMENT") {
-            self.deployment = v.into();
-        }
-        if let Some(v) = env("BERTH_START_BLOCK") {
-            self.start_block = Some(num("start_block", "BERTH_START_BLOCK", &v)?);
-        }
-        if let Some(v) = env("BERTH_CONFIRMATIONS") {
-            self.confirmations = num("confirmations", "BERTH_CONFIRMATIONS", &v)?;
-        }
-        if let Some(v) = env("BERTH_POLL_INTERVAL_MS") {
-            self.poll_interval_ms = num("poll_interval_ms", "BERTH_POLL_INTERVAL_MS", &v)?;
-        }
-        if let Some(v) = env("BERTH_RPC_TIMEOUT_MS") {
-            self.rpc_timeout_ms = num("rpc_timeout_ms", "BERTH_RPC_TIMEOUT_MS", &v)?;
-        }
-        if let Some(v) = env("BERTH_INITIAL_RANGE") {
-            self.initial_range = num("initial_range", "BERTH_INITIAL_RANGE", &v)?;
-        }
-        if let Some(v) = env("BERTH_MAX_RANGE") {
-            self.max_range = num("max_range", "BERTH_MAX_RANGE", &v)?;
-        }
-        if let Some(v) = env("BERTH_REORG_WINDOW") {
-            self.reorg_window = num("reorg_window", "BERTH_REORG_WINDOW", &v)?;
-        }
-        if let Some(v) = env("BERTH_METRICS_ADDR") {
-            self.metrics_addr = v;
-        }
-        if let Some(v) = env("BERTH_LOG_FORMAT") {
-            self.log_format = v;
-        }
-        Ok(())
-    }
+impl ServiceConfig for Config {
+    const FALLBACKS: &'static [(&'static str, &'static str)] = &[("database_url", "DATABASE_URL")];
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |field, env, reason: &str| {
-            Err(ConfigError::Invalid {
-                field,
-                env,
-                reason: reason.into(),
-            })
-        };
+        let bad = |field, reason: &str| Err(ConfigError::invalid(field, reason));
         if !self.database_url.starts_with("postgres://")
             && !self.database_url.starts_with("postgresql://")
         {
-            return bad(
-                "database_url",
-                "BERTH_DATABASE_URL",
-                "must be a postgres:// URL",
-            );
+            return bad("database_url", "must be a postgres:// URL");
         }
         if !self.rpc_url.starts_with("http://") && !self.rpc_url.starts_with("https://") {
-            return bad(
-                "rpc_url",
-                "BERTH_RPC_URL",
-                "must be an http:// or https:// URL",
-            );
+            return bad("rpc_url", "must be an http:// or https:// URL");
         }
         if !self.ws_url.is_empty()
             && !self.ws_url.starts_with("ws://")
             && !self.ws_url.starts_with("wss://")
         {
-            return bad(
-                "ws_url",
-                "BERTH_WS_URL",
-                "must be a ws:// or wss:// URL, or empty",
-            );
+            return bad("ws_url", "must be a ws:// or wss:// URL, or empty");
         }
         if self.deployment.as_os_str().is_empty() {
-            return bad(
-                "deployment",
-                "BERTH_DEPLOYMENT",
-                "is required (deployments/<chainId>.json)",
-            );
+            return bad("deployment", "is required (deployments/<chainId>.json)");
         }
         if self.poll_interval_ms == 0 {
-            return bad(
-                "poll_interval_ms",
-                "BERTH_POLL_INTERVAL_MS",
-                "must be at least 1",
-            );
+            return bad("poll_interval_ms", "must be at least 1");
         }
         if self.rpc_timeout_ms == 0 {
-            return bad(
-                "rpc_timeout_ms",
-                "BERTH_RPC_TIMEOUT_MS",
-                "must be at least 1",
-            );
+            return bad("rpc_timeout_ms", "must be at least 1");
         }
         if self.initial_range == 0 || self.max_range == 0 || self.initial_range > self.max_range {
-            return bad(
-                "initial_range",
-                "BERTH_INITIAL_RANGE",
-                "must be between 1 and max_range",
-            );
+            return bad("initial_range", "must be between 1 and max_range");
         }
         if self.reorg_window < 2 {
-            return bad("reorg_window", "BERTH_REORG_WINDOW", "must be at least 2");
+            return bad("reorg_window", "must be at least 2");
         }
         if !self.metrics_addr.is_empty()
             && self.metrics_addr.parse::<std::net::SocketAddr>().is_err()
         {
-            return bad(
-                "metrics_addr",
-                "BERTH_METRICS_ADDR",
-                "must be host:port or empty",
-            );
-        }
-        if self.log_format != "text" && self.log_format != "json" {
-            return bad("log_format", "BERTH_LOG_FORMAT", "must be `text` or `json`");
+            return bad("metrics_addr", "must be host:port or empty");
         }
         Ok(())
     }
 
+    fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
+}
+
+impl Config {
     /// The timeout of one RPC request.
     pub fn rpc_timeout(&self) -> Duration {
         Duration::from_millis(self.rpc_timeout_ms)
@@ -319,8 +186,7 @@ mod tests {
         pairs.push(("BERTH_CONFIRMATIONS", "many"));
         let err = Config::load(None, env(&pairs)).expect_err("bad number");
         assert!(
-            err.to_string()
-                .contains("`confirmations` (BERTH_CONFIRMATIONS)"),
+            err.to_string().contains("BERTH_CONFIRMATIONS") && err.to_string().contains("many"),
             "{err}"
         );
         let err = Config::load(None, env(&BASE[1..])).expect_err("no database");

@@ -1,7 +1,5 @@
 //! `berth-indexer`: the indexer service (systemd unit in `indexer/berth-indexer.service`).
 
-use std::path::PathBuf;
-
 use alloy::providers::Provider;
 use berth_bindings::Deployment;
 use berth_indexer::{
@@ -12,24 +10,23 @@ use berth_indexer::{
     store::Store,
     sync::{Indexer, SyncConfig},
 };
-use clap::Parser;
 use eyre::{Context, Result, ensure};
 use tokio::sync::watch;
 
-/// Mirrors every event of the Berth contracts into Postgres.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {
-    /// TOML configuration file; every field can be overridden by a `BERTH_*` variable.
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-}
+/// The metrics endpoint is for one scraper: a few connections, short deadlines.
+const METRICS_LIMITS: berth_runtime::http::ServeLimits = berth_runtime::http::ServeLimits {
+    max_connections: 16,
+    header_timeout: std::time::Duration::from_secs(5),
+    request_timeout: std::time::Duration::from_secs(10),
+};
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
-    let cfg = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
-    berth_runtime::init_tracing(&cfg.log_format);
+    let cfg: Config = berth_runtime::start(
+        env!("CARGO_BIN_NAME"),
+        env!("CARGO_PKG_VERSION"),
+        "Mirrors every event of the Berth contracts into Postgres.",
+    )?;
 
     let provider = http_provider(&cfg.rpc_url, cfg.rpc_timeout())?;
     let chain_id = provider
@@ -52,13 +49,20 @@ async fn main() -> Result<()> {
         .await
         .wrap_err("applying migrations")?;
 
+    let (stop, stopped) = watch::channel(false);
     let metrics = Metrics::default();
     if !cfg.metrics_addr.is_empty() {
         let listener = tokio::net::TcpListener::bind(&cfg.metrics_addr)
             .await
             .wrap_err_with(|| format!("binding metrics_addr {}", cfg.metrics_addr))?;
         tracing::info!(addr = %cfg.metrics_addr, "metrics endpoint");
-        tokio::spawn(metrics.clone().serve(listener));
+        let m = metrics.clone();
+        tokio::spawn(berth_runtime::http::serve_metrics(
+            listener,
+            move || m.render(),
+            METRICS_LIMITS,
+            stopped.clone(),
+        ));
     }
 
     let decoder = Decoder::new(Watched {
@@ -77,7 +81,6 @@ async fn main() -> Result<()> {
     tracing::info!(chain_id, escrow = %deployment.lease_escrow, start_block = sync.start_block, "indexing");
     let mut indexer = Indexer::new(provider, store, decoder, sync, metrics);
 
-    let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         berth_runtime::shutdown_signal().await;
         tracing::info!("shutting down after the current batch");

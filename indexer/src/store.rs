@@ -63,19 +63,7 @@ impl DecodedRow {
     }
 }
 
-/// Errors of the store.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// A database error.
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
-    /// A migration failed.
-    #[error("migration: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A stored value is out of the range the indexer writes.
-    #[error("corrupt stored value: {0}")]
-    Corrupt(String),
-}
+pub use berth_runtime::StoreError;
 
 fn i64_of(n: u64) -> Result<i64, StoreError> {
     i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{n} does not fit in BIGINT")))

@@ -1,9 +1,17 @@
 //! Keeper configuration: a TOML file, then `BERTH_<FIELD>` environment overrides (the field
-//! name in upper case), validated at start with errors that name the bad field.
+//! name in upper case), loaded by the services' one loader ([`berth_runtime::config`]) and
+//! validated at start with errors that name the bad field and where it came from.
 
-use std::{collections::BTreeSet, ops::RangeInclusive, path::PathBuf, time::Duration};
+use std::{
+    collections::BTreeSet, net::SocketAddr, ops::RangeInclusive, path::PathBuf, str::FromStr,
+    time::Duration,
+};
 
-use serde::Deserialize;
+use berth_runtime::{
+    LogFormat,
+    config::{ConfigError, ServiceConfig, comma_list},
+};
+use serde::{Deserialize, Serialize};
 
 use berth_protocol::manifest::policy::{Policy, SAFE_CAPABILITIES};
 
@@ -30,8 +38,8 @@ pub struct Config {
     #[serde(default)]
     pub keystore_password_file: Option<PathBuf>,
     /// `podman` or `kubernetes`.
-    #[serde(default = "defaults::engine")]
-    pub engine: String,
+    #[serde(default)]
+    pub engine: EngineKind,
     /// podman's REST socket (podman engine).
     #[serde(default = "defaults::podman_socket")]
     pub podman_socket: PathBuf,
@@ -40,13 +48,13 @@ pub struct Config {
     pub public_host: String,
     /// Public ports, `first-last`.
     #[serde(default = "defaults::port_range")]
-    pub port_range: String,
-    /// Capabilities a manifest may add.
-    #[serde(default = "defaults::capabilities")]
+    pub port_range: PortRange,
+    /// Capabilities a manifest may add (in the environment: comma-separated).
+    #[serde(default = "defaults::capabilities", deserialize_with = "comma_list")]
     pub allowed_capabilities: Vec<String>,
     /// Address of the tenant API (also serves `/metrics`).
     #[serde(default = "defaults::gateway_addr")]
-    pub gateway_addr: String,
+    pub gateway_addr: SocketAddr,
     /// Most open connections to the gateway; further ones are closed at once.
     #[serde(default = "defaults::gateway_max_connections")]
     pub gateway_max_connections: u64,
@@ -106,24 +114,71 @@ pub struct Config {
     #[serde(default = "defaults::claim_interval_s")]
     pub claim_interval_s: u64,
     /// `text` or `json` logs.
-    #[serde(default = "defaults::log_format")]
-    pub log_format: String,
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+/// The container engine the keeper drives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// podman on one host, through its REST socket.
+    #[default]
+    Podman,
+    /// A Kubernetes cluster, through the kubeconfig or in-cluster service account.
+    Kubernetes,
+}
+
+/// A range of public ports, written `first-last`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PortRange(RangeInclusive<u16>);
+
+impl PortRange {
+    /// The ports.
+    pub fn range(&self) -> RangeInclusive<u16> {
+        self.0.clone()
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not first-last (1-65535)");
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let a: u16 = a.trim().parse().map_err(|_| bad())?;
+        let b: u16 = b.trim().parse().map_err(|_| bad())?;
+        if a == 0 || a > b {
+            return Err(bad());
+        }
+        Ok(Self(a..=b))
+    }
+}
+
+impl TryFrom<String> for PortRange {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<PortRange> for String {
+    fn from(p: PortRange) -> Self {
+        format!("{}-{}", p.0.start(), p.0.end())
+    }
 }
 
 mod defaults {
     use std::path::PathBuf;
 
-    pub fn engine() -> String {
-        "podman".into()
-    }
     pub fn podman_socket() -> PathBuf {
         "/run/berth/podman.sock".into()
     }
     pub fn public_host() -> String {
         "127.0.0.1".into()
     }
-    pub fn port_range() -> String {
-        "30000-30999".into()
+    pub fn port_range() -> super::PortRange {
+        super::PortRange(30000..=30999)
     }
     pub fn capabilities() -> Vec<String> {
         super::SAFE_CAPABILITIES
@@ -131,8 +186,8 @@ mod defaults {
             .map(|c| (*c).to_string())
             .collect()
     }
-    pub fn gateway_addr() -> String {
-        "127.0.0.1:8443".into()
+    pub fn gateway_addr() -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], 8443))
     }
     pub fn gateway_max_connections() -> u64 {
         256
@@ -176,171 +231,40 @@ mod defaults {
     pub fn claim_interval_s() -> u64 {
         3600
     }
-    pub fn log_format() -> String {
-        "text".into()
-    }
 }
 
-/// Every field, as named in TOML; `BERTH_<FIELD>` overrides it.
-pub const FIELDS: &[&str] = &[
-    "rpc_url",
-    "deployment",
-    "provider_id",
-    "database_url",
-    "operator_key",
-    "keystore",
-    "keystore_password_file",
-    "engine",
-    "podman_socket",
-    "public_host",
-    "port_range",
-    "allowed_capabilities",
-    "gateway_addr",
-    "gateway_max_connections",
-    "gateway_header_timeout_ms",
-    "gateway_request_timeout_ms",
-    "confirmations",
-    "poll_interval_ms",
-    "resync_interval_s",
-    "manifest_timeout_s",
-    "ready_timeout_s",
-    "min_runway_s",
-    "max_cpu_millis",
-    "max_memory_mib",
-    "rpc_timeout_ms",
-    "engine_timeout_ms",
-    "pull_timeout_s",
-    "download_timeout_s",
-    "log_format",
-    "sample_interval_ms",
-    "report_interval_s",
-    "report_batch",
-    "claim_interval_s",
-];
-
-/// A configuration problem, naming the field.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {reason}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        reason: String,
-    },
-    /// The TOML (with environment overrides) is not this configuration.
-    #[error("config: {0}")]
-    Parse(String),
-    /// A field has a bad value.
-    #[error("config field `{field}` (BERTH_{}): {reason}", field.to_uppercase())]
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
-fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field,
-        reason: reason.into(),
-    }
-}
-
-/// An environment value as TOML: numbers, booleans and arrays as such, anything else a string.
-fn env_value(raw: &str) -> toml::Value {
-    toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
-}
-
-impl Config {
-    /// Reads `path` (if any), applies `env` (`BERTH_*`, and `DATABASE_URL`) and validates.
-    pub fn load(
-        path: Option<&std::path::Path>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let text = match path {
-            Some(p) => std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
-                path: p.display().to_string(),
-                reason: e.to_string(),
-            })?,
-            None => String::new(),
-        };
-        let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| ConfigError::Parse(e.to_string()))?;
-        for field in FIELDS {
-            if let Some(raw) = env(&format!("BERTH_{}", field.to_uppercase())) {
-                let value = match *field {
-                    // Always strings, even when they look like numbers.
-                    "rpc_url"
-                    | "deployment"
-                    | "database_url"
-                    | "operator_key"
-                    | "keystore"
-                    | "keystore_password_file"
-                    | "engine"
-                    | "podman_socket"
-                    | "public_host"
-                    | "port_range"
-                    | "gateway_addr"
-                    | "log_format" => toml::Value::String(raw),
-                    "allowed_capabilities" => toml::Value::Array(
-                        raw.split(',')
-                            .map(|s| toml::Value::String(s.trim().to_string()))
-                            .filter(|v| v.as_str() != Some(""))
-                            .collect(),
-                    ),
-                    _ => env_value(&raw),
-                };
-                table.insert((*field).to_string(), value);
-            }
-        }
-        if !table.contains_key("database_url")
-            && let Some(url) = env("DATABASE_URL")
-        {
-            table.insert("database_url".into(), toml::Value::String(url));
-        }
-        let cfg: Self = table
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
-        cfg.validate()?;
-        Ok(cfg)
-    }
+impl ServiceConfig for Config {
+    const FALLBACKS: &'static [(&'static str, &'static str)] = &[("database_url", "DATABASE_URL")];
 
     fn validate(&self) -> Result<(), ConfigError> {
         if !(self.rpc_url.starts_with("http://") || self.rpc_url.starts_with("https://")) {
-            return Err(invalid("rpc_url", "an http(s) URL is required"));
+            return Err(ConfigError::invalid(
+                "rpc_url",
+                "an http(s) URL is required",
+            ));
         }
         if self.provider_id == 0 {
-            return Err(invalid("provider_id", "provider ids start at 1"));
+            return Err(ConfigError::invalid(
+                "provider_id",
+                "provider ids start at 1",
+            ));
         }
         if self.database_url.is_empty() {
-            return Err(invalid("database_url", "required (or set DATABASE_URL)"));
+            return Err(ConfigError::invalid(
+                "database_url",
+                "required (or set DATABASE_URL)",
+            ));
         }
         if self.operator_key.is_empty() == self.keystore.is_none() {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "operator_key",
                 "set exactly one of operator_key and keystore",
             ));
         }
         if self.keystore.is_some() && self.keystore_password_file.is_none() {
-            return Err(invalid("keystore_password_file", "required with keystore"));
-        }
-        if !matches!(self.engine.as_str(), "podman" | "kubernetes") {
-            return Err(invalid(
-                "engine",
-                format!("`{}` is not podman or kubernetes", self.engine),
-            ));
-        }
-        self.ports()?;
-        if self.gateway_addr.parse::<std::net::SocketAddr>().is_err() {
-            return Err(invalid(
-                "gateway_addr",
-                format!("`{}` is not host:port", self.gateway_addr),
+            return Err(ConfigError::invalid(
+                "keystore_password_file",
+                "required with keystore",
             ));
         }
         for (field, v) in [
@@ -361,55 +285,44 @@ impl Config {
             ),
         ] {
             if v == 0 {
-                return Err(invalid(field, "must be above zero"));
+                return Err(ConfigError::invalid(field, "must be above zero"));
             }
         }
         if !(1..=200).contains(&self.report_batch) {
-            return Err(invalid("report_batch", "must be 1 to 200"));
+            return Err(ConfigError::invalid("report_batch", "must be 1 to 200"));
         }
         for cap in &self.allowed_capabilities {
             if cap.is_empty() || !cap.chars().all(|c| c.is_ascii_uppercase() || c == '_') {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     "allowed_capabilities",
                     format!("`{cap}` is not a capability name"),
                 ));
             }
         }
-        if !matches!(self.log_format.as_str(), "text" | "json") {
-            return Err(invalid("log_format", "text or json"));
-        }
         Ok(())
     }
 
+    fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
+}
+
+impl Config {
     /// The public port range.
-    pub fn ports(&self) -> Result<RangeInclusive<u16>, ConfigError> {
-        let bad = || {
-            invalid(
-                "port_range",
-                format!("`{}` is not first-last (1-65535)", self.port_range),
-            )
-        };
-        let (a, b) = self.port_range.split_once('-').ok_or_else(bad)?;
-        let (a, b): (u16, u16) = (
-            a.trim().parse().map_err(|_| bad())?,
-            b.trim().parse().map_err(|_| bad())?,
-        );
-        if a == 0 || a > b {
-            return Err(bad());
-        }
-        Ok(a..=b)
+    pub fn ports(&self) -> RangeInclusive<u16> {
+        self.port_range.range()
     }
 
     /// The manifest policy.
     pub fn policy(&self) -> Policy {
         Policy {
-            host_ports: self.ports().unwrap_or(30000..=30999),
+            host_ports: self.ports(),
             allowed_capabilities: self
                 .allowed_capabilities
                 .iter()
                 .cloned()
                 .collect::<BTreeSet<_>>(),
-            single_host: self.engine == "podman",
+            single_host: self.engine == EngineKind::Podman,
         }
     }
 
@@ -454,27 +367,11 @@ mod tests {
             ],
         )
         .expect("valid");
-        assert_eq!(cfg.engine, "podman");
+        assert_eq!(cfg.engine, EngineKind::Podman);
         assert_eq!(cfg.confirmations, 2);
         assert_eq!(cfg.public_host, "10.0.0.1");
         assert_eq!(cfg.allowed_capabilities, vec!["CHOWN", "KILL"]);
-        assert_eq!(cfg.ports(), Ok(30000..=30999));
-    }
-
-    #[test]
-    fn every_field_has_its_environment_override() {
-        let cfg = load(MINIMAL, &[]).expect("valid");
-        let table = toml::Table::try_from(&cfg).expect("serializes");
-        let mut fields: Vec<&str> = table.keys().map(String::as_str).collect();
-        for optional in ["keystore", "keystore_password_file"] {
-            if !fields.contains(&optional) {
-                fields.push(optional);
-            }
-        }
-        fields.sort_unstable();
-        let mut listed = FIELDS.to_vec();
-        listed.sort_unstable();
-        assert_eq!(fields, listed, "FIELDS must name every field");
+        assert_eq!(cfg.ports(), 30000..=30999);
     }
 
     #[test]
@@ -483,7 +380,7 @@ mod tests {
         let env = |k: &str| (k == "BERTH_OPERATOR_KEY").then(|| "0x01".to_string());
         let cfg = Config::load(Some(&path), env).expect("keeper.example.toml loads");
         assert_eq!(cfg.confirmations, 3);
-        assert_eq!(cfg.ports(), Ok(30000..=30999));
+        assert_eq!(cfg.ports(), 30000..=30999);
     }
 
     #[test]
@@ -491,15 +388,15 @@ mod tests {
         let e = load(MINIMAL, &[("BERTH_PORT_RANGE", "9-1")])
             .expect_err("bad range")
             .to_string();
-        assert!(e.contains("`port_range` (BERTH_PORT_RANGE)"), "{e}");
+        assert!(e.contains("BERTH_PORT_RANGE") && e.contains("`9-1`"), "{e}");
         let e = load(MINIMAL, &[("BERTH_ENGINE", "docker")])
             .expect_err("bad engine")
             .to_string();
-        assert!(e.contains("`engine`"), "{e}");
+        assert!(e.contains("BERTH_ENGINE") && e.contains("docker"), "{e}");
         let e = load(MINIMAL, &[("BERTH_POLL_INTERVAL_MS", "soon")])
             .expect_err("bad number")
             .to_string();
-        assert!(e.contains("poll_interval_ms"), "{e}");
+        assert!(e.contains("BERTH_POLL_INTERVAL_MS"), "{e}");
         let e = load(&format!("{MINIMAL}colour = 1\n"), &[])
             .expect_err("unknown")
             .to_string();

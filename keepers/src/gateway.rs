@@ -58,74 +58,7 @@ pub struct Gateway {
     pub max_sample_gap_ms: u64,
 }
 
-/// Limits that keep one client from exhausting the keeper: every read has a deadline and the
-/// number of connections a cap, far below the process's file descriptors, so sampling,
-/// the engine socket and the database always find one.
-#[derive(Debug, Clone, Copy)]
-pub struct ServeLimits {
-    /// Most open connections; a connection beyond is closed at once.
-    pub max_connections: usize,
-    /// Deadline for a request's headers, and for an idle kept-alive connection.
-    pub header_timeout: Duration,
-    /// Deadline for a whole request, body included (answered 408).
-    pub request_timeout: Duration,
-}
-
-/// Serves `app` on `listener` within `limits` until `shutdown` turns true.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    limits: ServeLimits,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-) {
-    let app = app.layer(axum::middleware::from_fn(
-        move |req: axum::extract::Request, next: axum::middleware::Next| async move {
-            match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
-                Ok(response) => response,
-                Err(_) => error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!(
-                        "the request took longer than {} ms",
-                        limits.request_timeout.as_millis()
-                    ),
-                ),
-            }
-        },
-    ));
-    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    while !*shutdown.borrow() {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of descriptors or the like: pause instead of spinning.
-                    tracing::warn!(error = %e, "gateway accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::debug!(
-                limit = limits.max_connections,
-                "gateway full: connection closed"
-            );
-            continue;
-        };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        tokio::spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "gateway connection ended");
-            }
-            drop(permit);
-        });
-    }
-}
+pub use berth_runtime::http::{ServeLimits, serve};
 
 /// The router.
 pub fn router(g: Gateway) -> Router {
@@ -441,12 +374,6 @@ async fn proof(
     }
 }
 
-async fn metrics(State(g): State<Arc<Gateway>>) -> impl IntoResponse {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        g.metrics.render(),
-    )
+async fn metrics(State(g): State<Arc<Gateway>>) -> Response {
+    berth_runtime::http::metrics_response(g.metrics.render())
 }

@@ -1,12 +1,12 @@
 //! `berth-keeper`: the provider keeper service (systemd unit in `keepers/berth-keeper.service`).
 
-use std::{path::PathBuf, sync::Arc};
+use std::sync::Arc;
 
 use alloy::{network::EthereumWallet, providers::Provider, signers::local::PrivateKeySigner};
 use berth_bindings::{Deployment, ProviderRegistry};
 use berth_keepers::{
     chain::{ChainReader, http_provider},
-    config::Config,
+    config::{Config, EngineKind},
     engine::{Engine, KubeEngine, PodmanEngine},
     gateway::{Gateway, ServeLimits, router, serve},
     metrics::Metrics,
@@ -14,24 +14,16 @@ use berth_keepers::{
     signer::Signer,
     store::Store,
 };
-use clap::Parser;
-use eyre::{Context, Result, bail, ensure};
+use eyre::{Context, Result, ensure};
 use tokio::sync::watch;
-
-/// Turns funded leases of one provider into running workloads and back.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {
-    /// TOML configuration file; every field can be overridden by `BERTH_<FIELD>`.
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-}
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse();
-    let cfg = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
-    berth_runtime::init_tracing(&cfg.log_format);
+    let cfg: Config = berth_runtime::start(
+        env!("CARGO_BIN_NAME"),
+        env!("CARGO_PKG_VERSION"),
+        "Turns funded leases of one provider into running workloads and back.",
+    )?;
 
     let provider = http_provider(&cfg.rpc_url, Config::millis(cfg.rpc_timeout_ms))?;
     let chain_id = provider
@@ -58,14 +50,13 @@ async fn main() -> Result<()> {
     let store = Store::connect(&cfg.database_url, chain_id, deployment.lease_escrow)
         .await
         .wrap_err("opening the keeper's database (database_url)")?;
-    let engine = match cfg.engine.as_str() {
-        "podman" => Engine::Podman(PodmanEngine::new(
+    let engine = match cfg.engine {
+        EngineKind::Podman => Engine::Podman(PodmanEngine::new(
             &cfg.podman_socket,
             Config::millis(cfg.engine_timeout_ms),
             std::time::Duration::from_secs(cfg.pull_timeout_s),
         )),
-        "kubernetes" => Engine::Kubernetes(KubeEngine::from_env().await?),
-        other => bail!("engine `{other}` is not podman or kubernetes"),
+        EngineKind::Kubernetes => Engine::Kubernetes(KubeEngine::from_env().await?),
     };
     let metrics = Metrics::default();
     let chain = ChainReader::new(provider.clone(), &deployment, cfg.provider_id);
@@ -118,7 +109,7 @@ async fn main() -> Result<()> {
         policy: cfg.policy(),
         max_sample_gap_ms: cfg.sample_interval_ms * 3,
     };
-    let listener = tokio::net::TcpListener::bind(&cfg.gateway_addr)
+    let listener = tokio::net::TcpListener::bind(cfg.gateway_addr)
         .await
         .wrap_err_with(|| format!("binding gateway_addr {}", cfg.gateway_addr))?;
     let (stop, stopped) = watch::channel(false);
@@ -134,8 +125,8 @@ async fn main() -> Result<()> {
         escrow = %deployment.lease_escrow,
         provider_id = cfg.provider_id,
         %operator,
-        engine = cfg.engine,
-        gateway = cfg.gateway_addr,
+        engine = ?cfg.engine,
+        gateway = %cfg.gateway_addr,
         "keeper running"
     );
     tokio::spawn(berth_keepers::metering::sampler::run(

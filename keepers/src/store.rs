@@ -10,16 +10,7 @@ use berth_protocol::metering::{Sample, Units};
 /// too, so the keeper and the indexer can share a database.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// A storage failure.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database refused or is unreachable.
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
-    /// A migration failed.
-    #[error("migration: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-}
+pub use berth_runtime::StoreError;
 
 /// A `transactions` row (id, tx_hash, nonce) as an [`OpenTx`].
 fn open_tx(r: &sqlx::postgres::PgRow) -> OpenTx {

@@ -1,0 +1,114 @@
+//! The services' bounded HTTP server: a cap on open connections, a deadline for each
+//! request's headers and one for the whole request (answered with a JSON 408), so that no
+//! client can hold a service's descriptors or tasks.
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Json, Router,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use berth_protocol::api::ApiError;
+
+/// Limits that keep one client from exhausting a service: every read has a deadline and the
+/// number of connections a cap, far below the process's file descriptors, so sampling,
+/// the engine socket and the database always find one.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// Most open connections; a connection beyond is closed at once.
+    pub max_connections: usize,
+    /// Deadline for a request's headers, and for an idle kept-alive connection.
+    pub header_timeout: Duration,
+    /// Deadline for a whole request, body included (answered 408).
+    pub request_timeout: Duration,
+}
+
+/// Serves `app` on `listener` within `limits` until `shutdown` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: ServeLimits,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let app = app.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
+                Ok(response) => response,
+                Err(_) => {
+                    let body = ApiError {
+                        error: format!(
+                            "the request took longer than {} ms",
+                            limits.request_timeout.as_millis()
+                        ),
+                    };
+                    (StatusCode::REQUEST_TIMEOUT, Json(body)).into_response()
+                }
+            }
+        },
+    ));
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    while !*shutdown.borrow() {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors or the like: pause instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::debug!(
+                limit = limits.max_connections,
+                "connection cap reached: connection closed"
+            );
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Serves `render()` as Prometheus text on `GET /metrics` of `listener` within `limits`,
+/// until `shutdown` turns true.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    render: impl Fn() -> String + Clone + Send + Sync + 'static,
+    limits: ServeLimits,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let render = render.clone();
+            async move { metrics_response(render()) }
+        }),
+    );
+    serve(listener, app, limits, shutdown).await;
+}
+
+/// A Prometheus text answer.
+pub fn metrics_response(body: String) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
