@@ -40,10 +40,17 @@ mod generated {
         LeaseMathHarness,
         "artifacts/LeaseMathHarness.json"
     );
+    alloy::sol!(
+        #[sol(rpc, all_derives)]
+        ContractWallet,
+        "artifacts/ContractWallet.json"
+    );
 }
 
 /// Test-only contracts (never deployed outside tests).
 pub mod testing {
+    /// A contract wallet: its owner makes it call and signs for it (ERC-1271).
+    pub use super::generated::ContractWallet;
     /// `LeaseMath` as external calls: the contracts' arithmetic, to check `berth-protocol`'s
     /// formulas against.
     pub use super::generated::LeaseMathHarness;

@@ -11,3 +11,4 @@ mod lease_lifecycle;
 mod metering;
 mod protocol;
 mod runway;
+mod wallet;

@@ -1,0 +1,93 @@
+//! A tenant that is a contract wallet: it opens a lease through its owner, and its manifest
+//! upload is accepted when the wallet vouches for the signature (ERC-1271), refused when a
+//! stranger signed it.
+
+use alloy::{
+    primitives::{Address, U256, keccak256},
+    sol_types::{SolCall, SolValue},
+};
+use berth_bindings::{LeaseEscrow, LeaseStatus, TestToken, testing::ContractWallet};
+use berth_e2e::{keeper::*, mined};
+use eyre::{Result, ensure};
+use sqlx::PgPool;
+
+use crate::keeper::{HELLO_BODY, TENANT, serves, world};
+
+/// An anvil account that is neither the wallet's owner nor anyone in the world.
+const STRANGER: usize = 6;
+
+#[sqlx::test(migrations = false)]
+async fn a_contract_wallet_tenant_uploads_with_its_owners_signature(pool: PgPool) -> Result<()> {
+    let w = world(&pool.connect_options(), &[]).await?;
+    let keeper = KeeperProcess::start(&w.setup).await?;
+    let owner = w.chain.wallet(TENANT)?;
+    let wallet = ContractWallet::deploy(&owner, w.chain.signer(TENANT)?.address()).await?;
+    let at: Address = *wallet.address();
+
+    // The wallet holds the deposit, approves the escrow and opens the lease itself.
+    mined(
+        TestToken::new(w.c.token, &owner).mint(at, U256::from(10u64.pow(12))),
+        "mint",
+    )
+    .await?;
+    let approve = TestToken::approveCall {
+        spender: w.c.escrow,
+        value: U256::MAX,
+    };
+    mined(
+        wallet.execute(w.c.token, approve.abi_encode().into()),
+        "approve through the wallet",
+    )
+    .await?;
+    let manifest = hello_manifest();
+    let open = LeaseEscrow::openLeaseCall {
+        providerId: U256::from(1),
+        cpuMillis: 500,
+        memoryMiB: 512,
+        storageGiB: 1,
+        manifestHash: keccak256(&manifest),
+        manifestUri: String::new(),
+        deposit: U256::from(10_000_000u64),
+        maxRateAllowed: U256::MAX,
+    };
+    let execute = wallet.execute(w.c.escrow, open.abi_encode().into());
+    let answer = execute.call().await?;
+    let lease = U256::abi_decode(&answer)?;
+    let gas = execute.estimate_gas().await?;
+    mined(execute.gas(gas * 3 / 2), "openLease through the wallet").await?;
+    let tenant = w.escrow()?.getLease(lease).call().await?.tenant;
+    ensure!(
+        tenant == at,
+        "the lease's tenant is the wallet, not {tenant}"
+    );
+
+    // A stranger's signature: the wallet does not vouch for it.
+    let (status, body) = upload(
+        &w.setup.gateway(),
+        &w.chain,
+        w.c.escrow,
+        STRANGER,
+        lease,
+        &manifest,
+    )
+    .await?;
+    ensure!(
+        status == 403,
+        "a stranger's upload answered {status} {body}"
+    );
+
+    // The owner's signature: the wallet vouches for it and the lease is served.
+    let (status, body) = upload(
+        &w.setup.gateway(),
+        &w.chain,
+        w.c.escrow,
+        TENANT,
+        lease,
+        &manifest,
+    )
+    .await?;
+    ensure!(status == 202, "the owner's upload answered {status} {body}");
+    w.wait_status(lease, LeaseStatus::Active, &keeper).await?;
+    serves(&w.endpoint(lease).await?, HELLO_BODY).await?;
+    Ok(())
+}
