@@ -43,6 +43,13 @@ pub struct Config {
     /// podman's REST socket (podman engine).
     #[serde(default = "defaults::podman_socket")]
     pub podman_socket: PathBuf,
+    /// podman network the pods join, created when missing (empty: podman's default kube
+    /// network, a /24 that holds 253 pods).
+    #[serde(default = "defaults::podman_network")]
+    pub podman_network: String,
+    /// Subnet of `podman_network` when the keeper creates it.
+    #[serde(default = "defaults::podman_subnet")]
+    pub podman_subnet: String,
     /// Host tenants reach public ports on.
     #[serde(default = "defaults::public_host")]
     pub public_host: String,
@@ -118,6 +125,13 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// Whether `s` is `a.b.c.d/n` with n at most 30.
+fn looks_like_cidr(s: &str) -> bool {
+    s.split_once('/').is_some_and(|(ip, bits)| {
+        ip.parse::<std::net::Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 30)
+    })
+}
+
 /// The container engine the keeper drives.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -173,6 +187,12 @@ mod defaults {
 
     pub fn podman_socket() -> PathBuf {
         "/run/berth/podman.sock".into()
+    }
+    pub fn podman_network() -> String {
+        "berth".into()
+    }
+    pub fn podman_subnet() -> String {
+        "10.90.0.0/16".into()
     }
     pub fn public_host() -> String {
         "127.0.0.1".into()
@@ -287,6 +307,15 @@ impl ServiceConfig for Config {
             if v == 0 {
                 return Err(ConfigError::invalid(field, "must be above zero"));
             }
+        }
+        if !self.podman_network.is_empty() && !looks_like_cidr(&self.podman_subnet) {
+            return Err(ConfigError::invalid(
+                "podman_subnet",
+                format!(
+                    "`{}` is not an IPv4 subnet like 10.90.0.0/16",
+                    self.podman_subnet
+                ),
+            ));
         }
         if !(1..=200).contains(&self.report_batch) {
             return Err(ConfigError::invalid("report_batch", "must be 1 to 200"));

@@ -7,7 +7,7 @@ use berth_bindings::{Deployment, ProviderRegistry};
 use berth_keepers::{
     chain::{ChainReader, http_provider},
     config::{Config, EngineKind},
-    engine::{Engine, KubeEngine, PodmanEngine},
+    engine::{Engine, KubeEngine, PodNetwork, PodmanEngine},
     gateway::{Gateway, ServeLimits, router, serve},
     metrics::Metrics,
     reconcile::{Reconciler, Settings},
@@ -51,11 +51,20 @@ async fn main() -> Result<()> {
         .await
         .wrap_err("opening the keeper's database (database_url)")?;
     let engine = match cfg.engine {
-        EngineKind::Podman => Engine::Podman(PodmanEngine::new(
-            &cfg.podman_socket,
-            Config::millis(cfg.engine_timeout_ms),
-            std::time::Duration::from_secs(cfg.pull_timeout_s),
-        )),
+        EngineKind::Podman => {
+            let engine = PodmanEngine::new(
+                &cfg.podman_socket,
+                Config::millis(cfg.engine_timeout_ms),
+                std::time::Duration::from_secs(cfg.pull_timeout_s),
+            );
+            Engine::Podman(match cfg.podman_network.as_str() {
+                "" => engine,
+                name => engine.with_network(PodNetwork {
+                    name: name.to_string(),
+                    subnet: cfg.podman_subnet.clone(),
+                }),
+            })
+        }
         EngineKind::Kubernetes => Engine::Kubernetes(KubeEngine::from_env().await?),
     };
     let metrics = Metrics::default();

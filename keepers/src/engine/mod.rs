@@ -15,7 +15,7 @@ use crate::render::{
 };
 
 pub use kubernetes::KubeEngine;
-pub use podman::PodmanEngine;
+pub use podman::{PodNetwork, PodmanEngine};
 
 /// What an engine runs for one lease.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -87,6 +87,10 @@ pub enum EngineError {
     /// be pulled): retrying the same objects will not help.
     #[error("engine refused the workload: {0}")]
     Refused(String),
+    /// The host has no room for the workload (addresses, ports): the lease is rejected for
+    /// capacity, not for its manifest.
+    #[error("no room for the workload: {0}")]
+    Full(String),
 }
 
 /// The configured engine.

@@ -30,6 +30,20 @@ pub struct PodmanEngine {
     cgroup_root: PathBuf,
     /// Container id → its cgroup path, as podman reports it (ids never change).
     cgroup_paths: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+    /// The network pods join, created (with `subnet`) before the first pod: podman's
+    /// default kube network is a /24, 253 pods at most.
+    network: Option<PodNetwork>,
+    /// Whether the network is known to exist.
+    network_ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// A podman network for the keeper's pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodNetwork {
+    /// Its name.
+    pub name: String,
+    /// Its subnet (CIDR), used when the keeper creates it.
+    pub subnet: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,7 +92,53 @@ impl PodmanEngine {
             pull_timeout,
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             cgroup_paths: std::sync::Arc::default(),
+            network: None,
+            network_ready: std::sync::Arc::default(),
         }
+    }
+
+    /// Pods join `network` (created at the first deploy when missing) instead of podman's
+    /// default kube network.
+    pub fn with_network(mut self, network: PodNetwork) -> Self {
+        self.network = Some(network);
+        self
+    }
+
+    /// Creates the pods' network unless it exists; remembered once it does.
+    async fn ensure_network(&self, network: &PodNetwork) -> Result<(), EngineError> {
+        use std::sync::atomic::Ordering;
+        if self.network_ready.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let path = format!("/networks/{}/exists", url_encode(&network.name));
+        let (status, _) = self.call(Method::GET, &path, None, self.timeout).await?;
+        if status != StatusCode::NO_CONTENT {
+            let body = serde_json::json!({
+                "name": network.name,
+                "driver": "bridge",
+                "subnets": [{ "subnet": network.subnet }],
+            });
+            let (status, answer) = self
+                .call(
+                    Method::POST,
+                    "/networks/create",
+                    Some(body.to_string()),
+                    self.timeout,
+                )
+                .await?;
+            // 409: created meanwhile by another keeper or an operator.
+            if !status.is_success() && status != StatusCode::CONFLICT {
+                return Err(EngineError::Unavailable(format!(
+                    "creating network {} ({}): {status}: {}",
+                    network.name,
+                    network.subnet,
+                    String::from_utf8_lossy(&answer).trim()
+                )));
+            }
+            tracing::info!(network = %network.name, subnet = %network.subnet, "pod network created");
+        }
+        self.network_ready.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The container's cgroup path, asked of podman once and remembered.
@@ -215,8 +275,14 @@ impl PodmanEngine {
                 .method(method)
                 .uri(format!("http://podman{API}{path}"))
                 .header(hyper::header::HOST, "podman");
-            if body.is_some() {
-                req = req.header(hyper::header::CONTENT_TYPE, "application/yaml");
+            if let Some(b) = &body {
+                // Objects go as YAML (kube play), settings as JSON.
+                let kind = if b.starts_with('{') {
+                    "application/json"
+                } else {
+                    "application/yaml"
+                };
+                req = req.header(hyper::header::CONTENT_TYPE, kind);
             }
             let req = req
                 .body(Full::new(Bytes::from(body.unwrap_or_default())))
@@ -341,13 +407,13 @@ impl PodmanEngine {
         let yaml = missing
             .to_podman_yaml()
             .map_err(|e| EngineError::Refused(format!("rendering YAML: {e}")))?;
+        let mut play = String::from("/play/kube?start=true");
+        if let Some(network) = &self.network {
+            self.ensure_network(network).await?;
+            play.push_str(&format!("&network={}", url_encode(&network.name)));
+        }
         let (status, body) = self
-            .call(
-                Method::POST,
-                "/play/kube?start=true",
-                Some(yaml),
-                self.timeout,
-            )
+            .call(Method::POST, &play, Some(yaml), self.timeout)
             .await?;
         let verdict = play_verdict(status, &body);
         if verdict.is_ok() {
@@ -584,12 +650,17 @@ fn play_verdict(status: StatusCode, body: &[u8]) -> Result<(), EngineError> {
                 .collect()
         })
         .unwrap_or_default();
+    let joined = errors.join("; ");
     if errors.is_empty() {
         Ok(())
+    } else if joined.contains("IPAM error") || joined.contains("failed to find free IP") {
+        // The host's network is full: the provider's capacity, not the tenant's manifest.
+        Err(EngineError::Full(format!(
+            "kube play: the pod network has no free address: {joined}"
+        )))
     } else {
         Err(EngineError::Refused(format!(
-            "kube play: a container failed: {}",
-            errors.join("; ")
+            "kube play: a container failed: {joined}"
         )))
     }
 }
@@ -631,6 +702,14 @@ mod tests {
             play_verdict(StatusCode::BAD_REQUEST, b"{}"),
             Err(EngineError::Refused(_))
         ));
+        let full = br#"{"Pods":[{"ID":"p","ContainerErrors":["starting container c: IPAM error: failed to find free IP in range: 10.89.0.1 - 10.89.0.254"]}]}"#;
+        assert!(
+            matches!(
+                play_verdict(StatusCode::OK, full),
+                Err(EngineError::Full(_))
+            ),
+            "a full pod network is the host's capacity"
+        );
         assert!(matches!(
             play_verdict(StatusCode::INTERNAL_SERVER_ERROR, b"oops"),
             Err(EngineError::Unavailable(_))

@@ -25,6 +25,21 @@ impl Reconciler {
         }
     }
 
+    /// The lease's manifest `bytes` checked against its hash, its reservation and this
+    /// keeper's policy.
+    pub(super) fn check_manifest(
+        &self,
+        view: &LeaseView,
+        bytes: &[u8],
+    ) -> Result<Manifest, Rejection> {
+        crate::intake::check_manifest(
+            bytes,
+            view.manifest_hash,
+            view.reservation,
+            &self.settings.policy,
+        )
+    }
+
     /// Runway and cluster capacity for a new lease.
     pub(super) async fn admit(
         &self,

@@ -41,12 +41,7 @@ impl Reconciler {
             }
             return Ok(false);
         };
-        let manifest = match intake::check_manifest(
-            &bytes,
-            view.manifest_hash,
-            view.reservation,
-            &self.settings.policy,
-        ) {
+        let manifest = match self.check_manifest(view, &bytes) {
             Ok(m) => m,
             Err(r) => {
                 self.reject(view, r).await?;
@@ -58,6 +53,11 @@ impl Reconciler {
             ApplyState::Running => return Ok(true),
             ApplyState::Done(Err(EngineError::Refused(why))) => {
                 self.reject(view, Rejection::new(RejectReason::ManifestInvalid, why))
+                    .await?;
+                return Ok(false);
+            }
+            ApplyState::Done(Err(EngineError::Full(why))) => {
+                self.reject(view, Rejection::new(RejectReason::CapacityUnavailable, why))
                     .await?;
                 return Ok(false);
             }

@@ -32,12 +32,7 @@ impl Reconciler {
         if alloy::primitives::keccak256(&bytes) != view.manifest_hash {
             return Ok(()); // the stored bytes are an earlier version: wait for the upload
         }
-        let manifest = match intake::check_manifest(
-            &bytes,
-            view.manifest_hash,
-            view.reservation,
-            &self.settings.policy,
-        ) {
+        let manifest = match self.check_manifest(view, &bytes) {
             Ok(m) => m,
             Err(r) => {
                 self.refused_updates

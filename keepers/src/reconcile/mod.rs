@@ -141,6 +141,8 @@ pub struct Reconciler {
     download_retry: HashMap<U256, Instant>,
     /// Engine applies (image pulls, `kube play`) under way, one task per lease, off the pass.
     applying: HashMap<U256, Applying>,
+    /// Turns for engine applies ([`work::APPLY_CONCURRENCY`] at once).
+    apply_permits: Arc<tokio::sync::Semaphore>,
     /// When a lease's auto top-up may be tried again (one try per lease at a time).
     top_up_retry: HashMap<U256, Instant>,
     /// Manifest versions found invalid: logged once, the workload keeps its version.
@@ -186,6 +188,7 @@ impl Reconciler {
             downloads: HashMap::new(),
             download_retry: HashMap::new(),
             applying: HashMap::new(),
+            apply_permits: Arc::new(tokio::sync::Semaphore::new(work::APPLY_CONCURRENCY)),
             top_up_retry: HashMap::new(),
             refused_updates: BTreeSet::new(),
             retries: Retries::default(),

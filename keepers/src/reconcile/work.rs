@@ -14,7 +14,7 @@ use super::{PassError, Reconciler, used_ports};
 use crate::{
     chain::LeaseView,
     engine::{EngineError, Workload},
-    render::render,
+    render::{Rendered, render},
 };
 use berth_protocol::manifest::{MAX_MANIFEST_BYTES, Manifest};
 
@@ -36,6 +36,9 @@ pub(super) enum ApplyState {
     Done(Result<(), EngineError>),
 }
 
+/// Engine applies (deploys, rollouts) running at once; the others wait for a turn.
+pub const APPLY_CONCURRENCY: usize = 8;
+
 /// How long a failed manifest download waits before it is tried again.
 const DOWNLOAD_RETRY: Duration = Duration::from_secs(10);
 
@@ -53,14 +56,7 @@ impl Reconciler {
         if let Some(v) = version {
             rendered = rendered.with_manifest_version(v);
         }
-        let (engine, metrics) = (self.engine.clone(), self.metrics.clone());
-        let task = tokio::spawn(async move {
-            let timer = Instant::now();
-            let result = engine.apply(&rendered).await;
-            metrics.engine_call("apply", timer.elapsed());
-            result
-        });
-        self.applying.insert(id, Applying { task, ports });
+        self.spawn_engine(id, ports, rendered, false);
     }
 
     /// Starts replacing a lease's running objects with a new manifest version, in a task of
@@ -73,11 +69,30 @@ impl Reconciler {
         version: u32,
     ) {
         let rendered = render(self.key(id), manifest, &ports).with_manifest_version(version);
+        self.spawn_engine(id, ports, rendered, true);
+    }
+
+    /// Runs an engine apply (or, with `replace`, a replacement) of `rendered` in a task of
+    /// its own, at most [`APPLY_CONCURRENCY`] at once: a thousand new leases queue here
+    /// instead of piling onto the engine's socket and timing out there.
+    fn spawn_engine(
+        &mut self,
+        id: U256,
+        ports: crate::render::PortMap,
+        rendered: Rendered,
+        replace: bool,
+    ) {
         let (engine, metrics) = (self.engine.clone(), self.metrics.clone());
+        let permits = self.apply_permits.clone();
         let task = tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await;
             let timer = Instant::now();
-            let result = engine.replace(&rendered).await;
-            metrics.engine_call("replace", timer.elapsed());
+            let (call, result) = if replace {
+                ("replace", engine.replace(&rendered).await)
+            } else {
+                ("apply", engine.apply(&rendered).await)
+            };
+            metrics.engine_call(call, timer.elapsed());
             result
         });
         self.applying.insert(id, Applying { task, ports });
