@@ -93,7 +93,17 @@ ensure_podman() {
   # container), netavark and iptables (published ports).
   ensure_apt podman runc conmon catatonit netavark aardvark-dns iptables busybox-static
   export CONTAINERS_CONF="$BERTH_ROOT/keepers/podman/containers.conf"
-  podman info >/dev/null 2>&1 || die "podman is installed but does not work: run 'podman info'"
+  local err
+  if ! err="$(podman info 2>&1 >/dev/null)"; then
+    # The lock segment was made for another num_locks (an earlier containers.conf): podman
+    # cannot open it, and renumbering needs it gone first. Only when no container runs.
+    if [[ "$err" == *"locks in /libpod_lock"* ]] && ! pgrep -x conmon >/dev/null; then
+      log "podman's lock count changed (containers.conf num_locks): renumbering its locks"
+      rm -f /dev/shm/libpod_lock
+      podman system renumber
+    fi
+    podman info >/dev/null 2>&1 || die "podman is installed but does not work: run 'podman info'"
+  fi
 }
 
 # Postgres for the devnet; exports DATABASE_URL. $DATABASE_URL or the local server when one
