@@ -205,7 +205,8 @@ impl Reconciler {
     /// Builds and sends usage reports: every active lease when `periodic`, closed leases that
     /// still owe their final report always. Returns whether the round was sent (or had nothing
     /// to send). A lease whose report cannot be built, or whose report reverts, is logged and
-    /// left for the next round; the other leases' reports go on.
+    /// left for the next round; the other leases' reports go on. A batch that fails to send
+    /// makes the round run again next pass.
     async fn report(
         &mut self,
         views: &BTreeMap<U256, LeaseView>,
@@ -252,13 +253,13 @@ impl Reconciler {
         tracing::debug!(now, periodic, reports = reports.len(), "report round");
         let mut all_sent = true;
         for chunk in reports.chunks(self.settings.report_batch) {
-            match self.send_reports(chunk, U256::ZERO).await {
-                Ok(true) => {}
-                // An earlier batch is pending or just mined: build again from the chain later.
-                Ok(false) => {
-                    all_sent = false;
-                    break;
-                }
+            // Each batch is recorded under its first lease: the batches of one round go out
+            // together (one nonce after the other) instead of one per pass, and a batch still
+            // in flight is not sent twice.
+            match self.send_reports(chunk, chunk[0].lease).await {
+                // Sent: or this very batch is still pending or just mined (a round repeated
+                // after a failure): either way it needs nothing more this round.
+                Ok(_) => {}
                 // One report reverting would sink the whole batch: send each alone, so that
                 // the revert stays with its lease.
                 Err(e) if e.is_revert() && chunk.len() > 1 => {
@@ -280,8 +281,8 @@ impl Reconciler {
         all_sent
     }
 
-    /// Sends `records` as one `reportUsageBatch` (recorded under `lease`: zero for a batch)
-    /// and stores them with its hash. Returns false when an earlier one is still in flight.
+    /// Sends `records` as one `reportUsageBatch` (recorded under `lease`) and stores them
+    /// with its hash. Returns false when an earlier one for `lease` is still in flight.
     async fn send_reports(
         &mut self,
         records: &[StoredReport],
