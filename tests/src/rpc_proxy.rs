@@ -24,6 +24,8 @@ struct Rules {
     /// Requests held so far.
     held: usize,
     counter: u64,
+    /// JSON-RPC calls seen (a batch counts each call in it).
+    calls: u64,
 }
 
 /// A running proxy; stops when dropped.
@@ -71,13 +73,19 @@ impl RpcProxy {
                         );
                         async move {
                             let body = req.into_body().collect().await?.to_bytes();
-                            let method = serde_json::from_slice::<serde_json::Value>(&body)
-                                .ok()
+                            let parsed = serde_json::from_slice::<serde_json::Value>(&body).ok();
+                            let method = parsed
+                                .as_ref()
                                 .and_then(|v| v["method"].as_str().map(str::to_owned))
                                 .unwrap_or_default();
+                            let calls = parsed
+                                .as_ref()
+                                .and_then(|v| v.as_array().map(|a| a.len() as u64))
+                                .unwrap_or(1);
                             let (delay, hold) = {
                                 let mut r = rules.lock().unwrap_or_else(|e| e.into_inner());
                                 r.counter += 1;
+                                r.calls += calls;
                                 let (lo, hi) = r.latency_ms;
                                 let delay = lo + (r.counter * 7919) % (hi - lo + 1);
                                 let hold = r.hold.as_deref() == Some(method.as_str());
@@ -132,6 +140,16 @@ impl RpcProxy {
     /// The proxy's URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// HTTP requests forwarded so far (a JSON-RPC batch is one).
+    pub fn requests(&self) -> u64 {
+        self.rules.lock().unwrap_or_else(|e| e.into_inner()).counter
+    }
+
+    /// JSON-RPC calls forwarded so far (each call of a batch counts).
+    pub fn calls(&self) -> u64 {
+        self.rules.lock().unwrap_or_else(|e| e.into_inner()).calls
     }
 
     /// Adds `lo..=hi` ms to every request.
