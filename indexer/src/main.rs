@@ -22,11 +22,8 @@ const METRICS_LIMITS: berth_runtime::http::ServeLimits = berth_runtime::http::Se
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let cfg: Config = berth_runtime::start(
-        env!("CARGO_BIN_NAME"),
-        env!("CARGO_PKG_VERSION"),
-        "Mirrors every event of the Berth contracts into Postgres.",
-    )?;
+    let cfg: Config =
+        berth_runtime::start!("Mirrors every event of the Berth contracts into Postgres.")?;
 
     let provider = http_provider(&cfg.rpc_url, cfg.rpc_timeout())?;
     let chain_id = provider

@@ -19,10 +19,8 @@ use tokio::sync::watch;
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let cfg: Config = berth_runtime::start(
-        env!("CARGO_BIN_NAME"),
-        env!("CARGO_PKG_VERSION"),
-        "Turns funded leases of one provider into running workloads and back.",
+    let cfg: Config = berth_runtime::start!(
+        "Turns funded leases of one provider into running workloads and back."
     )?;
 
     let provider = http_provider(&cfg.rpc_url, Config::millis(cfg.rpc_timeout_ms))?;

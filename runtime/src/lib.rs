@@ -19,6 +19,14 @@ struct ServiceArgs {
     config: Option<PathBuf>,
 }
 
+/// [`start`] with the calling binary's name and version: `berth_runtime::start!("about")`.
+#[macro_export]
+macro_rules! start {
+    ($about:expr) => {
+        $crate::start(env!("CARGO_BIN_NAME"), env!("CARGO_PKG_VERSION"), $about)
+    };
+}
+
 /// How every service starts: its command line read (`--config FILE`, `--help`,
 /// `--version`), its configuration loaded (the file, then `BERTH_*` variables) and checked,
 /// logging installed.

@@ -61,32 +61,13 @@ async fn a_contract_wallet_tenant_uploads_with_its_owners_signature(pool: PgPool
         "the lease's tenant is the wallet, not {tenant}"
     );
 
-    // A stranger's signature: the wallet does not vouch for it.
-    let (status, body) = upload(
-        &w.setup.gateway(),
-        &w.chain,
-        w.c.escrow,
-        STRANGER,
-        lease,
-        &manifest,
-    )
-    .await?;
-    ensure!(
-        status == 403,
-        "a stranger's upload answered {status} {body}"
-    );
-
-    // The owner's signature: the wallet vouches for it and the lease is served.
-    let (status, body) = upload(
-        &w.setup.gateway(),
-        &w.chain,
-        w.c.escrow,
-        TENANT,
-        lease,
-        &manifest,
-    )
-    .await?;
-    ensure!(status == 202, "the owner's upload answered {status} {body}");
+    // A stranger's signature: the wallet does not vouch for it. The owner's: it does.
+    for (signer, who, want) in [(STRANGER, "a stranger", 403), (TENANT, "the owner", 202)] {
+        let gateway = w.setup.gateway();
+        let (status, body) =
+            upload(&gateway, &w.chain, w.c.escrow, signer, lease, &manifest).await?;
+        ensure!(status == want, "{who}'s upload answered {status} {body}");
+    }
     w.wait_status(lease, LeaseStatus::Active, &keeper).await?;
     serves(&w.endpoint(lease).await?, HELLO_BODY).await?;
     Ok(())
