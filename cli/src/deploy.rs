@@ -43,9 +43,6 @@ pub struct Deploy {
     /// Fund this many hours at the lease's maximum rate instead of a fixed deposit.
     #[arg(long)]
     pub hours: Option<f64>,
-    /// What to reserve (each left out: what the manifest asks for).
-    #[command(flatten)]
-    pub reserve: Resources,
     /// A provider attribute that must match, `key=value` (repeatable).
     #[arg(long = "attribute")]
     pub attributes: Vec<String>,
@@ -61,6 +58,13 @@ pub struct Deploy {
     /// Seconds to wait for the provider to confirm or reject.
     #[arg(long, default_value_t = 300)]
     pub wait_s: u64,
+    /// What to reserve (each left out: what the manifest asks for). Last: its help heading
+    /// holds for every argument after it.
+    #[command(
+        flatten,
+        next_help_heading = "Reservation (each left out: what the manifest asks for)"
+    )]
+    pub reserve: Resources,
 }
 
 /// Reads and validates a manifest file; its bytes and what it asks for.

@@ -135,14 +135,15 @@ pub struct Update {
     /// New attributes, `key=value,key=value`.
     #[arg(long)]
     pub attributes: Option<String>,
-    /// New capacity (each left out: unchanged).
-    #[command(flatten)]
-    pub capacity: Resources,
     #[command(flatten)]
     pub prices: PriceArgs,
     /// New operator (keeper) address.
     #[arg(long)]
     pub operator: Option<Address>,
+    /// New capacity (each left out: unchanged). Last: its help heading holds for every
+    /// argument after it.
+    #[command(flatten, next_help_heading = "New capacity (each left out: unchanged)")]
+    pub capacity: Resources,
 }
 
 /// Runs a provider command.
