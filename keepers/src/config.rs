@@ -430,6 +430,14 @@ mod tests {
             .expect_err("unknown")
             .to_string();
         assert!(e.contains("colour"), "{e}");
+        let e = load(MINIMAL, &[("BERTH_PODMAN_SUBNET", "10.90.0.0")])
+            .expect_err("no prefix length")
+            .to_string();
+        assert!(e.contains("`podman_subnet` (BERTH_PODMAN_SUBNET)"), "{e}");
+        let e = load(MINIMAL, &[("BERTH_LOG_FORMAT", "yaml")])
+            .expect_err("bad log format")
+            .to_string();
+        assert!(e.contains("BERTH_LOG_FORMAT") && e.contains("yaml"), "{e}");
         let e = load(&format!("{MINIMAL}keystore = \"k.json\"\n"), &[])
             .expect_err("two keys")
             .to_string();
