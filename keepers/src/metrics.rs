@@ -63,6 +63,12 @@ struct Inner {
     report_batch_gas: Histogram,
 }
 
+/// Records that `call` took `d` in a histogram family labelled by call.
+fn timed(family: &Family<Call, Histogram>, call: &str, d: Duration) {
+    let label = Call { call: call.into() };
+    family.get_or_create(&label).observe(d.as_secs_f64());
+}
+
 fn seconds_buckets() -> Histogram {
     // 1 ms .. ~33 s
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -241,19 +247,11 @@ impl Metrics {
     }
     /// An RPC read (`call`) took `d`.
     pub fn rpc_call(&self, call: &str, d: Duration) {
-        let label = Call { call: call.into() };
-        self.0
-            .rpc_seconds
-            .get_or_create(&label)
-            .observe(d.as_secs_f64());
+        timed(&self.0.rpc_seconds, call, d);
     }
     /// An engine call (`call`) took `d`.
     pub fn engine_call(&self, call: &str, d: Duration) {
-        let label = Call { call: call.into() };
-        self.0
-            .engine_seconds
-            .get_or_create(&label)
-            .observe(d.as_secs_f64());
+        timed(&self.0.engine_seconds, call, d);
     }
     /// A lease's `action` failed; it is retried for that lease alone.
     pub fn lease_error(&self, action: &str) {

@@ -224,7 +224,7 @@ impl Reconciler {
                 || last_pass.elapsed() >= self.settings.resync_interval;
             if due {
                 last_pass = Instant::now();
-                match self.pass().await {
+                match self.pass(head).await {
                     Ok(report) => {
                         self.metrics.pass(true);
                         last_head = head;
@@ -258,10 +258,11 @@ impl Reconciler {
 
     /// One pass: observe (one snapshot), decide (a pure function per lease), act (per lease,
     /// in its own span). A lease whose action fails is logged, waits out its own backoff and
-    /// is tried again; the others go on. Only a failed snapshot fails the pass.
-    pub async fn pass(&mut self) -> Result<PassReport, PassError> {
+    /// is tried again; the others go on. Only a failed snapshot fails the pass. `head` is
+    /// the head the loop just read (None: read it now).
+    pub async fn pass(&mut self, head: Option<u64>) -> Result<PassReport, PassError> {
         let timer = Instant::now();
-        let snap = self.observe().await?;
+        let snap = self.observe(head).await?;
         let wall_s = crate::metering::sampler::now_ms() / 1000;
         let rules = self.rules();
 

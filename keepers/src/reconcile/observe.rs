@@ -28,10 +28,14 @@ pub(super) struct Snapshot {
 }
 
 impl Reconciler {
-    /// Reads this pass's snapshot. Fails only when the head, the events or the engine's list
-    /// cannot be read: without them no lease can be judged.
-    pub(super) async fn observe(&mut self) -> Result<Snapshot, PassError> {
-        let head = self.chain.head().await?;
+    /// Reads this pass's snapshot at `head` (None: the latest, read now). Fails only when
+    /// the head, the events or the engine's list cannot be read: without them no lease can be
+    /// judged.
+    pub(super) async fn observe(&mut self, head: Option<u64>) -> Result<Snapshot, PassError> {
+        let head = match head {
+            Some(h) => h,
+            None => self.chain.head().await?,
+        };
         let from = self.scanned_to.map_or(self.chain.start_block(), |b| b + 1);
         self.chain.scan(from, head, &mut self.known).await?;
         self.scanned_to = Some(head);
