@@ -2,11 +2,11 @@
 //! the services' one loader ([`berth_runtime::config`]) and validated at start with errors
 //! that name the bad field and where it came from.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use berth_runtime::{
     LogFormat,
-    config::{ConfigError, ServiceConfig},
+    config::{ConfigError, ServiceConfig, Url, millis, optional, require_scheme},
 };
 use serde::Deserialize;
 
@@ -17,12 +17,12 @@ pub struct Config {
     /// Postgres connection string (`BERTH_DATABASE_URL`, or `DATABASE_URL`).
     #[serde(default)]
     pub database_url: String,
-    /// JSON-RPC endpoint (`BERTH_RPC_URL`).
-    #[serde(default)]
-    pub rpc_url: String,
-    /// WebSocket endpoint for newHeads subscriptions; empty to poll only (`BERTH_WS_URL`).
-    #[serde(default)]
-    pub ws_url: String,
+    /// JSON-RPC endpoint, http or https (`BERTH_RPC_URL`).
+    pub rpc_url: Url,
+    /// WebSocket endpoint for newHeads subscriptions; unset or empty to poll only
+    /// (`BERTH_WS_URL`).
+    #[serde(default, deserialize_with = "optional")]
+    pub ws_url: Option<Url>,
     /// `deployments/<chainId>.json` written by the deploy script (`BERTH_DEPLOYMENT`).
     #[serde(default)]
     pub deployment: PathBuf,
@@ -32,9 +32,9 @@ pub struct Config {
     /// Blocks behind the head to stay (`BERTH_CONFIRMATIONS`).
     #[serde(default = "defaults::confirmations")]
     pub confirmations: u64,
-    /// Poll interval at the head, in milliseconds (`BERTH_POLL_INTERVAL_MS`).
-    #[serde(default = "defaults::poll_interval_ms")]
-    pub poll_interval_ms: u64,
+    /// Poll interval at the head: milliseconds, or text like "2s" (`BERTH_POLL_INTERVAL_MS`).
+    #[serde(default = "defaults::poll_interval_ms", deserialize_with = "millis")]
+    pub poll_interval_ms: Duration,
     /// First `eth_getLogs` block range (`BERTH_INITIAL_RANGE`).
     #[serde(default = "defaults::initial_range")]
     pub initial_range: u64,
@@ -44,26 +44,28 @@ pub struct Config {
     /// Recent blocks kept for reorg handling (`BERTH_REORG_WINDOW`).
     #[serde(default = "defaults::reorg_window")]
     pub reorg_window: u64,
-    /// Timeout of one RPC request, in milliseconds (`BERTH_RPC_TIMEOUT_MS`).
-    #[serde(default = "defaults::rpc_timeout_ms")]
-    pub rpc_timeout_ms: u64,
-    /// Address of the metrics endpoint, empty to disable (`BERTH_METRICS_ADDR`).
-    #[serde(default = "defaults::metrics_addr")]
-    pub metrics_addr: String,
+    /// Timeout of one RPC request: milliseconds, or text like "10s" (`BERTH_RPC_TIMEOUT_MS`).
+    #[serde(default = "defaults::rpc_timeout_ms", deserialize_with = "millis")]
+    pub rpc_timeout_ms: Duration,
+    /// Address of the metrics endpoint, `host:port`; empty to disable (`BERTH_METRICS_ADDR`).
+    #[serde(default = "defaults::metrics_addr", deserialize_with = "optional")]
+    pub metrics_addr: Option<SocketAddr>,
     /// `text` or `json` logs (`BERTH_LOG_FORMAT`).
     #[serde(default)]
     pub log_format: LogFormat,
 }
 
 mod defaults {
+    use std::{net::SocketAddr, time::Duration};
+
     pub fn confirmations() -> u64 {
         0
     }
-    pub fn poll_interval_ms() -> u64 {
-        1000
+    pub fn poll_interval_ms() -> Duration {
+        Duration::from_millis(1000)
     }
-    pub fn rpc_timeout_ms() -> u64 {
-        10_000
+    pub fn rpc_timeout_ms() -> Duration {
+        Duration::from_millis(10_000)
     }
     pub fn initial_range() -> u64 {
         1000
@@ -74,8 +76,8 @@ mod defaults {
     pub fn reorg_window() -> u64 {
         256
     }
-    pub fn metrics_addr() -> String {
-        "127.0.0.1:9464".into()
+    pub fn metrics_addr() -> Option<SocketAddr> {
+        Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
     }
 }
 
@@ -89,34 +91,24 @@ impl ServiceConfig for Config {
         {
             return bad("database_url", "must be a postgres:// URL");
         }
-        if !self.rpc_url.starts_with("http://") && !self.rpc_url.starts_with("https://") {
-            return bad("rpc_url", "must be an http:// or https:// URL");
-        }
-        if !self.ws_url.is_empty()
-            && !self.ws_url.starts_with("ws://")
-            && !self.ws_url.starts_with("wss://")
-        {
-            return bad("ws_url", "must be a ws:// or wss:// URL, or empty");
+        require_scheme("rpc_url", &self.rpc_url, &["http", "https"])?;
+        if let Some(ws) = &self.ws_url {
+            require_scheme("ws_url", ws, &["ws", "wss"])?;
         }
         if self.deployment.as_os_str().is_empty() {
             return bad("deployment", "is required (deployments/<chainId>.json)");
         }
-        if self.poll_interval_ms == 0 {
-            return bad("poll_interval_ms", "must be at least 1");
+        if self.poll_interval_ms.is_zero() {
+            return bad("poll_interval_ms", "must be above zero");
         }
-        if self.rpc_timeout_ms == 0 {
-            return bad("rpc_timeout_ms", "must be at least 1");
+        if self.rpc_timeout_ms.is_zero() {
+            return bad("rpc_timeout_ms", "must be above zero");
         }
         if self.initial_range == 0 || self.max_range == 0 || self.initial_range > self.max_range {
             return bad("initial_range", "must be between 1 and max_range");
         }
         if self.reorg_window < 2 {
             return bad("reorg_window", "must be at least 2");
-        }
-        if !self.metrics_addr.is_empty()
-            && self.metrics_addr.parse::<std::net::SocketAddr>().is_err()
-        {
-            return bad("metrics_addr", "must be host:port or empty");
         }
         Ok(())
     }
@@ -129,12 +121,12 @@ impl ServiceConfig for Config {
 impl Config {
     /// The timeout of one RPC request.
     pub fn rpc_timeout(&self) -> Duration {
-        Duration::from_millis(self.rpc_timeout_ms)
+        self.rpc_timeout_ms
     }
 
     /// The poll interval.
     pub fn poll_interval(&self) -> Duration {
-        Duration::from_millis(self.poll_interval_ms)
+        self.poll_interval_ms
     }
 }
 
@@ -163,6 +155,50 @@ mod tests {
         let cfg = Config::load(None, env(BASE)).expect("valid");
         assert_eq!(cfg.reorg_window, 256);
         assert_eq!(cfg.confirmations, 0);
+        assert_eq!(cfg.ws_url, None);
+        assert_eq!(cfg.metrics_addr, Some(([127, 0, 0, 1], 9464).into()));
+        assert_eq!(cfg.poll_interval(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("indexer.example.toml");
+        let cfg = Config::load(Some(&path), env(&[])).expect("indexer.example.toml loads");
+        assert!(cfg.ws_url.is_some());
+        assert!(cfg.metrics_addr.is_some());
+    }
+
+    #[test]
+    fn typed_values_from_text() {
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("BERTH_WS_URL", "ws://127.0.0.1:8546"),
+            ("BERTH_METRICS_ADDR", ""),
+            ("BERTH_POLL_INTERVAL_MS", "250ms"),
+            ("BERTH_RPC_TIMEOUT_MS", "3000"),
+        ]);
+        let cfg = Config::load(None, env(&pairs)).expect("valid");
+        assert_eq!(
+            cfg.ws_url.as_ref().map(Url::as_str),
+            Some("ws://127.0.0.1:8546/")
+        );
+        assert_eq!(cfg.metrics_addr, None, "empty turns the endpoint off");
+        assert_eq!(cfg.poll_interval(), Duration::from_millis(250));
+        assert_eq!(cfg.rpc_timeout(), Duration::from_secs(3));
+        for (var, value, says) in [
+            ("BERTH_WS_URL", "http://127.0.0.1:8545", "ws:// or wss://"),
+            ("BERTH_METRICS_ADDR", "localhost", "`localhost`"),
+            (
+                "BERTH_POLL_INTERVAL_MS",
+                "often",
+                "`often` is not a duration",
+            ),
+        ] {
+            let mut pairs = BASE.to_vec();
+            pairs.push((var, value));
+            let err = Config::load(None, env(&pairs)).expect_err(var).to_string();
+            assert!(err.contains(says), "{var}: {err}");
+        }
     }
 
     #[test]

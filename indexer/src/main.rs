@@ -25,7 +25,7 @@ async fn main() -> Result<()> {
     let cfg: Config =
         berth_runtime::start!("Mirrors every event of the Berth contracts into Postgres.")?;
 
-    let provider = http_provider(&cfg.rpc_url, cfg.rpc_timeout())?;
+    let provider = http_provider(cfg.rpc_url.as_str(), cfg.rpc_timeout())?;
     let chain_id = provider
         .get_chain_id()
         .await
@@ -48,11 +48,11 @@ async fn main() -> Result<()> {
 
     let (stop, stopped) = watch::channel(false);
     let metrics = Metrics::default();
-    if !cfg.metrics_addr.is_empty() {
-        let listener = tokio::net::TcpListener::bind(&cfg.metrics_addr)
+    if let Some(addr) = cfg.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .wrap_err_with(|| format!("binding metrics_addr {}", cfg.metrics_addr))?;
-        tracing::info!(addr = %cfg.metrics_addr, "metrics endpoint");
+            .wrap_err_with(|| format!("binding metrics_addr {addr}"))?;
+        tracing::info!(%addr, "metrics endpoint");
         let m = metrics.clone();
         tokio::spawn(berth_runtime::http::serve_metrics(
             listener,
@@ -83,9 +83,9 @@ async fn main() -> Result<()> {
         tracing::info!("shutting down after the current batch");
         let _ = stop.send(true);
     });
-    if !cfg.ws_url.is_empty() {
+    if let Some(ws_url) = &cfg.ws_url {
         tokio::spawn(berth_indexer::rpc::watch_heads(
-            cfg.ws_url.clone(),
+            ws_url.to_string(),
             indexer.waker(),
             stopped.clone(),
         ));

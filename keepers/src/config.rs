@@ -9,18 +9,18 @@ use std::{
 
 use berth_runtime::{
     LogFormat,
-    config::{ConfigError, ServiceConfig, comma_list},
+    config::{ConfigError, ServiceConfig, Url, comma_list, millis, require_scheme, seconds},
 };
 use serde::{Deserialize, Serialize};
 
 use berth_protocol::manifest::policy::{Policy, SAFE_CAPABILITIES};
 
 /// Everything the provider keeper needs.
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// JSON-RPC endpoint.
-    pub rpc_url: String,
+    /// JSON-RPC endpoint (http or https).
+    pub rpc_url: Url,
     /// `deployments/<chainId>.json` written by the deploy script.
     pub deployment: PathBuf,
     /// The provider id this keeper serves.
@@ -49,7 +49,7 @@ pub struct Config {
     pub podman_network: String,
     /// Subnet of `podman_network` when the keeper creates it.
     #[serde(default = "defaults::podman_subnet")]
-    pub podman_subnet: String,
+    pub podman_subnet: Ipv4Subnet,
     /// Host tenants reach public ports on.
     #[serde(default = "defaults::public_host")]
     pub public_host: String,
@@ -67,29 +67,35 @@ pub struct Config {
     pub gateway_max_connections: u64,
     /// How long a client may take to send a request's headers (also how long an idle
     /// connection is kept), ms.
-    #[serde(default = "defaults::gateway_header_timeout_ms")]
-    pub gateway_header_timeout_ms: u64,
+    #[serde(
+        default = "defaults::gateway_header_timeout_ms",
+        deserialize_with = "millis"
+    )]
+    pub gateway_header_timeout_ms: Duration,
     /// How long one request may take, body included, ms.
-    #[serde(default = "defaults::gateway_request_timeout_ms")]
-    pub gateway_request_timeout_ms: u64,
+    #[serde(
+        default = "defaults::gateway_request_timeout_ms",
+        deserialize_with = "millis"
+    )]
+    pub gateway_request_timeout_ms: Duration,
     /// Blocks behind the head a lease is read at before acting.
     #[serde(default)]
     pub confirmations: u64,
     /// Head polling interval, ms.
-    #[serde(default = "defaults::poll_interval_ms")]
-    pub poll_interval_ms: u64,
+    #[serde(default = "defaults::poll_interval_ms", deserialize_with = "millis")]
+    pub poll_interval_ms: Duration,
     /// Full resync interval, s.
-    #[serde(default = "defaults::resync_interval_s")]
-    pub resync_interval_s: u64,
+    #[serde(default = "defaults::resync_interval_s", deserialize_with = "seconds")]
+    pub resync_interval_s: Duration,
     /// How long a pending lease may wait for its manifest, s.
-    #[serde(default = "defaults::manifest_timeout_s")]
-    pub manifest_timeout_s: u64,
+    #[serde(default = "defaults::manifest_timeout_s", deserialize_with = "seconds")]
+    pub manifest_timeout_s: Duration,
     /// How long a new workload may take to answer, s.
-    #[serde(default = "defaults::ready_timeout_s")]
-    pub ready_timeout_s: u64,
+    #[serde(default = "defaults::ready_timeout_s", deserialize_with = "seconds")]
+    pub ready_timeout_s: Duration,
     /// Minimum runway of a new lease, s (the escrow's minimum applies when higher).
-    #[serde(default)]
-    pub min_runway_s: u64,
+    #[serde(default, deserialize_with = "seconds")]
+    pub min_runway_s: Duration,
     /// Cluster CPU offered to leases, millicores (0: no limit beyond the registry's).
     #[serde(default)]
     pub max_cpu_millis: u64,
@@ -97,39 +103,69 @@ pub struct Config {
     #[serde(default)]
     pub max_memory_mib: u64,
     /// Timeout of one RPC request, ms.
-    #[serde(default = "defaults::timeout_ms")]
-    pub rpc_timeout_ms: u64,
+    #[serde(default = "defaults::timeout_ms", deserialize_with = "millis")]
+    pub rpc_timeout_ms: Duration,
     /// Timeout of one engine call, ms.
-    #[serde(default = "defaults::timeout_ms")]
-    pub engine_timeout_ms: u64,
+    #[serde(default = "defaults::timeout_ms", deserialize_with = "millis")]
+    pub engine_timeout_ms: Duration,
     /// Timeout of an image pull, s.
-    #[serde(default = "defaults::pull_timeout_s")]
-    pub pull_timeout_s: u64,
+    #[serde(default = "defaults::pull_timeout_s", deserialize_with = "seconds")]
+    pub pull_timeout_s: Duration,
     /// Timeout of a manifest download, s.
-    #[serde(default = "defaults::download_timeout_s")]
-    pub download_timeout_s: u64,
+    #[serde(default = "defaults::download_timeout_s", deserialize_with = "seconds")]
+    pub download_timeout_s: Duration,
     /// How often every running container is sampled, ms.
-    #[serde(default = "defaults::sample_interval_ms")]
-    pub sample_interval_ms: u64,
+    #[serde(default = "defaults::sample_interval_ms", deserialize_with = "millis")]
+    pub sample_interval_ms: Duration,
     /// How often active leases are reported on chain, s.
-    #[serde(default = "defaults::report_interval_s")]
-    pub report_interval_s: u64,
+    #[serde(default = "defaults::report_interval_s", deserialize_with = "seconds")]
+    pub report_interval_s: Duration,
     /// Most usage reports in one transaction.
     #[serde(default = "defaults::report_batch")]
     pub report_batch: u64,
     /// How often matured charges are claimed, s.
-    #[serde(default = "defaults::claim_interval_s")]
-    pub claim_interval_s: u64,
+    #[serde(default = "defaults::claim_interval_s", deserialize_with = "seconds")]
+    pub claim_interval_s: Duration,
     /// `text` or `json` logs.
     #[serde(default)]
     pub log_format: LogFormat,
 }
 
-/// Whether `s` is `a.b.c.d/n` with n at most 30.
-fn looks_like_cidr(s: &str) -> bool {
-    s.split_once('/').is_some_and(|(ip, bits)| {
-        ip.parse::<std::net::Ipv4Addr>().is_ok() && bits.parse::<u8>().is_ok_and(|b| b <= 30)
-    })
+/// An IPv4 subnet written `a.b.c.d/n`, n from 8 to 30 (room for at least two pods).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Ipv4Subnet {
+    /// The network address as written.
+    pub addr: std::net::Ipv4Addr,
+    /// The prefix length.
+    pub prefix: u8,
+}
+
+impl FromStr for Ipv4Subnet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not an IPv4 subnet like 10.90.0.0/16 (prefix 8 to 30)");
+        let (addr, prefix) = s.trim().split_once('/').ok_or_else(bad)?;
+        let addr = addr.parse().map_err(|_| bad())?;
+        let prefix = prefix.parse().map_err(|_| bad())?;
+        if !(8..=30).contains(&prefix) {
+            return Err(bad());
+        }
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl TryFrom<String> for Ipv4Subnet {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl std::fmt::Display for Ipv4Subnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
 }
 
 /// The container engine the keeper drives.
@@ -183,7 +219,7 @@ impl From<PortRange> for String {
 }
 
 mod defaults {
-    use std::path::PathBuf;
+    use std::{path::PathBuf, time::Duration};
 
     pub fn podman_socket() -> PathBuf {
         "/run/berth/podman.sock".into()
@@ -191,8 +227,11 @@ mod defaults {
     pub fn podman_network() -> String {
         "berth".into()
     }
-    pub fn podman_subnet() -> String {
-        "10.90.0.0/16".into()
+    pub fn podman_subnet() -> super::Ipv4Subnet {
+        super::Ipv4Subnet {
+            addr: std::net::Ipv4Addr::new(10, 90, 0, 0),
+            prefix: 16,
+        }
     }
     pub fn public_host() -> String {
         "127.0.0.1".into()
@@ -212,44 +251,44 @@ mod defaults {
     pub fn gateway_max_connections() -> u64 {
         256
     }
-    pub fn gateway_header_timeout_ms() -> u64 {
-        10_000
+    pub fn gateway_header_timeout_ms() -> Duration {
+        Duration::from_millis(10_000)
     }
-    pub fn gateway_request_timeout_ms() -> u64 {
-        30_000
+    pub fn gateway_request_timeout_ms() -> Duration {
+        Duration::from_millis(30_000)
     }
-    pub fn poll_interval_ms() -> u64 {
-        500
+    pub fn poll_interval_ms() -> Duration {
+        Duration::from_millis(500)
     }
-    pub fn resync_interval_s() -> u64 {
-        30
+    pub fn resync_interval_s() -> Duration {
+        Duration::from_secs(30)
     }
-    pub fn manifest_timeout_s() -> u64 {
-        300
+    pub fn manifest_timeout_s() -> Duration {
+        Duration::from_secs(300)
     }
-    pub fn ready_timeout_s() -> u64 {
-        120
+    pub fn ready_timeout_s() -> Duration {
+        Duration::from_secs(120)
     }
-    pub fn timeout_ms() -> u64 {
-        10_000
+    pub fn timeout_ms() -> Duration {
+        Duration::from_millis(10_000)
     }
-    pub fn pull_timeout_s() -> u64 {
-        300
+    pub fn pull_timeout_s() -> Duration {
+        Duration::from_secs(300)
     }
-    pub fn download_timeout_s() -> u64 {
-        10
+    pub fn download_timeout_s() -> Duration {
+        Duration::from_secs(10)
     }
-    pub fn sample_interval_ms() -> u64 {
-        10_000
+    pub fn sample_interval_ms() -> Duration {
+        Duration::from_millis(10_000)
     }
-    pub fn report_interval_s() -> u64 {
-        300
+    pub fn report_interval_s() -> Duration {
+        Duration::from_secs(300)
     }
     pub fn report_batch() -> u64 {
         50
     }
-    pub fn claim_interval_s() -> u64 {
-        3600
+    pub fn claim_interval_s() -> Duration {
+        Duration::from_secs(3600)
     }
 }
 
@@ -257,12 +296,7 @@ impl ServiceConfig for Config {
     const FALLBACKS: &'static [(&'static str, &'static str)] = &[("database_url", "DATABASE_URL")];
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if !(self.rpc_url.starts_with("http://") || self.rpc_url.starts_with("https://")) {
-            return Err(ConfigError::invalid(
-                "rpc_url",
-                "an http(s) URL is required",
-            ));
-        }
+        require_scheme("rpc_url", &self.rpc_url, &["http", "https"])?;
         if self.provider_id == 0 {
             return Err(ConfigError::invalid(
                 "provider_id",
@@ -297,24 +331,20 @@ impl ServiceConfig for Config {
             ("sample_interval_ms", self.sample_interval_ms),
             ("report_interval_s", self.report_interval_s),
             ("claim_interval_s", self.claim_interval_s),
-            ("gateway_max_connections", self.gateway_max_connections),
             ("gateway_header_timeout_ms", self.gateway_header_timeout_ms),
             (
                 "gateway_request_timeout_ms",
                 self.gateway_request_timeout_ms,
             ),
         ] {
-            if v == 0 {
+            if v.is_zero() {
                 return Err(ConfigError::invalid(field, "must be above zero"));
             }
         }
-        if !self.podman_network.is_empty() && !looks_like_cidr(&self.podman_subnet) {
+        if self.gateway_max_connections == 0 {
             return Err(ConfigError::invalid(
-                "podman_subnet",
-                format!(
-                    "`{}` is not an IPv4 subnet like 10.90.0.0/16",
-                    self.podman_subnet
-                ),
+                "gateway_max_connections",
+                "must be above zero",
             ));
         }
         if !(1..=200).contains(&self.report_batch) {
@@ -353,11 +383,6 @@ impl Config {
                 .collect::<BTreeSet<_>>(),
             single_host: self.engine == EngineKind::Podman,
         }
-    }
-
-    /// `ms` as a duration.
-    pub fn millis(ms: u64) -> Duration {
-        Duration::from_millis(ms)
     }
 }
 
@@ -401,6 +426,20 @@ mod tests {
         assert_eq!(cfg.public_host, "10.0.0.1");
         assert_eq!(cfg.allowed_capabilities, vec!["CHOWN", "KILL"]);
         assert_eq!(cfg.ports(), 30000..=30999);
+        assert_eq!(cfg.poll_interval_ms, Duration::from_millis(500));
+        assert_eq!(cfg.podman_subnet.to_string(), "10.90.0.0/16");
+        let cfg = load(
+            MINIMAL,
+            &[
+                ("BERTH_POLL_INTERVAL_MS", "250"),
+                ("BERTH_REPORT_INTERVAL_S", "2m"),
+                ("BERTH_PODMAN_SUBNET", "10.1.0.0/20"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(cfg.poll_interval_ms, Duration::from_millis(250));
+        assert_eq!(cfg.report_interval_s, Duration::from_secs(120));
+        assert_eq!(cfg.podman_subnet.prefix, 20);
     }
 
     #[test]
@@ -433,7 +472,28 @@ mod tests {
         let e = load(MINIMAL, &[("BERTH_PODMAN_SUBNET", "10.90.0.0")])
             .expect_err("no prefix length")
             .to_string();
-        assert!(e.contains("`podman_subnet` (BERTH_PODMAN_SUBNET)"), "{e}");
+        assert!(
+            e.contains("BERTH_PODMAN_SUBNET") && e.contains("`10.90.0.0` is not an IPv4 subnet"),
+            "{e}"
+        );
+        let e = load(MINIMAL, &[("BERTH_POLL_INTERVAL_MS", "0s")])
+            .expect_err("zero")
+            .to_string();
+        assert!(
+            e.contains("`poll_interval_ms` (BERTH_POLL_INTERVAL_MS): must be above zero"),
+            "{e}"
+        );
+        let e = load(MINIMAL, &[("BERTH_RPC_URL", "ws://127.0.0.1:8546")])
+            .expect_err("not http")
+            .to_string();
+        assert!(
+            e.contains("`rpc_url`") && e.contains("http:// or https://"),
+            "{e}"
+        );
+        let e = load(MINIMAL, &[("BERTH_RPC_URL", "not a url")])
+            .expect_err("not a URL")
+            .to_string();
+        assert!(e.contains("BERTH_RPC_URL"), "{e}");
         let e = load(MINIMAL, &[("BERTH_LOG_FORMAT", "yaml")])
             .expect_err("bad log format")
             .to_string();

@@ -23,7 +23,7 @@ async fn main() -> Result<()> {
         "Turns funded leases of one provider into running workloads and back."
     )?;
 
-    let provider = http_provider(&cfg.rpc_url, Config::millis(cfg.rpc_timeout_ms))?;
+    let provider = http_provider(cfg.rpc_url.as_str(), cfg.rpc_timeout_ms)?;
     let chain_id = provider
         .get_chain_id()
         .await
@@ -52,14 +52,14 @@ async fn main() -> Result<()> {
         EngineKind::Podman => {
             let engine = PodmanEngine::new(
                 &cfg.podman_socket,
-                Config::millis(cfg.engine_timeout_ms),
-                std::time::Duration::from_secs(cfg.pull_timeout_s),
+                cfg.engine_timeout_ms,
+                cfg.pull_timeout_s,
             );
             Engine::Podman(match cfg.podman_network.as_str() {
                 "" => engine,
                 name => engine.with_network(PodNetwork {
                     name: name.to_string(),
-                    subnet: cfg.podman_subnet.clone(),
+                    subnet: cfg.podman_subnet.to_string(),
                 }),
             })
         }
@@ -76,21 +76,21 @@ async fn main() -> Result<()> {
     let settings = Settings {
         provider_id: cfg.provider_id,
         confirmations: cfg.confirmations,
-        poll_interval: Config::millis(cfg.poll_interval_ms),
-        resync_interval: std::time::Duration::from_secs(cfg.resync_interval_s),
-        manifest_timeout: std::time::Duration::from_secs(cfg.manifest_timeout_s),
-        ready_timeout: std::time::Duration::from_secs(cfg.ready_timeout_s),
-        min_runway: std::time::Duration::from_secs(cfg.min_runway_s),
+        poll_interval: cfg.poll_interval_ms,
+        resync_interval: cfg.resync_interval_s,
+        manifest_timeout: cfg.manifest_timeout_s,
+        ready_timeout: cfg.ready_timeout_s,
+        min_runway: cfg.min_runway_s,
         public_host: cfg.public_host.clone(),
         policy: cfg.policy(),
         max_cpu_millis: (cfg.max_cpu_millis > 0).then_some(cfg.max_cpu_millis),
         max_memory_mib: (cfg.max_memory_mib > 0).then_some(cfg.max_memory_mib),
-        download_timeout: std::time::Duration::from_secs(cfg.download_timeout_s),
-        report_interval: std::time::Duration::from_secs(cfg.report_interval_s),
+        download_timeout: cfg.download_timeout_s,
+        report_interval: cfg.report_interval_s,
         report_batch: usize::try_from(cfg.report_batch).unwrap_or(50),
-        claim_interval: std::time::Duration::from_secs(cfg.claim_interval_s),
+        claim_interval: cfg.claim_interval_s,
         // Three missed rounds in a row are a gap, not usage.
-        max_sample_gap_ms: cfg.sample_interval_ms * 3,
+        max_sample_gap_ms: max_sample_gap_ms(&cfg),
     };
     let reconciler = Reconciler::new(
         chain.clone(),
@@ -114,7 +114,7 @@ async fn main() -> Result<()> {
         metrics,
         wake: reconciler.waker(),
         policy: cfg.policy(),
-        max_sample_gap_ms: cfg.sample_interval_ms * 3,
+        max_sample_gap_ms: max_sample_gap_ms(&cfg),
     };
     let listener = tokio::net::TcpListener::bind(cfg.gateway_addr)
         .await
@@ -123,8 +123,8 @@ async fn main() -> Result<()> {
     let gateway_stop = stopped.clone();
     let limits = ServeLimits {
         max_connections: usize::try_from(cfg.gateway_max_connections).unwrap_or(usize::MAX),
-        header_timeout: Config::millis(cfg.gateway_header_timeout_ms),
-        request_timeout: Config::millis(cfg.gateway_request_timeout_ms),
+        header_timeout: cfg.gateway_header_timeout_ms,
+        request_timeout: cfg.gateway_request_timeout_ms,
     };
     let server = tokio::spawn(serve(listener, router(gateway), limits, gateway_stop));
     tracing::info!(
@@ -141,7 +141,7 @@ async fn main() -> Result<()> {
         sampler_store,
         chain_id,
         deployment.lease_escrow,
-        Config::millis(cfg.sample_interval_ms),
+        cfg.sample_interval_ms,
         sampler_metrics,
         stopped.clone(),
     ));
@@ -172,4 +172,9 @@ fn operator_key(cfg: &Config) -> Result<PrivateKeySigner> {
         .trim()
         .parse()
         .map_err(|_| eyre::eyre!("operator_key is not a 32-byte hex private key"))
+}
+
+/// A gap between two samples longer than three sampling intervals is a hole in metering.
+fn max_sample_gap_ms(cfg: &Config) -> u64 {
+    u64::try_from((cfg.sample_interval_ms * 3).as_millis()).unwrap_or(u64::MAX)
 }

@@ -5,6 +5,8 @@
 //! durations or addresses as the field's type asks. Every error names the key and where its
 //! value came from (the file or the variable).
 
+mod values;
+
 use std::{cell::Cell, path::Path};
 
 use figment::{
@@ -16,6 +18,8 @@ use serde::{
     Deserialize, Deserializer,
     de::{self, DeserializeOwned, Visitor},
 };
+
+pub use values::{Url, millis, optional, require_scheme, seconds};
 
 /// A configuration problem, naming the key and where its value came from.
 #[derive(Debug, thiserror::Error)]
