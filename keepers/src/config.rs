@@ -59,6 +59,20 @@ pub struct Config {
     /// Capabilities a manifest may add (in the environment: comma-separated).
     #[serde(default = "defaults::capabilities", deserialize_with = "comma_list")]
     pub allowed_capabilities: Vec<String>,
+    /// The domain the gateway serves apps under (`berth-gateway`'s `apps_domain`); when set,
+    /// HTTP ports are confirmed as `https://<service>-<lease>-<tag>.<apps_domain>` and the
+    /// keeper pushes routes to the gateway. Empty: HTTP ports are `http://public_host:port`.
+    #[serde(default)]
+    pub apps_domain: String,
+    /// The gateway's HTTPS port as clients see it (443 leaves it out of URLs).
+    #[serde(default = "defaults::apps_https_port")]
+    pub apps_https_port: u16,
+    /// The gateway's admin socket the keeper pushes routes to.
+    #[serde(default = "defaults::gateway_admin_socket")]
+    pub gateway_admin_socket: PathBuf,
+    /// The host the gateway reaches published ports on.
+    #[serde(default = "defaults::route_upstream_host")]
+    pub route_upstream_host: String,
     /// Address of the tenant API (also serves `/metrics`).
     #[serde(default = "defaults::gateway_addr")]
     pub gateway_addr: SocketAddr,
@@ -245,6 +259,15 @@ mod defaults {
             .map(|c| (*c).to_string())
             .collect()
     }
+    pub fn apps_https_port() -> u16 {
+        443
+    }
+    pub fn gateway_admin_socket() -> PathBuf {
+        "/run/berth/gateway.sock".into()
+    }
+    pub fn route_upstream_host() -> String {
+        "127.0.0.1".into()
+    }
     pub fn gateway_addr() -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], 8443))
     }
@@ -345,6 +368,15 @@ impl ServiceConfig for Config {
             return Err(ConfigError::invalid(
                 "gateway_max_connections",
                 "must be above zero",
+            ));
+        }
+        if !self.apps_domain.is_empty()
+            && berth_protocol::routing::normalize_host(&self.apps_domain).as_deref()
+                != Some(self.apps_domain.as_str())
+        {
+            return Err(ConfigError::invalid(
+                "apps_domain",
+                format!("`{}` is not a lower-case hostname", self.apps_domain),
             ));
         }
         if !(1..=200).contains(&self.report_batch) {

@@ -10,7 +10,9 @@ use berth_protocol::manifest::{
     policy::{self, Policy, Reservation},
 };
 
-use crate::render::PortMap;
+use alloy::primitives::U256;
+
+use crate::{render::PortMap, routes::AppsDomain};
 
 /// A decision to reject: the on-chain reason and the rule, for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,17 +102,29 @@ pub fn assign_ports(
 
 /// The endpoint confirmed on chain: one exposed port gives its URL (`http://host:port`) or
 /// address (`host:port`); several give `service/port=...` pairs joined by commas.
-pub fn endpoint(m: &Manifest, ports: &PortMap, host: &str) -> String {
+pub fn endpoint(
+    m: &Manifest,
+    ports: &PortMap,
+    host: &str,
+    web: Option<(&AppsDomain, U256)>,
+) -> String {
+    let names = web
+        .map(|(apps, lease)| apps.hostnames(m, lease))
+        .unwrap_or_default();
     let mut parts = Vec::new();
     for (name, s) in &m.services {
         for p in &s.ports {
             let Some(public) = ports.get(&(name.clone(), p.port)) else {
                 continue;
             };
-            let addr = match p.expose {
-                Expose::Http => format!("http://{host}:{public}"),
-                Expose::Tcp => format!("{host}:{public}"),
-                Expose::None => continue,
+            let named = names
+                .iter()
+                .find(|n| n.service == *name && n.port == p.port);
+            let addr = match (p.expose, named, web) {
+                (Expose::Http, Some(n), Some((apps, _))) => apps.url(&n.host),
+                (Expose::Http, _, _) => format!("http://{host}:{public}"),
+                (Expose::Tcp, _, _) => format!("{host}:{public}"),
+                (Expose::None, _, _) => continue,
             };
             parts.push((format!("{name}/{}", p.port), addr));
         }
@@ -182,8 +196,17 @@ mod tests {
         assert_eq!(ports[&("api".into(), 9000)], 30000);
         assert_eq!(ports[&("api".into(), 80)], 30002);
         assert_eq!(
-            endpoint(&m, &ports, "h"),
+            endpoint(&m, &ports, "h", None),
             "api/80=http://h:30002,api/9000=h:30000"
+        );
+        let apps = AppsDomain::new("apps.test", 443, 1, alloy::primitives::Address::ZERO);
+        assert_eq!(
+            endpoint(&m, &ports, "h", Some((&apps, U256::from(5)))),
+            format!(
+                "api/80=https://api-5-{}.apps.test,api/9000=h:30000",
+                apps.tag
+            ),
+            "HTTP through the gateway by hostname, TCP as before"
         );
         let full = assign_ports(&m, &(30000..=30001), &BTreeSet::from([30001]), |_| true)
             .expect_err("full");

@@ -11,5 +11,6 @@ pub mod metering;
 pub mod metrics;
 pub mod reconcile;
 pub mod render;
+pub mod routes;
 pub mod signer;
 pub mod store;

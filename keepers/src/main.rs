@@ -10,7 +10,7 @@ use berth_keepers::{
     engine::{Engine, KubeEngine, PodNetwork, PodmanEngine},
     gateway::{Gateway, ServeLimits, router, serve},
     metrics::Metrics,
-    reconcile::{Reconciler, Settings},
+    reconcile::{GatewaySettings, Reconciler, Settings},
     signer::Signer,
     store::Store,
 };
@@ -91,6 +91,12 @@ async fn main() -> Result<()> {
         claim_interval: cfg.claim_interval_s,
         // Three missed rounds in a row are a gap, not usage.
         max_sample_gap_ms: max_sample_gap_ms(&cfg),
+        gateway: (!cfg.apps_domain.is_empty()).then(|| GatewaySettings {
+            apps_domain: cfg.apps_domain.clone(),
+            https_port: cfg.apps_https_port,
+            admin_socket: cfg.gateway_admin_socket.clone(),
+            upstream_host: cfg.route_upstream_host.clone(),
+        }),
     };
     let reconciler = Reconciler::new(
         chain.clone(),

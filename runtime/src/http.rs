@@ -112,3 +112,70 @@ pub fn metrics_response(body: String) -> Response {
     )
         .into_response()
 }
+
+/// Why a request over a Unix socket got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum UnixCallError {
+    /// A step of the exchange failed.
+    #[error("{socket} ({stage}): {source}")]
+    Failed {
+        /// The socket.
+        socket: String,
+        /// `connect`, `handshake`, `send` or `body`.
+        stage: &'static str,
+        /// What failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// No answer in time.
+    #[error("{socket}: no answer in {timeout:?}")]
+    Timeout {
+        /// The socket.
+        socket: String,
+        /// The deadline.
+        timeout: Duration,
+    },
+}
+
+/// Sends `req` over a fresh HTTP/1.1 connection to the Unix socket `socket` and reads the
+/// whole answer, all within `timeout`.
+pub async fn unix_call(
+    socket: &std::path::Path,
+    req: hyper::Request<http_body_util::Full<bytes::Bytes>>,
+    timeout: Duration,
+) -> Result<(StatusCode, bytes::Bytes), UnixCallError> {
+    use http_body_util::BodyExt;
+    let failed = |stage, source: Box<dyn std::error::Error + Send + Sync>| UnixCallError::Failed {
+        socket: socket.display().to_string(),
+        stage,
+        source,
+    };
+    let exchange = async {
+        let stream = tokio::net::UnixStream::connect(socket)
+            .await
+            .map_err(|e| failed("connect", e.into()))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| failed("handshake", e.into()))?;
+        tokio::spawn(conn);
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| failed("send", e.into()))?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| failed("body", e.into()))?
+            .to_bytes();
+        Ok((status, body))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| UnixCallError::Timeout {
+            socket: socket.display().to_string(),
+            timeout,
+        })?
+}

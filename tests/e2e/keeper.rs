@@ -205,11 +205,18 @@ async fn a_lease_is_deployed_served_confirmed_and_torn_down_on_close(pool: PgPoo
         fetch(&endpoint).await.is_none(),
         "the endpoint still answers after close"
     );
-    let metrics = keeper.metrics().await?;
-    ensure!(
-        metrics.contains("berth_keeper_teardowns_total 1"),
-        "{metrics}"
-    );
+    // podman shows the pod gone before the keeper's removal call returns and is counted.
+    wait_for(
+        "the teardown to be counted",
+        Duration::from_secs(10),
+        || async {
+            let metrics = keeper.metrics().await?;
+            Ok(metrics
+                .contains("berth_keeper_teardowns_total 1")
+                .then_some(()))
+        },
+    )
+    .await?;
 
     // Instead of an upload, a manifest URI the keeper downloads.
     let url = serve_always(manifest.clone()).await?;

@@ -2,6 +2,7 @@
 
 mod analyst_queries;
 mod cli;
+mod gateway;
 mod hostile;
 mod indexer;
 mod indexer_process;

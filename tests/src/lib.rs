@@ -13,6 +13,7 @@ use alloy::{
 use berth_bindings::{LeaseEscrow, ProviderRegistry, TestToken};
 use eyre::{Context, OptionExt, Result, ensure};
 
+pub mod gateway;
 pub mod keeper;
 pub mod rpc_proxy;
 

@@ -8,11 +8,9 @@ use std::{
 };
 
 use alloy::primitives::{Address, U256};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::{Method, Request, StatusCode, body::Bytes};
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use tokio::net::UnixStream;
 
 use super::{ContainerStats, EngineError, Workload};
 use crate::render::{LABEL_LEASE, LeaseKey, Rendered};
@@ -260,49 +258,25 @@ impl PodmanEngine {
         body: Option<String>,
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), EngineError> {
-        let unavailable = |what: &str, e: &dyn std::fmt::Display| {
-            EngineError::Unavailable(format!("podman {} ({what}): {e}", self.socket.display()))
-        };
-        let exchange = async {
-            let stream = UnixStream::connect(&self.socket)
-                .await
-                .map_err(|e| unavailable("connect", &e))?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| unavailable("handshake", &e))?;
-            tokio::spawn(conn);
-            let mut req = Request::builder()
-                .method(method)
-                .uri(format!("http://podman{API}{path}"))
-                .header(hyper::header::HOST, "podman");
-            if let Some(b) = &body {
-                // Objects go as YAML (kube play), settings as JSON.
-                let kind = if b.starts_with('{') {
-                    "application/json"
-                } else {
-                    "application/yaml"
-                };
-                req = req.header(hyper::header::CONTENT_TYPE, kind);
-            }
-            let req = req
-                .body(Full::new(Bytes::from(body.unwrap_or_default())))
-                .map_err(|e| unavailable("request", &e))?;
-            let resp = sender
-                .send_request(req)
-                .await
-                .map_err(|e| unavailable("send", &e))?;
-            let status = resp.status();
-            let bytes = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| unavailable("body", &e))?
-                .to_bytes();
-            Ok((status, bytes))
-        };
-        tokio::time::timeout(timeout, exchange)
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("http://podman{API}{path}"))
+            .header(hyper::header::HOST, "podman");
+        if let Some(b) = &body {
+            // Objects go as YAML (kube play), settings as JSON.
+            let kind = if b.starts_with('{') {
+                "application/json"
+            } else {
+                "application/yaml"
+            };
+            req = req.header(hyper::header::CONTENT_TYPE, kind);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| EngineError::Unavailable(format!("podman request {path}: {e}")))?;
+        berth_runtime::http::unix_call(&self.socket, req, timeout)
             .await
-            .map_err(|_| unavailable("timeout", &format!("no answer in {timeout:?}")))?
+            .map_err(|e| EngineError::Unavailable(format!("podman {e}")))
     }
 
     async fn pods(&self, filters: &[String]) -> Result<Vec<PodSummary>, EngineError> {

@@ -95,7 +95,9 @@ impl Reconciler {
             self.spawn_apply(id, &manifest, ports, Some(view.manifest_version));
         }
         let started = *self.started.entry(id).or_insert_with(Instant::now);
-        let endpoint = intake::endpoint(&manifest, &workload.ports, &self.settings.public_host);
+        let web = self.routes.as_ref().map(|r| (r.apps(), id));
+        let endpoint =
+            intake::endpoint(&manifest, &workload.ports, &self.settings.public_host, web);
         if workload.running() && self.ready(&manifest, &workload.ports).await {
             self.confirm(view, endpoint).await?;
             return Ok(false);

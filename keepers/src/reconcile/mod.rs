@@ -30,6 +30,7 @@ use self::{
     observe::{Retries, Snapshot},
     work::Applying,
 };
+use crate::routes::{AppsDomain, Publisher};
 use crate::{
     chain::{ChainError, ChainReader, EscrowSettings, LeaseInfo, LeaseView},
     engine::{Engine, EngineError, Workload},
@@ -38,7 +39,7 @@ use crate::{
     signer::{Signer, SignerError},
     store::{Store, StoreError},
 };
-use berth_protocol::manifest::policy::Policy;
+use berth_protocol::manifest::{Manifest, policy::Policy};
 
 /// The reconciler's settings.
 #[derive(Debug, Clone)]
@@ -75,6 +76,22 @@ pub struct Settings {
     pub claim_interval: Duration,
     /// Longest gap between two samples that still bills memory for it.
     pub max_sample_gap_ms: u64,
+    /// The gateway in front of HTTP ports (None: they are confirmed as
+    /// `http://public_host:port`).
+    pub gateway: Option<GatewaySettings>,
+}
+
+/// Where the gateway is and how it names apps.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// The domain apps are served under.
+    pub apps_domain: String,
+    /// The gateway's HTTPS port as clients see it.
+    pub https_port: u16,
+    /// The gateway's admin socket.
+    pub admin_socket: std::path::PathBuf,
+    /// The host the gateway reaches published ports on.
+    pub upstream_host: String,
 }
 
 /// Why a pass stopped early; the loop retries with backoff, and nothing is torn down.
@@ -149,6 +166,8 @@ pub struct Reconciler {
     refused_updates: BTreeSet<(U256, u32)>,
     /// Leases whose last action failed, and when they may be tried again.
     retries: Retries,
+    /// The gateway's route table, when a gateway serves HTTP ports.
+    routes: Option<Publisher>,
 }
 
 impl Reconciler {
@@ -164,6 +183,8 @@ impl Reconciler {
     ) -> Result<Self, PassError> {
         let escrow = chain.settings().await?;
         let settings_report_interval = settings.report_interval;
+        let settings_gateway = settings.gateway.clone();
+        let escrow_address = chain.escrow();
         let http = reqwest::Client::builder()
             .timeout(settings.download_timeout)
             .connect_timeout(settings.download_timeout)
@@ -192,6 +213,10 @@ impl Reconciler {
             top_up_retry: HashMap::new(),
             refused_updates: BTreeSet::new(),
             retries: Retries::default(),
+            routes: settings_gateway.map(|g| {
+                let apps = AppsDomain::new(&g.apps_domain, g.https_port, chain_id, escrow_address);
+                Publisher::new(apps, g.admin_socket, g.upstream_host)
+            }),
         })
     }
 
@@ -326,6 +351,7 @@ impl Reconciler {
                 }
             }
         }
+        self.publish_routes(&snap).await;
         self.metrics.set_workloads(running);
         report.workloads = running;
         self.settle(&snap.views).await?;
@@ -340,6 +366,44 @@ impl Reconciler {
             "pass done"
         );
         Ok(report)
+    }
+
+    /// Hands the gateway the routes of every lease of ours whose workload runs (pending ones
+    /// too: their endpoint is about to be confirmed). A failure is logged and retried by the
+    /// next pass; it never stops the pass.
+    async fn publish_routes(&mut self, snap: &Snapshot) {
+        let Some(publisher) = self.routes.as_mut() else {
+            return;
+        };
+        let served: Vec<(U256, u32)> = snap
+            .views
+            .values()
+            .filter(|v| v.provider_id == self.settings.provider_id)
+            .filter(|v| matches!(v.status, LeaseStatus::Pending | LeaseStatus::Active))
+            .filter(|v| snap.workloads.get(&v.id).is_some_and(Workload::running))
+            .map(|v| (v.id, v.manifest_version))
+            .collect();
+        for &(id, version) in &served {
+            if publisher.knows(id, version) {
+                continue;
+            }
+            match self.store.manifest(id).await {
+                Ok(Some(stored)) => match Manifest::parse(&stored.bytes) {
+                    Ok(manifest) => publisher.learn(id, version, &manifest),
+                    Err(e) => {
+                        tracing::warn!(lease = %id, error = %e, "stored manifest unreadable: no route")
+                    }
+                },
+                Ok(None) => {}
+                Err(e) => tracing::warn!(lease = %id, error = %e, "manifest not read: route waits"),
+            }
+        }
+        publisher.retain(|id| snap.views.contains_key(&id));
+        let table = publisher.table(served.iter().map(|(id, v)| (*id, *v, &snap.workloads[id])));
+        if let Err(e) = publisher.publish(table).await {
+            self.metrics.lease_error("routes");
+            tracing::warn!(error = %e, "routes not sent to the gateway; next pass retries");
+        }
     }
 
     /// What the keeper remembers of a lease, for [`decide`].

@@ -1,0 +1,121 @@
+//! The admin API on a local Unix socket (mode 0660: the keeper's group): `PUT /v1/routes`
+//! replaces the route table, `GET /v1/routes` returns it. Only the provider's own processes
+//! can reach it; nothing of it is on the network.
+
+use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
+
+use berth_protocol::{
+    api::ApiError,
+    routing::{RouteTable, admin},
+};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::{net::UnixListener, sync::watch};
+
+use crate::routes::Routes;
+
+/// Largest route table body: ~100 bytes a route, `MAX_ROUTES` routes.
+const MAX_BODY: usize = 16 << 20;
+
+/// Binds `path` (replacing a stale socket) with mode 0660.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+/// Serves the admin API until `shutdown`.
+pub async fn serve(
+    listener: UnixListener,
+    routes: Arc<Routes>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let routes = Arc::clone(&routes);
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let routes = Arc::clone(&routes);
+                async move { Ok::<_, std::convert::Infallible>(handle(req, &routes).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "admin connection ended");
+            }
+        });
+    }
+}
+
+async fn handle(req: Request<Incoming>, routes: &Routes) -> Response<Full<Bytes>> {
+    if req.uri().path() != admin::ROUTES {
+        return json(
+            StatusCode::NOT_FOUND,
+            &error(format!("no {} here", req.uri().path())),
+        );
+    }
+    match *req.method() {
+        Method::GET => json(StatusCode::OK, &routes.snapshot()),
+        Method::PUT => {
+            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return json(StatusCode::PAYLOAD_TOO_LARGE, &error(format!("body: {e}"))),
+            };
+            let table: RouteTable = match serde_json::from_slice(&body) {
+                Ok(t) => t,
+                Err(e) => {
+                    return json(
+                        StatusCode::BAD_REQUEST,
+                        &error(format!("not a route table: {e}")),
+                    );
+                }
+            };
+            match routes.replace(&table) {
+                Ok(n) => {
+                    tracing::debug!(routes = n, "route table replaced");
+                    json(StatusCode::OK, &serde_json::json!({ "routes": n }))
+                }
+                Err(e) => json(StatusCode::UNPROCESSABLE_ENTITY, &error(e.to_string())),
+            }
+        }
+        _ => json(StatusCode::METHOD_NOT_ALLOWED, &error("GET or PUT".into())),
+    }
+}
+
+fn error(error: String) -> ApiError {
+    ApiError { error }
+}
+
+fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}

@@ -1,0 +1,263 @@
+//! Gateway configuration: a TOML file, then `BERTH_<FIELD>` overrides, through the services'
+//! one loader ([`berth_runtime::config`]).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use berth_runtime::{
+    LogFormat,
+    config::{ConfigError, ServiceConfig, comma_list, millis, optional, seconds},
+};
+use serde::Deserialize;
+
+/// Everything the gateway needs.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where HTTPS is served (`BERTH_LISTEN_ADDR`).
+    #[serde(default = "defaults::listen_addr")]
+    pub listen_addr: SocketAddr,
+    /// The domain apps are served under: `<service>-<lease>-<tag>.<apps_domain>`.
+    pub apps_domain: String,
+    /// The provider API's own hostname (a sibling of the apps domain, never under it, so
+    /// apps cannot read its cookies), proxied to `api_upstream`; unset: no API hostname.
+    #[serde(default, deserialize_with = "optional")]
+    pub api_host: Option<String>,
+    /// The keeper's tenant API (`gateway_addr` in the keeper's config).
+    #[serde(default = "defaults::api_upstream")]
+    pub api_upstream: SocketAddr,
+    /// Certificate chains and keys as PEM files, `cert.pem:key.pem` pairs (comma-separated in
+    /// the environment). The certificate for a connection is the first whose names match
+    /// its SNI; they are re-read when a file changes.
+    #[serde(deserialize_with = "comma_list")]
+    pub certificates: Vec<String>,
+    /// How often the certificate files are checked for changes.
+    #[serde(default = "defaults::cert_reload_s", deserialize_with = "seconds")]
+    pub cert_reload_s: Duration,
+    /// The local socket the keeper pushes routes to (`PUT /v1/routes`).
+    #[serde(default = "defaults::admin_socket")]
+    pub admin_socket: PathBuf,
+    /// Where the route table is kept so a restarted gateway serves at once.
+    #[serde(default, deserialize_with = "optional")]
+    pub routes_file: Option<PathBuf>,
+    /// Prometheus metrics, `host:port`; empty to disable.
+    #[serde(default = "defaults::metrics_addr", deserialize_with = "optional")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Most open client connections; further ones are closed at once.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    /// Deadline for the TLS handshake.
+    #[serde(
+        default = "defaults::handshake_timeout_ms",
+        deserialize_with = "millis"
+    )]
+    pub handshake_timeout_ms: Duration,
+    /// Deadline for a request's headers, and for an idle kept-alive connection.
+    #[serde(default = "defaults::header_timeout_ms", deserialize_with = "millis")]
+    pub header_timeout_ms: Duration,
+    /// Largest request head (request line and headers), bytes.
+    #[serde(default = "defaults::max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Deadline for connecting to a workload.
+    #[serde(default = "defaults::connect_timeout_ms", deserialize_with = "millis")]
+    pub connect_timeout_ms: Duration,
+    /// Deadline for a workload's response headers (bodies and upgraded connections stream
+    /// for as long as both sides keep them).
+    #[serde(default = "defaults::response_timeout_s", deserialize_with = "seconds")]
+    pub response_timeout_s: Duration,
+    /// How long shutdown waits for requests in flight.
+    #[serde(default = "defaults::drain_timeout_s", deserialize_with = "seconds")]
+    pub drain_timeout_s: Duration,
+    /// `text` or `json` logs.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+mod defaults {
+    use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+    pub fn listen_addr() -> SocketAddr {
+        SocketAddr::from(([0, 0, 0, 0], 443))
+    }
+    pub fn api_upstream() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8443))
+    }
+    pub fn cert_reload_s() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn admin_socket() -> PathBuf {
+        "/run/berth/gateway.sock".into()
+    }
+    pub fn metrics_addr() -> Option<SocketAddr> {
+        Some(SocketAddr::from(([127, 0, 0, 1], 9465)))
+    }
+    pub fn max_connections() -> usize {
+        10_000
+    }
+    pub fn handshake_timeout_ms() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn header_timeout_ms() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn max_header_bytes() -> usize {
+        64 * 1024
+    }
+    pub fn connect_timeout_ms() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn response_timeout_s() -> Duration {
+        Duration::from_secs(120)
+    }
+    pub fn drain_timeout_s() -> Duration {
+        Duration::from_secs(30)
+    }
+}
+
+/// A certificate chain and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+impl Config {
+    /// The certificate pairs.
+    pub fn cert_files(&self) -> Vec<CertFiles> {
+        self.certificates
+            .iter()
+            .filter_map(|pair| pair.split_once(':'))
+            .map(|(cert, key)| CertFiles {
+                cert: cert.trim().into(),
+                key: key.trim().into(),
+            })
+            .collect()
+    }
+}
+
+impl ServiceConfig for Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let domain = self.apps_domain.trim_end_matches('.');
+        if berth_protocol::routing::normalize_host(domain).as_deref() != Some(domain) {
+            return Err(ConfigError::invalid(
+                "apps_domain",
+                format!("`{}` is not a lower-case hostname", self.apps_domain),
+            ));
+        }
+        if let Some(api) = &self.api_host {
+            if berth_protocol::routing::normalize_host(api).as_deref() != Some(api.as_str()) {
+                return Err(ConfigError::invalid(
+                    "api_host",
+                    format!("`{api}` is not a lower-case hostname"),
+                ));
+            }
+            if api.ends_with(&format!(".{domain}")) {
+                return Err(ConfigError::invalid(
+                    "api_host",
+                    "must not be under apps_domain (apps would share its cookies)",
+                ));
+            }
+        }
+        if self.certificates.is_empty() {
+            return Err(ConfigError::invalid(
+                "certificates",
+                "at least one cert.pem:key.pem pair is required",
+            ));
+        }
+        if let Some(bad) = self.certificates.iter().find(|p| !p.contains(':')) {
+            return Err(ConfigError::invalid(
+                "certificates",
+                format!("`{bad}` is not cert.pem:key.pem"),
+            ));
+        }
+        for (field, v) in [
+            ("cert_reload_s", self.cert_reload_s),
+            ("handshake_timeout_ms", self.handshake_timeout_ms),
+            ("header_timeout_ms", self.header_timeout_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("response_timeout_s", self.response_timeout_s),
+        ] {
+            if v.is_zero() {
+                return Err(ConfigError::invalid(field, "must be above zero"));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "max_connections",
+                "must be above zero",
+            ));
+        }
+        if !(8192..=1 << 20).contains(&self.max_header_bytes) {
+            return Err(ConfigError::invalid(
+                "max_header_bytes",
+                "must be 8192 to 1048576",
+            ));
+        }
+        Ok(())
+    }
+
+    fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        Config::load(None, |k| env.get(k).cloned())
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("BERTH_APPS_DOMAIN", "apps.example.com"),
+        (
+            "BERTH_CERTIFICATES",
+            "/etc/berth/apps.crt:/etc/berth/apps.key",
+        ),
+    ];
+
+    #[test]
+    fn env_alone_is_enough() {
+        let cfg = load(BASE).expect("valid");
+        assert_eq!(cfg.listen_addr.port(), 443);
+        assert_eq!(
+            cfg.cert_files(),
+            vec![CertFiles {
+                cert: "/etc/berth/apps.crt".into(),
+                key: "/etc/berth/apps.key".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        for (var, value, says) in [
+            ("BERTH_APPS_DOMAIN", "Apps_Example", "`apps_domain`"),
+            (
+                "BERTH_API_HOST",
+                "api.apps.example.com",
+                "must not be under apps_domain",
+            ),
+            (
+                "BERTH_CERTIFICATES",
+                "only-a-cert.pem",
+                "is not cert.pem:key.pem",
+            ),
+            ("BERTH_MAX_HEADER_BYTES", "10", "`max_header_bytes`"),
+            ("BERTH_HEADER_TIMEOUT_MS", "0", "`header_timeout_ms`"),
+        ] {
+            let mut env = BASE.to_vec();
+            env.push((var, value));
+            let e = load(&env).expect_err(var).to_string();
+            assert!(e.contains(says), "{var}: {e}");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The provider's gateway: HTTPS by hostname in front of every lease's web services. The
+//! keeper pushes the route table ([`routes`]) over a local admin socket ([`admin`]); clients
+//! connect over TLS ([`tls`]) with HTTP/1.1 or HTTP/2 and are proxied ([`proxy`]) to the
+//! workload; [`server`] bounds what any client can hold.
+
+pub mod admin;
+mod body;
+pub mod config;
+pub mod metrics;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod tls;

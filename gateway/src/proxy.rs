@@ -1,0 +1,394 @@
+//! The reverse proxy: one request from a client (HTTP/1.1 or HTTP/2 over TLS) to the workload
+//! its hostname routes to (HTTP/1.1 on the provider's network), bodies streamed both ways,
+//! WebSocket upgrades spliced, hop-by-hop headers dropped, `X-Forwarded-*` set by the gateway
+//! alone. Whatever the client sends, the answer is the app's or one of the gateway's own
+//! (400 bad host, 404 no app, 502 app down, 504 app too slow), never a crash.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
+    header::{self, CONNECTION, HOST, UPGRADE},
+};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioIo},
+};
+use prometheus_client::metrics::counter::Counter;
+
+use crate::{
+    body::Counted,
+    metrics::{App, Metrics},
+    routes::{Routes, Target},
+};
+
+/// The body of every answer.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Headers a client may not send on to an app: the gateway sets them.
+const SET_BY_GATEWAY: [&str; 4] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+];
+/// Headers of one hop (RFC 9110 §7.6.1), never forwarded.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    UPGRADE,
+];
+/// Prefix of headers the gateway sets for apps (e.g. the signed-in address); a client's are
+/// dropped.
+const BERTH_PREFIX: &str = "x-berth-";
+
+/// What the proxy needs besides the routes.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// The provider API's hostname, if served.
+    pub api_host: Option<String>,
+    /// The keeper's tenant API.
+    pub api_upstream: SocketAddr,
+    /// Deadline for connecting to an app.
+    pub connect_timeout: Duration,
+    /// Deadline for an app's response headers.
+    pub response_timeout: Duration,
+}
+
+/// Forwards requests by hostname.
+#[derive(Debug)]
+pub struct Proxy {
+    routes: Arc<Routes>,
+    client: Client<HttpConnector, Counted<Incoming>>,
+    metrics: Arc<Metrics>,
+    settings: ProxySettings,
+    api: Arc<Target>,
+}
+
+impl Proxy {
+    /// A proxy over `routes`.
+    pub fn new(routes: Arc<Routes>, metrics: Arc<Metrics>, settings: ProxySettings) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(settings.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build(connector);
+        let api = Arc::new(Target {
+            app: App {
+                lease: "api".into(),
+                service: "api".into(),
+            },
+            upstream: settings.api_upstream.to_string(),
+        });
+        Self {
+            routes,
+            client,
+            metrics,
+            settings,
+            api,
+        }
+    }
+
+    /// Answers one request from `peer`.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let Some(host) = request_host(&req) else {
+            self.metrics.refused("bad_host");
+            return page(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                "The request does not name a valid hostname.",
+            );
+        };
+        let target = if self.settings.api_host.as_deref() == Some(host.as_str()) {
+            Arc::clone(&self.api)
+        } else if let Some(t) = self.routes.get(&host) {
+            t
+        } else {
+            self.metrics.refused("no_route");
+            return page(
+                StatusCode::NOT_FOUND,
+                "No app here",
+                "No running lease is served at this address. If the lease just started, try again in a few seconds; if it ended, its address is gone.",
+            );
+        };
+        self.forward(req, peer, &host, &target).await
+    }
+
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        host: &str,
+        target: &Target,
+    ) -> Response<Body> {
+        let upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let Ok(uri) = format!("http://{}{path}", target.upstream).parse::<Uri>() else {
+            self.metrics.refused("bad_host");
+            return page(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                "The request target is not a valid path.",
+            );
+        };
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        let upgrade_to = parts.headers.get(UPGRADE).cloned();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.retain_not(|name| {
+            SET_BY_GATEWAY.contains(&name.as_str()) || name.as_str().starts_with(BERTH_PREFIX)
+        });
+        set_forwarded(&mut parts.headers, peer, host);
+        if let (Some(_), Some(to)) = (&upgrade, upgrade_to) {
+            parts
+                .headers
+                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(UPGRADE, to);
+        }
+        let bytes_in = self.metrics.bytes_in(&target.app);
+        let request = Request::from_parts(parts, Counted::new(body, bytes_in.clone()));
+
+        let started = std::time::Instant::now();
+        let answer =
+            tokio::time::timeout(self.settings.response_timeout, self.client.request(request))
+                .await;
+        self.metrics.upstream(started.elapsed());
+        let mut resp = match answer {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => {
+                tracing::debug!(lease = %target.app.lease, service = %target.app.service, error = %e, "app did not answer");
+                self.metrics.refused("upstream_down");
+                self.metrics.answered(&target.app, 502);
+                return page(
+                    StatusCode::BAD_GATEWAY,
+                    "The app is not answering",
+                    "The app's container did not accept the request. It may be starting or restarting; try again shortly.",
+                );
+            }
+            Err(_) => {
+                self.metrics.refused("upstream_timeout");
+                self.metrics.answered(&target.app, 504);
+                return page(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "The app is too slow",
+                    "The app did not begin its answer in time.",
+                );
+            }
+        };
+        self.metrics.answered(&target.app, resp.status().as_u16());
+        let bytes_out = self.metrics.bytes_out(&target.app);
+        if let Some(client_side) =
+            upgrade.filter(|_| resp.status() == StatusCode::SWITCHING_PROTOCOLS)
+        {
+            let app_side = hyper::upgrade::on(&mut resp);
+            let metrics = Arc::clone(&self.metrics);
+            tokio::spawn(splice(client_side, app_side, bytes_in, bytes_out, metrics));
+            let (mut parts, _) = resp.into_parts();
+            let to = parts.headers.get(UPGRADE).cloned();
+            strip_hop_by_hop(&mut parts.headers);
+            parts
+                .headers
+                .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+            if let Some(to) = to {
+                parts.headers.insert(UPGRADE, to);
+            }
+            return Response::from_parts(parts, empty());
+        }
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Response::from_parts(parts, Counted::new(body, bytes_out).boxed())
+    }
+}
+
+/// Copies an upgraded connection both ways until either side closes.
+async fn splice(
+    client: hyper::upgrade::OnUpgrade,
+    app: hyper::upgrade::OnUpgrade,
+    bytes_in: Counter,
+    bytes_out: Counter,
+    metrics: Arc<Metrics>,
+) {
+    let (client, app) = match tokio::try_join!(client, app) {
+        Ok(both) => both,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    metrics.upgraded().inc();
+    let mut client = TokioIo::new(client);
+    let mut app = TokioIo::new(app);
+    match tokio::io::copy_bidirectional(&mut client, &mut app).await {
+        Ok((sent, received)) => {
+            bytes_in.inc_by(sent);
+            bytes_out.inc_by(received);
+        }
+        Err(e) => tracing::debug!(error = %e, "upgraded connection ended"),
+    }
+    metrics.upgraded().dec();
+}
+
+/// The request's hostname: HTTP/2's `:authority` or HTTP/1.1's `Host`, normalized.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    let raw = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => req.headers().get(HOST)?.to_str().ok()?,
+    };
+    berth_protocol::routing::normalize_host(raw)
+}
+
+/// An HTTP/1.1 request asking to switch protocols (WebSocket).
+fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE)
+        && headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Drops the hop-by-hop headers and those the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(&named) {
+        headers.remove(name);
+    }
+}
+
+fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, host: &str) {
+    let ip = peer.ip().to_canonical().to_string();
+    if let Ok(v) = HeaderValue::from_str(&ip) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    if let Ok(v) = HeaderValue::from_str(host) {
+        headers.insert("x-forwarded-host", v.clone());
+        // HTTP/2 clients send `:authority`, not `Host`; the app gets one either way.
+        headers.entry(HOST).or_insert(v);
+    }
+}
+
+trait RetainNot {
+    fn retain_not(&mut self, drop: impl Fn(&HeaderName) -> bool);
+}
+
+impl RetainNot for HeaderMap {
+    fn retain_not(&mut self, drop: impl Fn(&HeaderName) -> bool) {
+        let names: Vec<HeaderName> = self.keys().filter(|n| drop(n)).cloned().collect();
+        for name in names {
+            self.remove(name);
+        }
+    }
+}
+
+fn empty() -> Body {
+    Full::new(Bytes::new())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// One of the gateway's own answers: a short HTML page a person can read (and `text/html`
+/// is what a browser shows; API clients read the status).
+pub fn page(status: StatusCode, title: &str, text: &str) -> Response<Body> {
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head><body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>{title}</h1><p>{text}</p><p><small>{} — Berth gateway</small></p></body></html>\n",
+        status.as_u16()
+    );
+    let mut resp = Response::new(
+        Full::new(Bytes::from(html))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            vec!["x-kept"]
+        );
+    }
+
+    #[test]
+    fn upgrades_are_recognized_in_any_case_and_list_position() {
+        let mut h = HeaderMap::new();
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        assert!(wants_upgrade(&h));
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive"));
+        assert!(!wants_upgrade(&h));
+    }
+
+    #[test]
+    fn the_host_comes_from_the_authority_or_the_host_header() {
+        let req = Request::builder()
+            .uri("https://Web-1-ab.apps.test:8443/x")
+            .body(())
+            .expect("req");
+        assert_eq!(request_host(&req).as_deref(), Some("web-1-ab.apps.test"));
+        let req = Request::builder()
+            .uri("/x")
+            .header(HOST, "web-1-ab.apps.test")
+            .body(())
+            .expect("req");
+        assert_eq!(request_host(&req).as_deref(), Some("web-1-ab.apps.test"));
+        let req = Request::builder()
+            .uri("/x")
+            .header(HOST, "bad host")
+            .body(())
+            .expect("req");
+        assert_eq!(request_host(&req), None);
+        let req = Request::builder().uri("/x").body(()).expect("req");
+        assert_eq!(request_host(&req), None);
+    }
+
+    #[test]
+    fn forwarded_headers_are_the_gateways() {
+        let mut h = HeaderMap::new();
+        set_forwarded(
+            &mut h,
+            "[::ffff:10.0.0.9]:5000".parse().expect("addr"),
+            "a.apps.test",
+        );
+        assert_eq!(h["x-forwarded-for"], "10.0.0.9");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "a.apps.test");
+        assert_eq!(h[HOST], "a.apps.test");
+    }
+}

@@ -1,0 +1,209 @@
+//! What the provider's gateway serves: the keeper computes the whole route table from the
+//! leases it runs (every public HTTP port of every active lease whose workload runs) and
+//! replaces the gateway's table with it whenever it changes, and every half minute anyway
+//! (so a restarted gateway is refilled). A lease that ends is missing from the next table.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use alloy::primitives::{Address, U256};
+use berth_protocol::{
+    manifest::Manifest,
+    routing::{AppName, Route, RouteTable, admin, app_hostnames, deployment_tag},
+};
+use http_body_util::Full;
+use hyper::body::Bytes;
+
+use crate::engine::Workload;
+
+/// How long the gateway may take to take a table.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// An unchanged table is sent again this often.
+const REFRESH: Duration = Duration::from_secs(30);
+
+/// The apps domain the gateway serves, and how its URLs are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppsDomain {
+    /// e.g. `apps.example.com`.
+    pub domain: String,
+    /// The gateway's HTTPS port as clients see it.
+    pub https_port: u16,
+    /// This deployment's hostname tag ([`deployment_tag`]).
+    pub tag: String,
+}
+
+impl AppsDomain {
+    /// The apps domain of one chain and escrow.
+    pub fn new(domain: &str, https_port: u16, chain_id: u64, escrow: Address) -> Self {
+        Self {
+            domain: domain.to_owned(),
+            https_port,
+            tag: deployment_tag(chain_id, escrow),
+        }
+    }
+
+    /// The `https://` URL of `host`.
+    pub fn url(&self, host: &str) -> String {
+        match self.https_port {
+            443 => format!("https://{host}"),
+            port => format!("https://{host}:{port}"),
+        }
+    }
+
+    /// Every HTTP port of a lease's manifest: (service, container port, hostname).
+    pub fn hostnames(&self, manifest: &Manifest, lease: U256) -> Vec<AppName> {
+        app_hostnames(manifest, &self.domain, &self.tag, lease)
+    }
+}
+
+/// Why the table did not reach the gateway (the next pass tries again).
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("gateway admin socket: {0}")]
+    Call(#[from] berth_runtime::http::UnixCallError),
+    #[error("gateway refused the route table ({status}): {body}")]
+    Refused { status: u16, body: String },
+}
+
+/// Keeps the gateway's table equal to the leases served.
+#[derive(Debug)]
+pub struct Publisher {
+    apps: AppsDomain,
+    socket: PathBuf,
+    upstream_host: String,
+    /// Hostnames by lease and manifest version (a manifest never changes under a version).
+    names: HashMap<(U256, u32), Vec<AppName>>,
+    pushed: Option<(RouteTable, Instant)>,
+}
+
+impl Publisher {
+    /// A publisher to the gateway at `socket`, which reaches workloads on `upstream_host`.
+    pub fn new(apps: AppsDomain, socket: PathBuf, upstream_host: String) -> Self {
+        Self {
+            apps,
+            socket,
+            upstream_host,
+            names: HashMap::new(),
+            pushed: None,
+        }
+    }
+
+    /// The apps domain.
+    pub fn apps(&self) -> &AppsDomain {
+        &self.apps
+    }
+
+    /// Whether the hostnames of a lease's manifest version are known.
+    pub fn knows(&self, lease: U256, version: u32) -> bool {
+        self.names.contains_key(&(lease, version))
+    }
+
+    /// Remembers the hostnames of a lease's manifest version.
+    pub fn learn(&mut self, lease: U256, version: u32, manifest: &Manifest) {
+        let names = self.apps.hostnames(manifest, lease);
+        self.names.insert((lease, version), names);
+    }
+
+    /// Forgets every lease not in `live`.
+    pub fn retain(&mut self, live: impl Fn(U256) -> bool) {
+        self.names.retain(|(lease, _), _| live(*lease));
+    }
+
+    /// The table for `served` (lease, manifest version, its running workload): each known
+    /// hostname whose port the workload publishes.
+    pub fn table<'a>(&self, served: impl Iterator<Item = (U256, u32, &'a Workload)>) -> RouteTable {
+        let mut routes = Vec::new();
+        for (lease, version, workload) in served {
+            for name in self.names.get(&(lease, version)).into_iter().flatten() {
+                if let Some(public) = workload.ports.get(&(name.service.clone(), name.port)) {
+                    routes.push(Route {
+                        host: name.host.clone(),
+                        lease,
+                        service: name.service.clone(),
+                        upstream: format!("{}:{public}", self.upstream_host),
+                    });
+                }
+            }
+        }
+        routes.sort_by(|a, b| a.host.cmp(&b.host));
+        RouteTable { routes }
+    }
+
+    /// Sends `table` when it differs from the last one the gateway took, or that one is
+    /// older than [`REFRESH`]. Returns whether it was sent.
+    pub async fn publish(&mut self, table: RouteTable) -> Result<bool, PushError> {
+        if let Some((last, at)) = &self.pushed
+            && *last == table
+            && at.elapsed() < REFRESH
+        {
+            return Ok(false);
+        }
+        let body = serde_json::to_vec(&table).unwrap_or_default();
+        let req = hyper::Request::builder()
+            .method(hyper::Method::PUT)
+            .uri(format!("http://gateway{}", admin::ROUTES))
+            .header(hyper::header::HOST, "gateway")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| PushError::Refused {
+                status: 0,
+                body: e.to_string(),
+            })?;
+        let (status, body) =
+            berth_runtime::http::unix_call(&self.socket, req, PUSH_TIMEOUT).await?;
+        if !status.is_success() {
+            self.pushed = None;
+            return Err(PushError::Refused {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body).chars().take(500).collect(),
+            });
+        }
+        tracing::debug!(
+            routes = table.routes.len(),
+            "route table sent to the gateway"
+        );
+        self.pushed = Some((table, Instant::now()));
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_published_ports_of_known_manifests_are_routed() {
+        let apps = AppsDomain::new("apps.test", 8443, 31337, Address::repeat_byte(1));
+        assert_eq!(apps.url("a.apps.test"), "https://a.apps.test:8443");
+        let mut publisher = Publisher::new(apps.clone(), "/nonexistent".into(), "127.0.0.1".into());
+        let manifest = Manifest::parse(
+            b"version: 1\nservices:\n  web:\n    image: x\n    ports: [{port: 80, expose: http}, {port: 9000, expose: tcp}]\n    resources: {cpu: 100m, memory: 16Mi}\n",
+        )
+        .expect("manifest");
+        publisher.learn(U256::from(1), 1, &manifest);
+        let mut running = Workload::default();
+        running.ports.insert(("web".into(), 80), 30001);
+        running.ports.insert(("web".into(), 9000), 30002);
+        let starting = Workload::default();
+        let served = [
+            (U256::from(1), 1, &running),
+            (U256::from(1), 2, &running), // a version whose names are not known yet
+            (U256::from(2), 1, &starting),
+        ];
+        let table = publisher.table(served.into_iter());
+        assert_eq!(
+            table.routes,
+            vec![Route {
+                host: format!("web-1-{}.apps.test", apps.tag),
+                lease: U256::from(1),
+                service: "web".into(),
+                upstream: "127.0.0.1:30001".into(),
+            }]
+        );
+        publisher.retain(|lease| lease != U256::from(1));
+        assert!(!publisher.knows(U256::from(1), 1));
+    }
+}

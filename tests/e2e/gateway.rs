@@ -1,0 +1,329 @@
+//! The gateway as a real process with real TLS: hostnames routed to their apps over HTTP/2
+//! and HTTP/1.1, bodies streamed, WebSocket spliced, `X-Forwarded-*` set by the gateway alone,
+//! certificates chosen by SNI and reloaded from disk, routes replaced whole (a removed one
+//! 404s at once) and kept across a restart, and bad clients answered without harm.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use alloy::primitives::U256;
+use berth_e2e::gateway::{GatewayProcess, TestCa, get, raw, scratch_dir, tls};
+use berth_protocol::routing::{Route, RouteTable};
+use eyre::{Result, ensure};
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::{
+    Request, Response,
+    body::{Bytes, Frame, Incoming},
+    service::service_fn,
+};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::Message;
+
+/// An app answering `/` with its name and the headers it received, and `/stream` with three
+/// chunks 400 ms apart.
+async fn app(name: &'static str) -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = service_fn(move |req: Request<Incoming>| async move {
+                if req.uri().path() == "/stream" {
+                    let chunks = futures_util::stream::unfold(0u8, |i| async move {
+                        if i == 3 {
+                            return None;
+                        }
+                        if i > 0 {
+                            tokio::time::sleep(Duration::from_millis(400)).await;
+                        }
+                        Some((
+                            Ok::<_, Infallible>(Frame::data(Bytes::from(format!("chunk {i}\n")))),
+                            i + 1,
+                        ))
+                    });
+                    return Ok::<_, Infallible>(Response::new(BodyExt::boxed(StreamBody::new(
+                        chunks,
+                    ))));
+                }
+                let header = |n: &str| {
+                    req.headers()
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-")
+                        .to_owned()
+                };
+                let text = format!(
+                    "app {name}\nhost {}\nxff {}\nproto {}\nxhost {}\nberth {}\n",
+                    header("host"),
+                    header("x-forwarded-for"),
+                    header("x-forwarded-proto"),
+                    header("x-forwarded-host"),
+                    header("x-berth-address")
+                );
+                Ok(Response::new(
+                    Full::new(Bytes::from(text)).map_err(|e| match e {}).boxed(),
+                ))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    Ok(addr)
+}
+
+/// A WebSocket server echoing every message.
+async fn echo() -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() && ws.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+fn route(host: &str, lease: u64, upstream: SocketAddr) -> Route {
+    Route {
+        host: host.into(),
+        lease: U256::from(lease),
+        service: "web".into(),
+        upstream: upstream.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn hostnames_reach_their_apps_over_tls_and_bad_clients_change_nothing() -> Result<()> {
+    let dir = scratch_dir("gateway")?;
+    let ca = TestCa::new(&dir)?;
+    let apps = ca.issue("apps", &["*.apps.test"])?;
+    let other = ca.issue("other", &["*.other.test"])?;
+    let (a, b, ws) = (app("A").await?, app("B").await?, echo().await?);
+    let routes_file = dir.join("routes.json");
+    let env = [
+        ("BERTH_HEADER_TIMEOUT_MS", "1000"),
+        ("BERTH_CERT_RELOAD_S", "1"),
+        ("BERTH_MAX_HEADER_BYTES", "16384"),
+        (
+            "BERTH_ROUTES_FILE",
+            routes_file.to_str().unwrap_or_default(),
+        ),
+    ];
+    let mut gw =
+        GatewayProcess::start(&dir, "apps.test", &[apps.clone(), other.clone()], &env).await?;
+    let table = RouteTable {
+        routes: vec![
+            route("a.apps.test", 1, a),
+            route("b.apps.test", 2, b),
+            route("ws.apps.test", 3, ws),
+            route("x.other.test", 4, a),
+        ],
+    };
+    gw.push(&table).await?;
+    ensure!(
+        gw.routes().await?.routes.len() == 4,
+        "the table is served as pushed"
+    );
+    let h2 = ca.client_config(&[b"h2", b"http/1.1"])?;
+    let h1 = ca.client_config(&[b"http/1.1"])?;
+
+    // Routing by hostname, HTTP/2 and HTTP/1.1; headers set by the gateway, not the client.
+    let answer = get(gw.addr, "a.apps.test", "/", h2.clone()).await?;
+    ensure!(
+        answer.status == 200 && answer.version == hyper::Version::HTTP_2,
+        "{answer:?}"
+    );
+    let text = answer.text();
+    for line in [
+        "app A",
+        "host a.apps.test",
+        "xff 127.0.0.1",
+        "proto https",
+        "xhost a.apps.test",
+        "berth -",
+    ] {
+        ensure!(
+            text.lines().any(|l| l == line),
+            "`{line}` missing from:\n{text}"
+        );
+    }
+    let answer = get(gw.addr, "b.apps.test", "/", h1.clone()).await?;
+    ensure!(
+        answer.status == 200 && answer.version == hyper::Version::HTTP_11,
+        "{answer:?}"
+    );
+    ensure!(answer.text().starts_with("app B\n"), "{}", answer.text());
+    // SNI picks the certificate whose names cover the host (the client checks them).
+    ensure!(
+        get(gw.addr, "x.other.test", "/", h2.clone())
+            .await?
+            .text()
+            .starts_with("app A\n")
+    );
+
+    // Streamed, not buffered: the first chunk arrives long before the last is written.
+    let stream = tls(gw.addr, "a.apps.test", h1.clone()).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let started = Instant::now();
+    let resp = sender
+        .send_request(
+            Request::get("/stream")
+                .header("host", "a.apps.test")
+                .body(Full::new(Bytes::new()))?,
+        )
+        .await?;
+    let mut body = resp.into_body();
+    let first = body
+        .frame()
+        .await
+        .ok_or_else(|| eyre::eyre!("no first chunk"))??;
+    let first_at = started.elapsed();
+    ensure!(
+        first.data_ref().is_some_and(|d| d.as_ref() == b"chunk 0\n"),
+        "first chunk {first:?}"
+    );
+    let rest = body.collect().await?.to_bytes();
+    ensure!(rest.as_ref() == b"chunk 1\nchunk 2\n", "rest {rest:?}");
+    ensure!(
+        first_at < Duration::from_millis(300) && started.elapsed() >= Duration::from_millis(800),
+        "first chunk after {first_at:?}, all after {:?}",
+        started.elapsed()
+    );
+
+    // WebSocket through the gateway.
+    let stream = tls(gw.addr, "ws.apps.test", h1.clone()).await?;
+    let (mut socket, _) = tokio_tungstenite::client_async("wss://ws.apps.test/", stream).await?;
+    for i in 0..3 {
+        socket.send(Message::text(format!("ping {i}"))).await?;
+        let back = tokio::time::timeout(Duration::from_secs(5), socket.next()).await?;
+        ensure!(
+            matches!(&back, Some(Ok(Message::Text(t))) if t.as_str() == format!("ping {i}")),
+            "{back:?}"
+        );
+    }
+
+    // Bad input: each gets a clear answer and the gateway goes on.
+    let unknown = get(gw.addr, "nobody.apps.test", "/", h2.clone()).await?;
+    ensure!(
+        unknown.status == 404 && unknown.text().contains("No app here"),
+        "{unknown:?}"
+    );
+    let bad_host = raw(
+        gw.addr,
+        "a.apps.test",
+        h1.clone(),
+        b"GET / HTTP/1.1\r\nHost: bad_host!\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await?;
+    ensure!(bad_host.starts_with("HTTP/1.1 400"), "{bad_host}");
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: a.apps.test\r\nX-Big: {}\r\n\r\n",
+        "x".repeat(64 * 1024)
+    );
+    let answer = raw(
+        gw.addr,
+        "a.apps.test",
+        h1.clone(),
+        huge.as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await?;
+    ensure!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "oversized head answered: {answer}"
+    );
+    let slow_started = Instant::now();
+    let slow = raw(
+        gw.addr,
+        "a.apps.test",
+        h1.clone(),
+        b"GET / HTTP/1.1\r\nHost: a.apps.t",
+        Duration::from_secs(10),
+    )
+    .await?;
+    let held = slow_started.elapsed();
+    ensure!(
+        held < Duration::from_secs(5),
+        "a slow client held its connection {held:?}: {slow}"
+    );
+    let handshake_only = tokio::net::TcpStream::connect(gw.addr).await?;
+    ensure!(
+        get(gw.addr, "a.apps.test", "/", h2.clone()).await?.status == 200,
+        "served during bad clients"
+    );
+    drop(handshake_only);
+
+    // A route removed is gone at once.
+    let mut fewer = table.clone();
+    fewer.routes.retain(|r| r.host != "b.apps.test");
+    gw.push(&fewer).await?;
+    ensure!(
+        get(gw.addr, "b.apps.test", "/", h2.clone()).await?.status == 404,
+        "removed route still served"
+    );
+    // A table with an invalid route is refused whole; the served one stays.
+    let mut bad = fewer.clone();
+    bad.routes.push(route("Bad_Host", 9, a));
+    ensure!(gw.push(&bad).await.is_err(), "an invalid table was taken");
+    ensure!(get(gw.addr, "a.apps.test", "/", h2.clone()).await?.status == 200);
+
+    // A new certificate on disk is served to new connections.
+    let before = peer_certificate(gw.addr, "a.apps.test", h1.clone()).await?;
+    ca.issue("apps", &["*.apps.test"])?;
+    let reloaded =
+        berth_e2e::keeper::wait_for("the new certificate", Duration::from_secs(10), || async {
+            let now = peer_certificate(gw.addr, "a.apps.test", h1.clone()).await?;
+            Ok((now != before).then_some(()))
+        })
+        .await;
+    ensure!(
+        reloaded.is_ok(),
+        "certificate not reloaded:\n{}",
+        gw.log_text()
+    );
+
+    // A restarted gateway serves the last table before any push.
+    ensure!(gw.alive(), "the gateway died:\n{}", gw.log_text());
+    drop(gw);
+    let gw = GatewayProcess::start(&dir, "apps.test", &[apps, other], &env).await?;
+    ensure!(
+        get(gw.addr, "a.apps.test", "/", h2.clone())
+            .await?
+            .text()
+            .starts_with("app A\n"),
+        "routes lost on restart"
+    );
+    ensure!(get(gw.addr, "b.apps.test", "/", h2).await?.status == 404);
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+async fn peer_certificate(
+    addr: SocketAddr,
+    host: &str,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<Vec<u8>> {
+    let stream = tls(addr, host, config).await?;
+    let certs = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .ok_or_else(|| eyre::eyre!("no certificate"))?;
+    Ok(certs[0].to_vec())
+}
