@@ -327,3 +327,78 @@ async fn peer_certificate(
         .ok_or_else(|| eyre::eyre!("no certificate"))?;
     Ok(certs[0].to_vec())
 }
+
+/// The keeper and the gateway together: a lease's HTTP port is confirmed as its `https://`
+/// hostname, served through the gateway, and 404s as soon as the lease is closed.
+#[sqlx::test(migrations = false)]
+async fn a_lease_is_served_at_its_https_hostname_until_it_closes(pool: sqlx::PgPool) -> Result<()> {
+    use crate::keeper::{HELLO_BODY, WAIT, world};
+    use berth_bindings::LeaseStatus;
+    use berth_e2e::{
+        keeper::{KeeperProcess, hello_manifest, wait_for},
+        mined,
+    };
+
+    let dir = scratch_dir("gateway-keeper")?;
+    let ca = TestCa::new(&dir)?;
+    let apps = ca.issue("apps", &["*.apps.test"])?;
+    let gw = GatewayProcess::start(&dir, "apps.test", &[apps], &[]).await?;
+    let port = gw.addr.port().to_string();
+    let admin = gw.admin.display().to_string();
+    let w = world(
+        &pool.connect_options(),
+        &[
+            ("BERTH_APPS_DOMAIN", "apps.test"),
+            ("BERTH_APPS_HTTPS_PORT", port.as_str()),
+            ("BERTH_GATEWAY_ADMIN_SOCKET", admin.as_str()),
+        ],
+    )
+    .await?;
+    let keeper = KeeperProcess::start(&w.setup).await?;
+    let manifest = hello_manifest();
+    let (lease, status) = w.lease_with(&manifest, &manifest).await?;
+    ensure!(status == 202, "upload answered {status}");
+    w.wait_status(lease, LeaseStatus::Active, &keeper).await?;
+
+    let tag = berth_protocol::routing::deployment_tag(w.chain.chain_id(), w.c.escrow);
+    let host = format!("web-{lease}-{tag}.apps.test");
+    let endpoint = w.endpoint(lease).await?;
+    ensure!(
+        endpoint == format!("https://{host}:{port}"),
+        "endpoint {endpoint}"
+    );
+    let config = ca.client_config(&[b"h2", b"http/1.1"])?;
+    let answer = wait_for("the app through the gateway", WAIT, || async {
+        let a = get(gw.addr, &host, "/", config.clone()).await?;
+        Ok((a.status == 200).then_some(a))
+    })
+    .await
+    .map_err(|e| {
+        eyre::eyre!(
+            "{e}\ngateway:\n{}\nkeeper:\n{}",
+            gw.log_text(),
+            keeper.log_text()
+        )
+    })?;
+    ensure!(answer.text() == HELLO_BODY, "{}", answer.text());
+
+    mined(w.escrow()?.closeLease(lease), "closeLease").await?;
+    let closed_at = Instant::now();
+    // The keeper polls every 100 ms here and drops routes before tearing down.
+    wait_for("the hostname to 404", Duration::from_secs(2), || async {
+        Ok((get(gw.addr, &host, "/", config.clone()).await?.status == 404).then_some(()))
+    })
+    .await?;
+    let gone_after = closed_at.elapsed();
+    ensure!(
+        gw.routes().await?.routes.is_empty(),
+        "a route outlived its lease"
+    );
+    eprintln!(
+        "hostname 404 {} ms after closeLease was mined",
+        gone_after.as_millis()
+    );
+    drop(keeper);
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}

@@ -305,6 +305,9 @@ impl Reconciler {
             plan.push((*id, action));
         }
 
+        // Routes first: an ended lease's hostname goes before its (slow) teardown starts.
+        self.publish_routes(&snap).await;
+
         // Ended leases first, all at once: teardown frees ports and capacity, and one slow
         // removal must not hold up the others. Work under way for them is abandoned first.
         let ending: Vec<(U256, LeaseStatus)> = plan
@@ -351,7 +354,6 @@ impl Reconciler {
                 }
             }
         }
-        self.publish_routes(&snap).await;
         self.metrics.set_workloads(running);
         report.workloads = running;
         self.settle(&snap.views).await?;
