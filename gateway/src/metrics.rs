@@ -39,6 +39,57 @@ struct Refusal {
     reason: String,
 }
 
+/// Why the gateway answered a request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// No valid hostname in the request.
+    BadHost,
+    /// No route for the hostname.
+    NoRoute,
+    /// The app did not accept the request.
+    UpstreamDown,
+    /// The app did not answer in time.
+    UpstreamTimeout,
+}
+
+impl Refused {
+    const ALL: [Self; 4] = [
+        Self::BadHost,
+        Self::NoRoute,
+        Self::UpstreamDown,
+        Self::UpstreamTimeout,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::BadHost => "bad_host",
+            Self::NoRoute => "no_route",
+            Self::UpstreamDown => "upstream_down",
+            Self::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+}
+
+/// One app's counters, made once when its route is installed, so a request touches no lock
+/// and allocates nothing for metrics.
+#[derive(Debug, Clone)]
+pub struct AppCounters {
+    /// Answers by status class (1xx to 5xx).
+    requests: [Counter; 5],
+    /// Request body bytes sent to the app.
+    pub bytes_in: Counter,
+    /// Response body bytes sent to clients.
+    pub bytes_out: Counter,
+}
+
+impl AppCounters {
+    /// The app answered with `status`.
+    pub fn answered(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.requests[class].inc();
+    }
+}
+
 /// Every metric of the gateway.
 #[derive(Debug)]
 pub struct Metrics {
@@ -46,7 +97,7 @@ pub struct Metrics {
     requests: Family<Answer, Counter>,
     bytes_in: Family<App, Counter>,
     bytes_out: Family<App, Counter>,
-    refusals: Family<Refusal, Counter>,
+    refusals: [Counter; 4],
     upstream_seconds: Histogram,
     connections: Gauge,
     upgraded: Gauge,
@@ -67,7 +118,14 @@ impl Metrics {
         let requests = Family::<Answer, Counter>::default();
         let bytes_in = Family::<App, Counter>::default();
         let bytes_out = Family::<App, Counter>::default();
-        let refusals = Family::<Refusal, Counter>::default();
+        let refusal_family = Family::<Refusal, Counter>::default();
+        let refusals = Refused::ALL.map(|r| {
+            refusal_family
+                .get_or_create(&Refusal {
+                    reason: r.label().into(),
+                })
+                .clone()
+        });
         let upstream_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
         let connections = Gauge::default();
         let upgraded = Gauge::default();
@@ -91,7 +149,7 @@ impl Metrics {
         registry.register(
             "refusals",
             "Requests the gateway answered itself, by reason",
-            refusals.clone(),
+            refusal_family,
         );
         registry.register(
             "upstream_seconds",
@@ -128,35 +186,27 @@ impl Metrics {
         }
     }
 
-    /// An app answered with `status`.
-    pub fn answered(&self, app: &App, status: u16) {
-        let class = format!("{}xx", status / 100);
-        self.requests
-            .get_or_create(&Answer {
-                lease: app.lease.clone(),
-                service: app.service.clone(),
-                class,
-            })
-            .inc();
-    }
-
-    /// The counter of bytes sent to `app`.
-    pub fn bytes_in(&self, app: &App) -> Counter {
-        self.bytes_in.get_or_create(app).clone()
-    }
-
-    /// The counter of bytes `app` sent to clients.
-    pub fn bytes_out(&self, app: &App) -> Counter {
-        self.bytes_out.get_or_create(app).clone()
+    /// The counters of `app`'s series.
+    pub fn app(&self, app: &App) -> AppCounters {
+        let class = |c: &str| {
+            self.requests
+                .get_or_create(&Answer {
+                    lease: app.lease.clone(),
+                    service: app.service.clone(),
+                    class: c.into(),
+                })
+                .clone()
+        };
+        AppCounters {
+            requests: ["1xx", "2xx", "3xx", "4xx", "5xx"].map(class),
+            bytes_in: self.bytes_in.get_or_create(app).clone(),
+            bytes_out: self.bytes_out.get_or_create(app).clone(),
+        }
     }
 
     /// The gateway answered itself.
-    pub fn refused(&self, reason: &str) {
-        self.refusals
-            .get_or_create(&Refusal {
-                reason: reason.into(),
-            })
-            .inc();
+    pub fn refused(&self, why: Refused) {
+        self.refusals[why as usize].inc();
     }
 
     /// Time to the app's response headers.

@@ -21,7 +21,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::{
     body::Counted,
-    metrics::{App, Metrics},
+    metrics::{App, Metrics, Refused},
     routes::{Routes, Target},
 };
 
@@ -82,11 +82,13 @@ impl Proxy {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .build(connector);
+        let app = App {
+            lease: "api".into(),
+            service: "api".into(),
+        };
         let api = Arc::new(Target {
-            app: App {
-                lease: "api".into(),
-                service: "api".into(),
-            },
+            counters: metrics.app(&app),
+            app,
             upstream: settings.api_upstream.to_string(),
         });
         Self {
@@ -101,7 +103,7 @@ impl Proxy {
     /// Answers one request from `peer`.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let Some(host) = request_host(&req) else {
-            self.metrics.refused("bad_host");
+            self.metrics.refused(Refused::BadHost);
             return page(
                 StatusCode::BAD_REQUEST,
                 "Bad request",
@@ -113,7 +115,7 @@ impl Proxy {
         } else if let Some(t) = self.routes.get(&host) {
             t
         } else {
-            self.metrics.refused("no_route");
+            self.metrics.refused(Refused::NoRoute);
             return page(
                 StatusCode::NOT_FOUND,
                 "No app here",
@@ -134,7 +136,7 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let Ok(uri) = format!("http://{}{path}", target.upstream).parse::<Uri>() else {
-            self.metrics.refused("bad_host");
+            self.metrics.refused(Refused::BadHost);
             return page(
                 StatusCode::BAD_REQUEST,
                 "Bad request",
@@ -155,7 +157,7 @@ impl Proxy {
                 .insert(CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(UPGRADE, to);
         }
-        let bytes_in = self.metrics.bytes_in(&target.app);
+        let bytes_in = target.counters.bytes_in.clone();
         let request = Request::from_parts(parts, Counted::new(body, bytes_in.clone()));
 
         let started = std::time::Instant::now();
@@ -167,8 +169,8 @@ impl Proxy {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => {
                 tracing::debug!(lease = %target.app.lease, service = %target.app.service, error = %e, "app did not answer");
-                self.metrics.refused("upstream_down");
-                self.metrics.answered(&target.app, 502);
+                self.metrics.refused(Refused::UpstreamDown);
+                target.counters.answered(502);
                 return page(
                     StatusCode::BAD_GATEWAY,
                     "The app is not answering",
@@ -176,8 +178,8 @@ impl Proxy {
                 );
             }
             Err(_) => {
-                self.metrics.refused("upstream_timeout");
-                self.metrics.answered(&target.app, 504);
+                self.metrics.refused(Refused::UpstreamTimeout);
+                target.counters.answered(504);
                 return page(
                     StatusCode::GATEWAY_TIMEOUT,
                     "The app is too slow",
@@ -185,8 +187,8 @@ impl Proxy {
                 );
             }
         };
-        self.metrics.answered(&target.app, resp.status().as_u16());
-        let bytes_out = self.metrics.bytes_out(&target.app);
+        target.counters.answered(resp.status().as_u16());
+        let bytes_out = target.counters.bytes_out.clone();
         if let Some(client_side) =
             upgrade.filter(|_| resp.status() == StatusCode::SWITCHING_PROTOCOLS)
         {

@@ -12,15 +12,17 @@ use std::{
 use arc_swap::ArcSwap;
 use berth_protocol::routing::{MAX_ROUTES, Route, RouteTable, normalize_host};
 
-use crate::metrics::{App, Metrics};
+use crate::metrics::{App, AppCounters, Metrics};
 
 /// Where a hostname's requests go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Target {
     /// Lease and service, as metrics label them.
     pub app: App,
     /// `host:port` of the workload.
     pub upstream: String,
+    /// Its metrics.
+    pub counters: AppCounters,
 }
 
 /// Why a table was refused (the old one stays).
@@ -61,7 +63,7 @@ impl Routes {
         };
         if let Some(path) = &routes.file {
             match read_saved(path) {
-                Ok(Some(table)) => match compile(&table) {
+                Ok(Some(table)) => match compile(&table, &routes.metrics) {
                     Ok(map) => {
                         tracing::info!(routes = map.len(), path = %path.display(), "saved routes loaded");
                         routes.metrics.routes_replaced(map.len(), &[]);
@@ -85,7 +87,7 @@ impl Routes {
 
     /// Replaces the table with `table`, checked first; saved before it is served.
     pub fn replace(&self, table: &RouteTable) -> Result<usize, RouteError> {
-        let map = compile(table)?;
+        let map = compile(table, &self.metrics)?;
         if let Some(path) = &self.file {
             save(path, table).map_err(|source| RouteError::Save {
                 path: path.clone(),
@@ -122,7 +124,10 @@ impl Routes {
     }
 }
 
-fn compile(table: &RouteTable) -> Result<HashMap<String, Arc<Target>>, RouteError> {
+fn compile(
+    table: &RouteTable,
+    metrics: &Metrics,
+) -> Result<HashMap<String, Arc<Target>>, RouteError> {
     if table.routes.len() > MAX_ROUTES {
         return Err(RouteError::TooMany(table.routes.len()));
     }
@@ -137,17 +142,26 @@ fn compile(table: &RouteTable) -> Result<HashMap<String, Arc<Target>>, RouteErro
                 upstream: r.upstream.clone(),
             });
         }
-        let target = Target {
-            app: App {
-                lease: r.lease.to_string(),
-                service: r.service.clone(),
-            },
-            upstream: r.upstream.clone(),
-        };
-        if map.insert(r.host.clone(), Arc::new(target)).is_some() {
+        if map.insert(r.host.clone(), r).is_some() {
             return Err(RouteError::Duplicate(r.host.clone()));
         }
     }
+    // Checked whole first: a refused table leaves no metric series behind.
+    let map = map
+        .into_iter()
+        .map(|(host, r)| {
+            let app = App {
+                lease: r.lease.to_string(),
+                service: r.service.clone(),
+            };
+            let target = Target {
+                counters: metrics.app(&app),
+                app,
+                upstream: r.upstream.clone(),
+            };
+            (host, Arc::new(target))
+        })
+        .collect();
     Ok(map)
 }
 
