@@ -149,3 +149,28 @@ stop_local_postgres() {
   [[ -n "$LOCAL_PG_DIR" ]] || return 0
   "${LOCAL_PG_AS[@]}" "$LOCAL_PG_BIN/pg_ctl" -D "$LOCAL_PG_DIR" -m fast -w stop >/dev/null 2>&1 || true
 }
+
+# A devnet certificate authority and a wildcard certificate for `*.$2` in directory $1 (made
+# once; the CA is kept so a browser that trusts $1/ca.pem keeps trusting the devnet).
+ensure_devnet_tls() {
+  local dir="$1" domain="$2"
+  command -v openssl >/dev/null || ensure_apt openssl
+  mkdir -p "$dir"
+  if [[ ! -s "$dir/ca.pem" || ! -s "$dir/ca.key" ]]; then
+    log "creating the devnet CA ($dir/ca.pem)"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+      -subj "/CN=Berth devnet CA" -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+    rm -f "$dir/apps.crt"
+  fi
+  if [[ ! -s "$dir/apps.crt" ]] || ! openssl x509 -checkend 86400 -noout -in "$dir/apps.crt" >/dev/null 2>&1 \
+    || ! openssl x509 -noout -ext subjectAltName -in "$dir/apps.crt" 2>/dev/null | grep -q "DNS:\*\.$domain"; then
+    log "issuing the devnet certificate for *.$domain"
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=*.$domain" \
+      -keyout "$dir/apps.key" -out "$dir/apps.csr" 2>/dev/null
+    openssl x509 -req -in "$dir/apps.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
+      -days 90 -out "$dir/apps.crt" -extfile <(printf 'subjectAltName=DNS:*.%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$domain") 2>/dev/null
+    rm -f "$dir/apps.csr"
+  fi
+}

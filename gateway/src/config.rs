@@ -238,6 +238,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.example.toml");
+        let cfg = Config::load(Some(&path), |_| None).expect("gateway.example.toml loads");
+        assert_eq!(cfg.apps_domain, "apps.example.com");
+        assert_eq!(cfg.response_timeout_s, Duration::from_secs(120));
+        assert_eq!(cfg.cert_files().len(), 1);
+    }
+
+    #[test]
     fn errors_name_the_field() {
         for (var, value, says) in [
             ("BERTH_APPS_DOMAIN", "Apps_Example", "`apps_domain`"),
