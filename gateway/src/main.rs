@@ -16,7 +16,12 @@ use berth_runtime::http::{ServeLimits, serve_metrics};
 use eyre::{Result, WrapErr};
 use tokio::sync::watch;
 
-#[tokio::main]
+/// Requests allocate and free many small buffers across connections; mimalloc's per-thread
+/// heaps do that with less contention than glibc's (measured by `scripts/bench-gateway`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let cfg: Config = berth_runtime::start!(
         "Serves every lease's web services over HTTPS by hostname, with routes from the keeper."
@@ -25,20 +30,16 @@ async fn main() -> Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(certificates.server_config()));
     let metrics = Arc::new(Metrics::new());
     let routes = Arc::new(Routes::new(cfg.routes_file.clone(), Arc::clone(&metrics)));
-    let proxy = Arc::new(Proxy::new(
-        Arc::clone(&routes),
-        Arc::clone(&metrics),
-        ProxySettings {
-            api_host: cfg.api_host.clone(),
-            api_upstream: cfg.api_upstream,
-            connect_timeout: cfg.connect_timeout_ms,
-            response_timeout: cfg.response_timeout_s,
-        },
-    ));
+    let settings = ProxySettings {
+        api_host: cfg.api_host.clone(),
+        api_upstream: cfg.api_upstream,
+        connect_timeout: cfg.connect_timeout_ms,
+        response_timeout: cfg.response_timeout_s,
+    };
     let (stop, stopped) = watch::channel(false);
 
-    let listener = tokio::net::TcpListener::bind(cfg.listen_addr)
-        .await
+    let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let listeners = server::listeners(cfg.listen_addr, workers)
         .wrap_err_with(|| format!("binding listen_addr {}", cfg.listen_addr))?;
     let admin_listener = admin::bind(&cfg.admin_socket)
         .wrap_err_with(|| format!("binding admin_socket {}", cfg.admin_socket.display()))?;
@@ -72,18 +73,59 @@ async fn main() -> Result<()> {
     });
     tracing::info!(
         addr = %cfg.listen_addr,
+        workers,
         apps_domain = %cfg.apps_domain,
         admin = %cfg.admin_socket.display(),
         "serving HTTPS"
     );
     let limits = Limits {
-        max_connections: cfg.max_connections,
+        // Split over the workers, as the connections are.
+        max_connections: cfg.max_connections.div_ceil(workers),
         handshake_timeout: cfg.handshake_timeout_ms,
         header_timeout: cfg.header_timeout_ms,
         max_header_bytes: cfg.max_header_bytes,
         drain_timeout: cfg.drain_timeout_s,
     };
-    server::serve(listener, acceptor, proxy, metrics, limits, stopped).await;
+    // One single-threaded runtime per core, each with its own listener and its own pool of
+    // connections to the apps (as nginx runs one process per core).
+    let mut threads = Vec::with_capacity(workers);
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let proxy = Proxy::new(Arc::clone(&routes), Arc::clone(&metrics), settings.clone());
+        let (acceptor, metrics, stopped) =
+            (acceptor.clone(), Arc::clone(&metrics), stopped.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("gateway-{i}"))
+            .spawn(move || -> Result<()> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    server::serve(
+                        listener,
+                        acceptor,
+                        Arc::new(proxy),
+                        metrics,
+                        limits,
+                        stopped,
+                    )
+                    .await;
+                    Ok(())
+                })
+            })
+            .wrap_err("starting a worker thread")?;
+        threads.push(thread);
+    }
+    tokio::task::spawn_blocking(move || {
+        for thread in threads {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "a worker stopped"),
+                Err(_) => tracing::error!("a worker panicked"),
+            }
+        }
+    })
+    .await?;
     let _ = std::fs::remove_file(&cfg.admin_socket);
     Ok(())
 }

@@ -274,14 +274,18 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, host: &str) {
     let ip = peer.ip().to_canonical().to_string();
     if let Ok(v) = HeaderValue::from_str(&ip) {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     if let Ok(v) = HeaderValue::from_str(host) {
-        headers.insert("x-forwarded-host", v.clone());
+        headers.insert(X_FORWARDED_HOST, v.clone());
         // HTTP/2 clients send `:authority`, not `Host`; the app gets one either way.
         headers.entry(HOST).or_insert(v);
     }

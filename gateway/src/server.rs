@@ -29,6 +29,30 @@ pub struct Limits {
     pub drain_timeout: Duration,
 }
 
+/// `count` listening sockets on `addr` sharing the port (`SO_REUSEPORT`): the kernel spreads
+/// new connections over them, one per worker thread, so a connection's tasks (client side,
+/// app side, TLS) all run on one thread and never wake another.
+pub fn listeners(
+    addr: std::net::SocketAddr,
+    count: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    (0..count.max(1))
+        .map(|_| {
+            let socket = socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )?;
+            socket.set_reuse_address(true)?;
+            socket.set_reuse_port(true)?;
+            socket.set_nonblocking(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(1024)?;
+            Ok(socket.into())
+        })
+        .collect()
+}
+
 /// Most concurrent HTTP/2 streams per connection.
 const MAX_STREAMS: u32 = 256;
 

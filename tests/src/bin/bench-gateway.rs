@@ -1,11 +1,13 @@
-//! `scripts/bench-gateway [SECONDS]` (or `cargo run --release -p berth-e2e --bin bench-gateway
-//! [-- SECONDS]` once `wrk` and `nginx` are installed)
+//! `scripts/bench-gateway [SECONDS [ROUNDS]]` (or `cargo run --release -p berth-e2e --bin
+//! bench-gateway [-- SECONDS [ROUNDS]]` once `wrk` and `nginx` are installed)
 //!
 //! The gateway's cost over direct access, side by side with nginx as the same TLS reverse
 //! proxy, in one run on this machine: `wrk` (2 threads, 32 keep-alive connections, SECONDS
 //! each, default 10) against a small app (a 100-byte answer, one thread of its own) directly
 //! over HTTP, through `berth-gateway` over HTTPS, and through nginx over HTTPS with the same
-//! certificate and an upstream keep-alive pool. Prints requests/s and p50/p99 latency.
+//! certificate and an upstream keep-alive pool. The three take turns for ROUNDS rounds
+//! (default 3), so drift on the machine hits them alike; prints each round's requests/s and
+//! the medians of requests/s and p50/p99 latency.
 
 use std::{
     net::SocketAddr,
@@ -33,6 +35,13 @@ async fn main() -> Result<()> {
         None => 10,
     };
     ensure!(seconds > 0, "SECONDS must be at least 1");
+    let rounds: usize = match std::env::args().nth(2) {
+        Some(a) => a
+            .parse()
+            .wrap_err_with(|| format!("ROUNDS must be a whole number, not `{a}`"))?,
+        None => 3,
+    };
+    ensure!(rounds > 0, "ROUNDS must be at least 1");
     for tool in ["wrk", "nginx"] {
         ensure!(
             Command::new("sh")
@@ -67,24 +76,46 @@ async fn main() -> Result<()> {
     let (cert, key) = pair.split_once(':').unwrap_or_default();
     let mut nginx = Nginx::start(&dir, Path::new(cert), Path::new(key), app)?;
 
-    println!("wrk -t2 -c32 -d{seconds}s, 100-byte answers, keep-alive; this machine, one run");
+    println!(
+        "wrk -t2 -c32 -d{seconds}s, 100-byte answers, keep-alive; {rounds} rounds taking turns"
+    );
+    let paths = [
+        ("direct (HTTP, no proxy)", format!("http://{app}/")),
+        (
+            "berth-gateway (HTTPS)",
+            format!("https://{}/", gateway.addr),
+        ),
+        (
+            "nginx 1.22 (HTTPS, same cert)",
+            format!("https://127.0.0.1:{}/", nginx.port),
+        ),
+    ];
+    let mut results: Vec<Vec<WrkResult>> = paths.iter().map(|_| Vec::new()).collect();
+    for round in 1..=rounds {
+        let mut line = format!("round {round}:");
+        for (i, (name, url)) in paths.iter().enumerate() {
+            let r = wrk(url, seconds)?;
+            line.push_str(&format!(
+                " {} {:.0}/s;",
+                name.split(' ').next().unwrap_or(name),
+                r.rps
+            ));
+            results[i].push(r);
+        }
+        println!("{line}");
+    }
     println!(
         "{:<34} {:>12} {:>10} {:>10}",
-        "path", "requests/s", "p50 ms", "p99 ms"
+        "path (medians)", "requests/s", "p50 ms", "p99 ms"
     );
-    let direct = wrk(&format!("http://{app}/"), seconds)?;
-    let through_gateway = wrk(&format!("https://{}/", gateway.addr), seconds)?;
-    let through_nginx = wrk(&format!("https://127.0.0.1:{}/", nginx.port), seconds)?;
-    for (name, r) in [
-        ("direct (HTTP, no proxy)", &direct),
-        ("berth-gateway (HTTPS)", &through_gateway),
-        ("nginx 1.22 (HTTPS, same cert)", &through_nginx),
-    ] {
+    let medians: Vec<WrkResult> = results.iter().map(|r| median(r)).collect();
+    for ((name, _), m) in paths.iter().zip(&medians) {
         println!(
             "{name:<34} {:>12.0} {:>10.3} {:>10.3}",
-            r.rps, r.p50_ms, r.p99_ms
+            m.rps, m.p50_ms, m.p99_ms
         );
     }
+    let (direct, through_gateway, through_nginx) = (&medians[0], &medians[1], &medians[2]);
     println!(
         "gateway vs nginx: {:.2}x throughput; p99 added over direct: gateway {:.3} ms, nginx {:.3} ms",
         through_gateway.rps / through_nginx.rps,
@@ -236,6 +267,20 @@ fn wrk(url: &str, seconds: u64) -> Result<WrkResult> {
         p50_ms: p50,
         p99_ms: p99,
     })
+}
+
+/// The median of each figure over the rounds.
+fn median(rounds: &[WrkResult]) -> WrkResult {
+    let pick = |f: fn(&WrkResult) -> f64| {
+        let mut v: Vec<f64> = rounds.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    WrkResult {
+        rps: pick(|r| r.rps),
+        p50_ms: pick(|r| r.p50_ms),
+        p99_ms: pick(|r| r.p99_ms),
+    }
 }
 
 /// wrk's latency (`812.00us`, `1.23ms`, `2.01s`) in milliseconds.
