@@ -70,9 +70,11 @@ pub struct Config {
     /// The gateway's admin socket the keeper pushes routes to.
     #[serde(default = "defaults::gateway_admin_socket")]
     pub gateway_admin_socket: PathBuf,
-    /// The host the gateway reaches published ports on.
+    /// The address the gateway reaches published HTTP ports on; with `apps_domain` set,
+    /// podman publishes HTTP ports on this address only, so no app is reachable around the
+    /// gateway (TCP ports stay on every address).
     #[serde(default = "defaults::route_upstream_host")]
-    pub route_upstream_host: String,
+    pub route_upstream_host: std::net::IpAddr,
     /// Address of the tenant API (also serves `/metrics`).
     #[serde(default = "defaults::gateway_addr")]
     pub gateway_addr: SocketAddr,
@@ -265,8 +267,8 @@ mod defaults {
     pub fn gateway_admin_socket() -> PathBuf {
         "/run/berth/gateway.sock".into()
     }
-    pub fn route_upstream_host() -> String {
-        "127.0.0.1".into()
+    pub fn route_upstream_host() -> std::net::IpAddr {
+        std::net::Ipv4Addr::LOCALHOST.into()
     }
     pub fn gateway_addr() -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], 8443))

@@ -55,6 +55,11 @@ async fn main() -> Result<()> {
                 cfg.engine_timeout_ms,
                 cfg.pull_timeout_s,
             );
+            let engine = if cfg.apps_domain.is_empty() {
+                engine
+            } else {
+                engine.with_http_host_ip(cfg.route_upstream_host)
+            };
             Engine::Podman(match cfg.podman_network.as_str() {
                 "" => engine,
                 name => engine.with_network(PodNetwork {
@@ -95,7 +100,7 @@ async fn main() -> Result<()> {
             apps_domain: cfg.apps_domain.clone(),
             https_port: cfg.apps_https_port,
             admin_socket: cfg.gateway_admin_socket.clone(),
-            upstream_host: cfg.route_upstream_host.clone(),
+            upstream_host: cfg.route_upstream_host.to_string(),
         }),
     };
     let reconciler = Reconciler::new(

@@ -38,6 +38,9 @@ pub const LABEL_LEASE: &str = "berth.dev/lease-id";
 pub const LABEL_SERVICE: &str = "berth.dev/service";
 /// Label: the version of the lease's manifest the objects run (0 for the opening one).
 pub const LABEL_MANIFEST_VERSION: &str = "berth.dev/manifest-version";
+/// Name prefix of container ports exposed as HTTP (`http-8080`).
+pub const HTTP_PORT_PREFIX: &str = "http-";
+
 /// Label prefix of a public port: `berth.dev/port-<container port>: "<public port>"`.
 pub const LABEL_PORT_PREFIX: &str = "berth.dev/port-";
 /// Who manages the objects.
@@ -305,6 +308,9 @@ fn pod_spec(name: &str, svc: &Service) -> PodSpec {
                 .iter()
                 .map(|p| ContainerPort {
                     container_port: p.port.into(),
+                    // Names the ports the gateway fronts (podman may publish them on loopback).
+                    name: (p.expose == Expose::Http)
+                        .then(|| format!("{HTTP_PORT_PREFIX}{}", p.port)),
                     protocol: Some("TCP".into()),
                     ..ContainerPort::default()
                 })
@@ -362,9 +368,11 @@ fn pod_spec(name: &str, svc: &Service) -> PodSpec {
 impl Rendered {
     /// The objects as a multi-document YAML stream for podman's `kube play`. Podman has no
     /// namespaces, so deployments are named `<namespace>-<service>`, and a pod publishes its
-    /// public ports as host ports; podman ignores the kinds it does not run (Namespace,
-    /// NetworkPolicy, Service), which a single host does not need.
-    pub fn to_podman_yaml(&self) -> Result<String, serde_yaml::Error> {
+    /// public ports as host ports (HTTP ports on `http_host_ip` only, when given: the
+    /// gateway's side of the host, so no app is reachable around it); podman ignores the
+    /// kinds it does not run (Namespace, NetworkPolicy, Service), which a single host does
+    /// not need.
+    pub fn to_podman_yaml(&self, http_host_ip: Option<&str>) -> Result<String, serde_yaml::Error> {
         let mut docs = vec![
             serde_yaml::to_string(&self.namespace)?,
             serde_yaml::to_string(&self.network_policy)?,
@@ -384,6 +392,12 @@ impl Rendered {
                     for p in c.ports.iter_mut().flatten() {
                         let label = format!("{LABEL_PORT_PREFIX}{}", p.container_port);
                         p.host_port = labels.get(&label).and_then(|v| v.parse().ok());
+                        if p.name
+                            .as_deref()
+                            .is_some_and(|n| n.starts_with(HTTP_PORT_PREFIX))
+                        {
+                            p.host_ip = http_host_ip.map(str::to_owned);
+                        }
                     }
                     // podman makes each volume a host-wide named volume: scope it to the lease.
                     for m in c.volume_mounts.iter_mut().flatten() {
@@ -454,15 +468,46 @@ mod tests {
     fn podman_yaml_publishes_host_ports_without_namespaces() {
         let ports = PortMap::from([(("web".into(), 8080), 30001)]);
         let yaml = render(key(), &hello(), &ports)
-            .to_podman_yaml()
+            .to_podman_yaml(None)
             .expect("yaml");
         assert!(yaml.contains("name: berth-31337-abababab-7-web"), "{yaml}");
         assert!(yaml.contains("hostPort: 30001"), "{yaml}");
+        assert!(
+            !yaml.contains("hostIP"),
+            "on every address without a gateway: {yaml}"
+        );
         assert_eq!(yaml.matches("kind: Deployment").count(), 1);
         assert_eq!(
             yaml.split("---\n").count(),
             4,
             "namespace, policy, service, deployment"
+        );
+    }
+
+    #[test]
+    fn behind_a_gateway_http_ports_are_published_on_its_address_and_tcp_ports_everywhere() {
+        let m = Manifest::parse(
+            b"version: 1\nservices:\n  web:\n    image: x\n    ports: [{port: 80, expose: http}, {port: 9000, expose: tcp}]\n    resources: {cpu: 1, memory: 1Mi}\n",
+        )
+        .expect("parses");
+        let ports = PortMap::from([(("web".into(), 80), 30001), (("web".into(), 9000), 30002)]);
+        let yaml = render(key(), &m, &ports)
+            .to_podman_yaml(Some("127.0.0.1"))
+            .expect("yaml");
+        let entry = |port: &str| {
+            yaml.split("- containerPort: ")
+                .find(|e| e.starts_with(&format!("{port}\n")))
+                .map(str::to_owned)
+                .unwrap_or_default()
+        };
+        let (http, tcp) = (entry("80"), entry("9000"));
+        assert!(
+            http.contains("hostIP: 127.0.0.1") && http.contains("hostPort: 30001"),
+            "{yaml}"
+        );
+        assert!(
+            !tcp.contains("hostIP") && tcp.contains("hostPort: 30002"),
+            "{yaml}"
         );
     }
 
@@ -477,12 +522,12 @@ mod tests {
             ..key()
         };
         let yaml = render(key(), &m, &PortMap::new())
-            .to_podman_yaml()
+            .to_podman_yaml(None)
             .expect("yaml");
         assert!(yaml.contains("name: berth-31337-abababab-7-data"), "{yaml}");
         assert!(!yaml.contains("name: data"), "{yaml}");
         let yaml70 = render(other, &m, &PortMap::new())
-            .to_podman_yaml()
+            .to_podman_yaml(None)
             .expect("yaml");
         assert!(
             yaml70.contains("name: berth-31337-abababab-70-data"),

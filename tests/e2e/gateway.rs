@@ -382,6 +382,34 @@ async fn a_lease_is_served_at_its_https_hostname_until_it_closes(pool: sqlx::PgP
     })?;
     ensure!(answer.text() == HELLO_BODY, "{}", answer.text());
 
+    // No way around the gateway: the HTTP port is published on loopback only.
+    let workload = w
+        .workload(lease)
+        .await?
+        .ok_or_else(|| eyre::eyre!("no workload"))?;
+    let published = *workload
+        .ports
+        .get(&("web".to_string(), 8080))
+        .ok_or_else(|| eyre::eyre!("port 8080 not published: {workload:?}"))?;
+    ensure!(
+        tokio::net::TcpStream::connect(("127.0.0.1", published))
+            .await
+            .is_ok(),
+        "not on loopback"
+    );
+    match outward_address() {
+        Some(ip) => ensure!(
+            tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect((ip, published))
+            )
+            .await
+            .map_or(true, |c| c.is_err()),
+            "the app answers on {ip}:{published}, around the gateway"
+        ),
+        None => eprintln!("no non-loopback address here: only loopback publishing checked"),
+    }
+
     mined(w.escrow()?.closeLease(lease), "closeLease").await?;
     let closed_at = Instant::now();
     // The keeper polls every 100 ms here and drops routes before tearing down.
@@ -401,4 +429,12 @@ async fn a_lease_is_served_at_its_https_hostname_until_it_closes(pool: sqlx::PgP
     drop(keeper);
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
+}
+
+/// This machine's address on its default route (no packet is sent), if it has one.
+fn outward_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.254:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }

@@ -33,6 +33,9 @@ pub struct PodmanEngine {
     network: Option<PodNetwork>,
     /// Whether the network is known to exist.
     network_ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Where HTTP ports are published when a gateway fronts them (None: on every address,
+    /// like TCP ports).
+    http_host_ip: Option<String>,
 }
 
 /// A podman network for the keeper's pods.
@@ -92,7 +95,15 @@ impl PodmanEngine {
             cgroup_paths: std::sync::Arc::default(),
             network: None,
             network_ready: std::sync::Arc::default(),
+            http_host_ip: None,
         }
+    }
+
+    /// Publishes HTTP ports on `ip` only (the gateway's side of the host), so that no app is
+    /// reachable around the gateway; TCP ports stay public.
+    pub fn with_http_host_ip(mut self, ip: std::net::IpAddr) -> Self {
+        self.http_host_ip = Some(ip.to_string());
+        self
     }
 
     /// Pods join `network` (created at the first deploy when missing) instead of podman's
@@ -379,7 +390,7 @@ impl PodmanEngine {
         }
         self.ensure_images(&missing).await?;
         let yaml = missing
-            .to_podman_yaml()
+            .to_podman_yaml(self.http_host_ip.as_deref())
             .map_err(|e| EngineError::Refused(format!("rendering YAML: {e}")))?;
         let mut play = String::from("/play/kube?start=true");
         if let Some(network) = &self.network {

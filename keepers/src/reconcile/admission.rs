@@ -96,7 +96,12 @@ impl Reconciler {
                 let Some(public) = ports.get(&(name.clone(), p.port)) else {
                     continue;
                 };
-                let addr = format!("{}:{public}", self.settings.public_host);
+                // HTTP ports behind the gateway are checked where the gateway reaches them.
+                let host = match (&self.settings.gateway, p.expose) {
+                    (Some(g), berth_protocol::manifest::Expose::Http) => &g.upstream_host,
+                    _ => &self.settings.public_host,
+                };
+                let addr = format!("{host}:{public}");
                 let ok = match p.expose {
                     berth_protocol::manifest::Expose::Http => self
                         .http
