@@ -15,6 +15,8 @@ use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::UnixListener, sync::watch};
 
+use berth_runtime::http::next_connection;
+
 use crate::routes::Routes;
 
 /// Largest route table body: ~100 bytes a route, `MAX_ROUTES` routes.
@@ -41,18 +43,7 @@ pub async fn serve(
     routes: Arc<Routes>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
-        };
+    while let Some((stream, _)) = next_connection(|| listener.accept(), &mut shutdown).await {
         let routes = Arc::clone(&routes);
         tokio::spawn(async move {
             let service = service_fn(move |req| {

@@ -12,6 +12,8 @@ use hyper_util::{
 use tokio::{net::TcpListener, sync::watch};
 use tokio_rustls::TlsAcceptor;
 
+use berth_runtime::http::next_connection;
+
 use crate::{metrics::Metrics, proxy::Proxy};
 
 /// What bounds each client.
@@ -81,19 +83,7 @@ pub async fn serve(
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20));
     let builder = Arc::new(builder);
-    while !*shutdown.borrow() {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of descriptors or the like: pause instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
+    while let Some((stream, peer)) = next_connection(|| listener.accept(), &mut shutdown).await {
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             tracing::debug!(
                 limit = limits.max_connections,

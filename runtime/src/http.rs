@@ -49,19 +49,7 @@ pub async fn serve(
         },
     ));
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    while !*shutdown.borrow() {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of descriptors or the like: pause instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
+    while let Some((stream, _)) = next_connection(|| listener.accept(), &mut shutdown).await {
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             tracing::debug!(
                 limit = limits.max_connections,
@@ -80,6 +68,34 @@ pub async fn serve(
             }
             drop(permit);
         });
+    }
+}
+
+/// The next connection `accept` yields, or `None` once `shutdown` turns true. A failed accept
+/// (out of descriptors or the like) is logged and tried again after 100 ms instead of
+/// spinning.
+pub async fn next_connection<T, F, Fut>(
+    mut accept: F,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<T>>,
+{
+    loop {
+        if *shutdown.borrow() {
+            return None;
+        }
+        tokio::select! {
+            accepted = accept() => match accepted {
+                Ok(connection) => return Some(connection),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = shutdown.changed() => return None,
+        }
     }
 }
 
