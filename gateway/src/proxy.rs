@@ -20,7 +20,7 @@ use hyper_util::{
 use prometheus_client::metrics::counter::Counter;
 
 use crate::{
-    body::Counted,
+    body::{Counted, CountedIo},
     metrics::{App, Metrics, Refused},
     routes::{Routes, Target},
 };
@@ -229,13 +229,9 @@ async fn splice(
     };
     metrics.upgraded().inc();
     let mut client = TokioIo::new(client);
-    let mut app = TokioIo::new(app);
-    match tokio::io::copy_bidirectional(&mut client, &mut app).await {
-        Ok((sent, received)) => {
-            bytes_in.inc_by(sent);
-            bytes_out.inc_by(received);
-        }
-        Err(e) => tracing::debug!(error = %e, "upgraded connection ended"),
+    let mut app = CountedIo::new(TokioIo::new(app), bytes_out, bytes_in);
+    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut app).await {
+        tracing::debug!(error = %e, "upgraded connection ended");
     }
     metrics.upgraded().dec();
 }

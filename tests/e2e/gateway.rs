@@ -114,7 +114,9 @@ async fn hostnames_reach_their_apps_over_tls_and_bad_clients_change_nothing() ->
     let other = ca.issue("other", &["*.other.test"])?;
     let (a, b, ws) = (app("A").await?, app("B").await?, echo().await?);
     let routes_file = dir.join("routes.json");
+    let metrics_addr = format!("127.0.0.1:{}", berth_e2e::keeper::free_port()?);
     let env = [
+        ("BERTH_METRICS_ADDR", metrics_addr.as_str()),
         ("BERTH_HEADER_TIMEOUT_MS", "1000"),
         ("BERTH_CERT_RELOAD_S", "1"),
         ("BERTH_MAX_HEADER_BYTES", "16384"),
@@ -216,6 +218,7 @@ async fn hostnames_reach_their_apps_over_tls_and_bad_clients_change_nothing() ->
             "{back:?}"
         );
     }
+    socket.close(None).await?;
 
     // Bad input: each gets a clear answer and the gateway goes on.
     let unknown = get(gw.addr, "nobody.apps.test", "/", h2.clone()).await?;
@@ -268,6 +271,47 @@ async fn hostnames_reach_their_apps_over_tls_and_bad_clients_change_nothing() ->
         "served during bad clients"
     );
     drop(handshake_only);
+
+    // Metering at the door: answers and bytes per lease, refusals by reason.
+    let metrics = berth_e2e::keeper::wait_for("the metrics", Duration::from_secs(10), || async {
+        let text = alloy::transports::http::reqwest::get(format!("http://{metrics_addr}/metrics"))
+            .await?
+            .text()
+            .await?;
+        let ws_bytes = value(
+            &text,
+            "berth_gateway_response_bytes_total{lease=\"3\",service=\"web\"}",
+        );
+        Ok((ws_bytes > 0.0).then_some(text))
+    })
+    .await?;
+    for (series, at_least) in [
+        (
+            "berth_gateway_requests_total{lease=\"1\",service=\"web\",class=\"2xx\"}",
+            3.0,
+        ),
+        (
+            "berth_gateway_requests_total{lease=\"2\",service=\"web\",class=\"2xx\"}",
+            1.0,
+        ),
+        (
+            "berth_gateway_response_bytes_total{lease=\"2\",service=\"web\"}",
+            60.0,
+        ),
+        (
+            "berth_gateway_request_bytes_total{lease=\"3\",service=\"web\"}",
+            18.0,
+        ),
+        ("berth_gateway_refusals_total{reason=\"no_route\"}", 1.0),
+        ("berth_gateway_refusals_total{reason=\"bad_host\"}", 1.0),
+        ("berth_gateway_routes", 4.0),
+    ] {
+        let v = value(&metrics, series);
+        ensure!(
+            v >= at_least,
+            "{series} = {v}, expected at least {at_least}:\n{metrics}"
+        );
+    }
 
     // A route removed is gone at once.
     let mut fewer = table.clone();
@@ -429,6 +473,13 @@ async fn a_lease_is_served_at_its_https_hostname_until_it_closes(pool: sqlx::PgP
     drop(keeper);
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
+}
+
+/// The value of one series in Prometheus text (0 when absent).
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// This machine's address on its default route (no packet is sent), if it has one.
