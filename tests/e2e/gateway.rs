@@ -114,9 +114,13 @@ async fn hostnames_reach_their_apps_over_tls_and_bad_clients_change_nothing() ->
     let other = ca.issue("other", &["*.other.test"])?;
     let (a, b, ws) = (app("A").await?, app("B").await?, echo().await?);
     let routes_file = dir.join("routes.json");
+    // The provider API by its own hostname (here app B stands in for the keeper's API).
+    let api_upstream = b.to_string();
     let metrics_addr = format!("127.0.0.1:{}", berth_e2e::keeper::free_port()?);
     let env = [
         ("BERTH_METRICS_ADDR", metrics_addr.as_str()),
+        ("BERTH_API_HOST", "api.other.test"),
+        ("BERTH_API_UPSTREAM", api_upstream.as_str()),
         ("BERTH_HEADER_TIMEOUT_MS", "1000"),
         ("BERTH_CERT_RELOAD_S", "1"),
         ("BERTH_MAX_HEADER_BYTES", "16384"),
@@ -169,6 +173,11 @@ async fn hostnames_reach_their_apps_over_tls_and_bad_clients_change_nothing() ->
         "{answer:?}"
     );
     ensure!(answer.text().starts_with("app B\n"), "{}", answer.text());
+    let api = get(gw.addr, "api.other.test", "/v1/x", h2.clone()).await?;
+    ensure!(
+        api.status == 200 && api.text().starts_with("app B\n"),
+        "api_host: {api:?}"
+    );
     // SNI picks the certificate whose names cover the host (the client checks them).
     ensure!(
         get(gw.addr, "x.other.test", "/", h2.clone())
