@@ -62,6 +62,9 @@ pub async fn serve(
 }
 
 async fn handle(req: Request<Incoming>, routes: &Routes) -> Response<Full<Bytes>> {
+    if req.uri().path() == admin::USAGE && req.method() == Method::GET {
+        return json(StatusCode::OK, &routes.usage());
+    }
     if req.uri().path() != admin::ROUTES {
         return json(
             StatusCode::NOT_FOUND,

@@ -83,6 +83,11 @@ pub struct AppCounters {
 }
 
 impl AppCounters {
+    /// (request bytes, response bytes) so far.
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.bytes_in.get(), self.bytes_out.get())
+    }
+
     /// The app answered with `status`.
     pub fn answered(&self, status: u16) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;

@@ -10,7 +10,9 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use berth_protocol::routing::{MAX_ROUTES, Route, RouteTable, normalize_host};
+use berth_protocol::routing::{
+    GatewayUsage, LeaseTraffic, MAX_ROUTES, Route, RouteTable, normalize_host,
+};
 
 use crate::metrics::{App, AppCounters, Metrics};
 
@@ -104,6 +106,33 @@ impl Routes {
             .collect();
         self.metrics.routes_replaced(new.len(), &gone);
         Ok(new.len())
+    }
+
+    /// Bytes through the gateway per routed lease (its services summed).
+    pub fn usage(&self) -> GatewayUsage {
+        let table = self.table.load();
+        // Two hostnames of one service (two HTTP ports) share its counters: count them once.
+        let apps: std::collections::HashMap<&App, (u64, u64)> = table
+            .values()
+            .map(|t| (&t.app, t.counters.bytes()))
+            .collect();
+        let mut by_lease: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+        for (app, (sent, received)) in apps {
+            let entry = by_lease.entry(app.lease.as_str()).or_default();
+            entry.0 += sent;
+            entry.1 += received;
+        }
+        let leases = by_lease
+            .into_iter()
+            .filter_map(|(lease, (request_bytes, response_bytes))| {
+                Some(LeaseTraffic {
+                    lease: lease.parse().ok()?,
+                    request_bytes,
+                    response_bytes,
+                })
+            })
+            .collect();
+        GatewayUsage { leases }
     }
 
     /// The table as served.

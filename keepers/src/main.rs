@@ -9,6 +9,7 @@ use berth_keepers::{
     config::{Config, EngineKind},
     engine::{Engine, KubeEngine, PodNetwork, PodmanEngine},
     gateway::{Gateway, ServeLimits, router, serve},
+    metering::sampler::Sampler,
     metrics::Metrics,
     reconcile::{GatewaySettings, Reconciler, Settings},
     signer::Signer,
@@ -147,13 +148,17 @@ async fn main() -> Result<()> {
         gateway = %cfg.gateway_addr,
         "keeper running"
     );
-    tokio::spawn(berth_keepers::metering::sampler::run(
-        sampler_engine,
-        sampler_store,
+    let sampler = Sampler {
+        engine: sampler_engine,
+        store: sampler_store,
         chain_id,
-        deployment.lease_escrow,
-        cfg.sample_interval_ms,
-        sampler_metrics,
+        escrow: deployment.lease_escrow,
+        interval: cfg.sample_interval_ms,
+        gateway: (!cfg.apps_domain.is_empty()).then(|| cfg.gateway_admin_socket.clone()),
+        metrics: sampler_metrics,
+    };
+    tokio::spawn(berth_keepers::metering::sampler::run(
+        sampler,
         stopped.clone(),
     ));
     let stop = Arc::new(stop);

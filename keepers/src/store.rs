@@ -321,6 +321,35 @@ impl Store {
         Ok(())
     }
 
+    /// Stores one round of the gateway's byte counters: (lease, request bytes, response bytes).
+    pub async fn put_traffic(
+        &self,
+        taken_at_ms: u64,
+        traffic: &[(U256, u64, u64)],
+    ) -> Result<(), StoreError> {
+        if traffic.is_empty() {
+            return Ok(());
+        }
+        let leases: Vec<String> = traffic.iter().map(|t| t.0.to_string()).collect();
+        let sent: Vec<i64> = traffic.iter().map(|t| i64_of(t.1)).collect();
+        let received: Vec<i64> = traffic.iter().map(|t| i64_of(t.2)).collect();
+        sqlx::query(
+            "INSERT INTO berth_keeper.traffic_samples (chain_id, escrow, lease_id, taken_at_ms, request_bytes, response_bytes)
+             SELECT $1, $2, l::numeric, $3, i, o
+             FROM UNNEST($4::text[], $5::bigint[], $6::bigint[]) AS t(l, i, o)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(self.chain_id)
+        .bind(&self.escrow)
+        .bind(i64_of(taken_at_ms))
+        .bind(&leases)
+        .bind(&sent)
+        .bind(&received)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// A lease's samples with `from_ms < taken_at_ms <= to_ms`, by container then time.
     pub async fn samples(
         &self,

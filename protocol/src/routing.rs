@@ -107,6 +107,28 @@ pub fn normalize_host(raw: &str) -> Option<String> {
 pub mod admin {
     /// `PUT` replaces the whole table ([`super::RouteTable`]); `GET` returns it.
     pub const ROUTES: &str = "/v1/routes";
+    /// `GET`: bytes through the gateway per routed lease ([`super::GatewayUsage`]).
+    pub const USAGE: &str = "/v1/usage";
+}
+
+/// Bytes a lease's apps moved through the gateway, counted since the gateway started (a
+/// restart starts again from zero: read deltas, treating a decrease as a restart).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseTraffic {
+    /// The lease.
+    #[serde(with = "crate::api::decimal")]
+    pub lease: U256,
+    /// Request bytes sent to its apps (upgraded connections included).
+    pub request_bytes: u64,
+    /// Response bytes its apps sent to clients: its egress.
+    pub response_bytes: u64,
+}
+
+/// Traffic of every lease the gateway routes now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayUsage {
+    /// One entry per lease.
+    pub leases: Vec<LeaseTraffic>,
 }
 
 /// One hostname the gateway serves.

@@ -404,6 +404,7 @@ async fn a_lease_is_served_at_its_https_hostname_until_it_closes(pool: sqlx::PgP
             ("BERTH_APPS_DOMAIN", "apps.test"),
             ("BERTH_APPS_HTTPS_PORT", port.as_str()),
             ("BERTH_GATEWAY_ADMIN_SOCKET", admin.as_str()),
+            ("BERTH_SAMPLE_INTERVAL_MS", "500"),
         ],
     )
     .await?;
@@ -434,6 +435,19 @@ async fn a_lease_is_served_at_its_https_hostname_until_it_closes(pool: sqlx::PgP
         )
     })?;
     ensure!(answer.text() == HELLO_BODY, "{}", answer.text());
+
+    // Metering at the door reaches the keeper: the lease's egress is stored with the samples.
+    let egress: i64 = wait_for("the lease's traffic in the keeper's samples", WAIT, || async {
+        let bytes: Option<i64> = sqlx::query_scalar(
+            "SELECT max(response_bytes) FROM berth_keeper.traffic_samples WHERE lease_id = $1::numeric",
+        )
+        .bind(lease.to_string())
+        .fetch_one(&pool)
+        .await?;
+        Ok(bytes.filter(|b| *b >= HELLO_BODY.len() as i64))
+    })
+    .await?;
+    eprintln!("egress of lease {lease} in the keeper's samples: {egress} bytes");
 
     // No way around the gateway: the HTTP port is published on loopback only.
     let workload = w

@@ -1,7 +1,8 @@
 //! The sampling task: every interval, the CPU and memory of every running container of this
-//! escrow, stored durably. A failed round is a gap in the samples, never a guessed value.
+//! escrow, stored durably, and (with a gateway) the bytes each lease's apps moved through it.
+//! A failed round is a gap in the samples, never a guessed value.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use alloy::primitives::Address;
 use tokio::sync::watch;
@@ -16,12 +17,15 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// One round: reads the engine and stores what it read; returns the number of samples.
+/// One round: reads the engine (and the gateway at `gateway`, if any) and stores what it
+/// read; returns the number of container samples. The gateway's answer is optional: without
+/// it the round keeps its container samples and logs the traffic gap.
 pub async fn sample_once(
     engine: &Engine,
     store: &Store,
     chain_id: u64,
     escrow: Address,
+    gateway: Option<&Path>,
 ) -> Result<usize, String> {
     let stats = engine
         .stats(chain_id, escrow)
@@ -36,19 +40,74 @@ pub async fn sample_once(
         .put_samples(taken, &rows)
         .await
         .map_err(|e| e.to_string())?;
+    if let Some(socket) = gateway {
+        match gateway_traffic(socket).await {
+            Ok(traffic) => store
+                .put_traffic(taken, &traffic)
+                .await
+                .map_err(|e| e.to_string())?,
+            Err(e) => {
+                tracing::warn!(error = %e, "gateway traffic not read: a gap in the traffic samples")
+            }
+        }
+    }
     Ok(rows.len())
 }
 
+/// The gateway's byte counters per lease: (lease, request bytes, response bytes).
+async fn gateway_traffic(
+    socket: &Path,
+) -> Result<Vec<(alloy::primitives::U256, u64, u64)>, String> {
+    use berth_protocol::routing::{GatewayUsage, admin};
+    let req = hyper::Request::builder()
+        .uri(format!("http://gateway{}", admin::USAGE))
+        .header(hyper::header::HOST, "gateway")
+        .body(http_body_util::Full::new(hyper::body::Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let (status, body) = berth_runtime::http::unix_call(socket, req, Duration::from_secs(2))
+        .await
+        .map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("gateway answered {status}"));
+    }
+    let usage: GatewayUsage = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    Ok(usage
+        .leases
+        .into_iter()
+        .map(|l| (l.lease, l.request_bytes, l.response_bytes))
+        .collect())
+}
+
+/// The sampling task's parts.
+#[derive(Debug)]
+pub struct Sampler {
+    /// The engine whose containers are sampled.
+    pub engine: Engine,
+    /// Where samples go.
+    pub store: Store,
+    /// The chain.
+    pub chain_id: u64,
+    /// The escrow whose leases are sampled.
+    pub escrow: Address,
+    /// How often.
+    pub interval: Duration,
+    /// The gateway's admin socket, when a gateway fronts HTTP ports.
+    pub gateway: Option<std::path::PathBuf>,
+    /// Round outcomes.
+    pub metrics: Metrics,
+}
+
 /// Samples every `interval` until `shutdown`.
-pub async fn run(
-    engine: Engine,
-    store: Store,
-    chain_id: u64,
-    escrow: Address,
-    interval: Duration,
-    metrics: Metrics,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(sampler: Sampler, mut shutdown: watch::Receiver<bool>) {
+    let Sampler {
+        engine,
+        store,
+        chain_id,
+        escrow,
+        interval,
+        gateway,
+        metrics,
+    } = sampler;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while !*shutdown.borrow() {
@@ -58,7 +117,7 @@ pub async fn run(
         }
         match tokio::time::timeout(
             interval.max(Duration::from_secs(5)),
-            sample_once(&engine, &store, chain_id, escrow),
+            sample_once(&engine, &store, chain_id, escrow, gateway.as_deref()),
         )
         .await
         {
