@@ -199,19 +199,35 @@ impl Nginx {
             .stderr(Stdio::inherit())
             .spawn()
             .wrap_err("starting nginx")?;
+        let mut nginx = Self { child, port };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(Self { child, port });
+                return Ok(nginx);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        nginx.stop();
         bail!(
             "nginx did not listen: {}",
             std::fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default()
         )
     }
 
+    /// SIGTERM to the master, which stops its workers (SIGKILL would orphan them, still
+    /// holding the port); SIGKILL only if it has not exited within 5 s.
     fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..100 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
