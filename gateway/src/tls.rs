@@ -20,7 +20,7 @@ use crate::config::CertFiles;
 /// Why certificates could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{path}: {source}")]
+    #[error("{path}: not a readable PEM file")]
     Pem {
         path: PathBuf,
         #[source]
@@ -28,14 +28,14 @@ pub enum TlsError {
     },
     #[error("{path}: no certificate in the file")]
     Empty { path: PathBuf },
-    #[error("{cert} with {key}: {source}")]
+    #[error("the key {key} cannot serve the certificate {cert}")]
     Key {
         cert: PathBuf,
         key: PathBuf,
         #[source]
         source: rustls::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("cannot read {path}")]
     Stat {
         path: PathBuf,
         #[source]
