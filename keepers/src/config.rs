@@ -528,6 +528,17 @@ mod tests {
             .expect_err("not a URL")
             .to_string();
         assert!(e.contains("BERTH_RPC_URL"), "{e}");
+        let e = load(MINIMAL, &[("BERTH_APPS_DOMAIN", "Apps.Example")])
+            .expect_err("not a lower-case hostname")
+            .to_string();
+        assert!(e.contains("`apps_domain` (BERTH_APPS_DOMAIN)"), "{e}");
+        let e = load(MINIMAL, &[("BERTH_ROUTE_UPSTREAM_HOST", "gateway.local")])
+            .expect_err("not an IP address")
+            .to_string();
+        assert!(
+            e.contains("BERTH_ROUTE_UPSTREAM_HOST") && e.contains("IP address"),
+            "{e}"
+        );
         let e = load(MINIMAL, &[("BERTH_LOG_FORMAT", "yaml")])
             .expect_err("bad log format")
             .to_string();

@@ -330,6 +330,49 @@ async fn hostnames_reach_their_apps_over_tls_and_bad_clients_change_nothing() ->
         get(gw.addr, "b.apps.test", "/", h2.clone()).await?.status == 404,
         "removed route still served"
     );
+    // The admin socket answers bad requests with a reason and keeps the table.
+    for (method, path, body, status, says) in [
+        (
+            hyper::Method::PUT,
+            "/v1/routes",
+            b"nonsense".to_vec(),
+            400,
+            "not a route table",
+        ),
+        (
+            hyper::Method::PUT,
+            "/v1/routes",
+            vec![b' '; 17 << 20],
+            413,
+            "body",
+        ),
+        (
+            hyper::Method::DELETE,
+            "/v1/routes",
+            Vec::new(),
+            405,
+            "GET or PUT",
+        ),
+        (
+            hyper::Method::GET,
+            "/v1/nothing",
+            Vec::new(),
+            404,
+            "no /v1/nothing",
+        ),
+    ] {
+        let (got, answer) = gw.admin_request(method.clone(), path, body).await?;
+        let text = String::from_utf8_lossy(&answer);
+        ensure!(
+            got.as_u16() == status && text.contains(says),
+            "{method} {path}: {got} {text}"
+        );
+    }
+    ensure!(
+        gw.routes().await?.routes.len() == 3,
+        "bad admin requests changed the table"
+    );
+
     // A table with an invalid route is refused whole; the served one stays.
     let mut bad = fewer.clone();
     bad.routes.push(route("Bad_Host", 9, a));

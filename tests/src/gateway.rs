@@ -173,7 +173,11 @@ impl GatewayProcess {
     /// Replaces its route table, as the keeper does.
     pub async fn push(&self, table: &RouteTable) -> Result<()> {
         let (status, body) = self
-            .admin_call(hyper::Method::PUT, serde_json::to_vec(table)?)
+            .admin_request(
+                hyper::Method::PUT,
+                admin::ROUTES,
+                serde_json::to_vec(table)?,
+            )
             .await?;
         ensure!(
             status.is_success(),
@@ -185,22 +189,26 @@ impl GatewayProcess {
 
     /// Its route table.
     pub async fn routes(&self) -> Result<RouteTable> {
-        let (status, body) = self.admin_call(hyper::Method::GET, Vec::new()).await?;
+        let (status, body) = self
+            .admin_request(hyper::Method::GET, admin::ROUTES, Vec::new())
+            .await?;
         ensure!(status.is_success(), "GET routes: {status}");
         Ok(serde_json::from_slice(&body)?)
     }
 
-    async fn admin_call(
+    /// Any request on its admin socket: (status, body).
+    pub async fn admin_request(
         &self,
         method: hyper::Method,
+        path: &str,
         body: Vec<u8>,
     ) -> Result<(hyper::StatusCode, Bytes)> {
         let req = hyper::Request::builder()
             .method(method)
-            .uri(format!("http://gateway{}", admin::ROUTES))
+            .uri(format!("http://gateway{path}"))
             .header(hyper::header::HOST, "gateway")
             .body(Full::new(Bytes::from(body)))?;
-        Ok(berth_runtime::http::unix_call(&self.admin, req, Duration::from_secs(5)).await?)
+        Ok(berth_runtime::http::unix_call(&self.admin, req, Duration::from_secs(10)).await?)
     }
 }
 
