@@ -361,7 +361,13 @@ async fn hostnames_reach_their_apps_over_tls_and_bad_clients_change_nothing() ->
             "no /v1/nothing",
         ),
     ] {
-        let (got, answer) = gw.admin_request(method.clone(), path, body).await?;
+        let (got, answer) = match gw.admin_request(method.clone(), path, body).await {
+            Ok(answer) => answer,
+            // The gateway answers 413 and closes as soon as the limit is passed; the client
+            // may still be writing and see the closed connection instead of the answer.
+            Err(e) if status == 413 && e.to_string().contains("error writing a body") => continue,
+            Err(e) => return Err(e),
+        };
         let text = String::from_utf8_lossy(&answer);
         ensure!(
             got.as_u16() == status && text.contains(says),
