@@ -1,5 +1,6 @@
 //! The admin API on a local Unix socket (mode 0660: the keeper's group): `PUT /v1/routes`
-//! replaces the route table, `GET /v1/routes` returns it. Only the provider's own processes
+//! replaces the route table, `GET /v1/routes` returns it, `GET /v1/usage` and
+//! `GET /v1/activity` report bytes and open work per app. Only the provider's own processes
 //! can reach it; nothing of it is on the network.
 
 use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
@@ -62,8 +63,12 @@ pub async fn serve(
 }
 
 async fn handle(req: Request<Incoming>, routes: &Routes) -> Response<Full<Bytes>> {
-    if req.uri().path() == admin::USAGE && req.method() == Method::GET {
-        return json(StatusCode::OK, &routes.usage());
+    if req.method() == Method::GET {
+        match req.uri().path() {
+            admin::USAGE => return json(StatusCode::OK, &routes.usage()),
+            admin::ACTIVITY => return json(StatusCode::OK, &routes.activity()),
+            _ => {}
+        }
     }
     if req.uri().path() != admin::ROUTES {
         return json(

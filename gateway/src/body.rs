@@ -9,17 +9,32 @@ use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use prometheus_client::metrics::counter::Counter;
 
+use crate::wake::Busy;
+
 /// `inner`, adding the length of every data frame to `counter`.
 #[derive(Debug)]
 pub struct Counted<B> {
     inner: B,
     counter: Counter,
+    /// Keeps its app counted as busy until the body is done (a streamed answer is open
+    /// work: an app sending server-sent events is not idle).
+    _busy: Option<Busy>,
 }
 
 impl<B> Counted<B> {
     /// Counts `inner`'s bytes into `counter`.
     pub fn new(inner: B, counter: Counter) -> Self {
-        Self { inner, counter }
+        Self {
+            inner,
+            counter,
+            _busy: None,
+        }
+    }
+
+    /// Holds `busy` for as long as the body lives.
+    pub fn holding(mut self, busy: Busy) -> Self {
+        self._busy = Some(busy);
+        self
     }
 }
 

@@ -64,6 +64,13 @@ pub struct Config {
     /// for as long as both sides keep them).
     #[serde(default = "defaults::response_timeout_s", deserialize_with = "seconds")]
     pub response_timeout_s: Duration,
+    /// The keeper's control socket, asked to start an app scaled to zero (`control_socket`
+    /// in the keeper's config); empty: apps that sleep cannot be woken (503).
+    #[serde(default = "defaults::keeper_socket", deserialize_with = "optional")]
+    pub keeper_socket: Option<PathBuf>,
+    /// The most a request waits for its app to wake before a 503 with `Retry-After`.
+    #[serde(default = "defaults::wake_timeout_s", deserialize_with = "seconds")]
+    pub wake_timeout_s: Duration,
     /// How long shutdown waits for requests in flight.
     #[serde(default = "defaults::drain_timeout_s", deserialize_with = "seconds")]
     pub drain_timeout_s: Duration,
@@ -107,6 +114,12 @@ mod defaults {
     }
     pub fn response_timeout_s() -> Duration {
         Duration::from_secs(120)
+    }
+    pub fn keeper_socket() -> Option<PathBuf> {
+        Some("/run/berth/keeper.sock".into())
+    }
+    pub fn wake_timeout_s() -> Duration {
+        Duration::from_secs(30)
     }
     pub fn drain_timeout_s() -> Duration {
         Duration::from_secs(30)
@@ -177,6 +190,7 @@ impl ServiceConfig for Config {
             ("header_timeout_ms", self.header_timeout_ms),
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("response_timeout_s", self.response_timeout_s),
+            ("wake_timeout_s", self.wake_timeout_s),
         ] {
             if v.is_zero() {
                 return Err(ConfigError::invalid(field, "must be above zero"));

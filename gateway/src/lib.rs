@@ -1,7 +1,8 @@
 //! The provider's gateway: HTTPS by hostname in front of every lease's web services. The
 //! keeper pushes the route table ([`routes`]) over a local admin socket ([`admin`]); clients
 //! connect over TLS ([`tls`]) with HTTP/1.1 or HTTP/2 and are proxied ([`proxy`]) to the
-//! workload; [`server`] bounds what any client can hold.
+//! workload; [`server`] bounds what any client can hold; [`wake`] counts each app's open
+//! work and wakes an app scaled to zero.
 
 pub mod admin;
 mod body;
@@ -11,3 +12,4 @@ pub mod proxy;
 pub mod routes;
 pub mod server;
 pub mod tls;
+pub mod wake;

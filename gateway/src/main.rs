@@ -35,6 +35,10 @@ async fn main() -> Result<()> {
         api_upstream: cfg.api_upstream,
         connect_timeout: cfg.connect_timeout_ms,
         response_timeout: cfg.response_timeout_s,
+        waker: berth_gateway::wake::Waker {
+            keeper_socket: cfg.keeper_socket.clone(),
+            budget: cfg.wake_timeout_s,
+        },
     };
     let (stop, stopped) = watch::channel(false);
 

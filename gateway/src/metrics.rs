@@ -35,7 +35,7 @@ struct Answer {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Refusal {
     /// Why the gateway answered itself: `bad_host`, `no_route`, `upstream_down`,
-    /// `upstream_timeout`.
+    /// `upstream_timeout`, `wake_failed`.
     reason: String,
 }
 
@@ -50,14 +50,17 @@ pub enum Refused {
     UpstreamDown,
     /// The app did not answer in time.
     UpstreamTimeout,
+    /// The app is scaled to zero and could not be woken within the budget.
+    WakeFailed,
 }
 
 impl Refused {
-    const ALL: [Self; 4] = [
+    const ALL: [Self; 5] = [
         Self::BadHost,
         Self::NoRoute,
         Self::UpstreamDown,
         Self::UpstreamTimeout,
+        Self::WakeFailed,
     ];
 
     fn label(self) -> &'static str {
@@ -66,6 +69,7 @@ impl Refused {
             Self::NoRoute => "no_route",
             Self::UpstreamDown => "upstream_down",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::WakeFailed => "wake_failed",
         }
     }
 }
@@ -102,8 +106,9 @@ pub struct Metrics {
     requests: Family<Answer, Counter>,
     bytes_in: Family<App, Counter>,
     bytes_out: Family<App, Counter>,
-    refusals: [Counter; 4],
+    refusals: [Counter; 5],
     upstream_seconds: Histogram,
+    cold_start_seconds: Histogram,
     connections: Gauge,
     upgraded: Gauge,
     handshake_failures: Counter,
@@ -132,6 +137,7 @@ impl Metrics {
                 .clone()
         });
         let upstream_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 16));
+        let cold_start_seconds = Histogram::new(exponential_buckets(0.05, 1.5, 16));
         let connections = Gauge::default();
         let upgraded = Gauge::default();
         let handshake_failures = Counter::default();
@@ -162,6 +168,11 @@ impl Metrics {
             upstream_seconds.clone(),
         );
         registry.register(
+            "cold_start_seconds",
+            "Time from the first request for an app scaled to zero until it accepted connections",
+            cold_start_seconds.clone(),
+        );
+        registry.register(
             "connections",
             "Open client connections",
             connections.clone(),
@@ -184,6 +195,7 @@ impl Metrics {
             bytes_out,
             refusals,
             upstream_seconds,
+            cold_start_seconds,
             connections,
             upgraded,
             handshake_failures,
@@ -217,6 +229,11 @@ impl Metrics {
     /// Time to the app's response headers.
     pub fn upstream(&self, took: Duration) {
         self.upstream_seconds.observe(took.as_secs_f64());
+    }
+
+    /// An app scaled to zero took `took` to wake.
+    pub fn cold_start(&self, took: Duration) {
+        self.cold_start_seconds.observe(took.as_secs_f64());
     }
 
     /// Open client connections.

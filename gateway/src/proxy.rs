@@ -23,6 +23,7 @@ use crate::{
     body::{Counted, CountedIo},
     metrics::{App, Metrics, Refused},
     routes::{Routes, Target},
+    wake::{Busy, Waker},
 };
 
 /// The body of every answer.
@@ -60,6 +61,8 @@ pub struct ProxySettings {
     pub connect_timeout: Duration,
     /// Deadline for an app's response headers.
     pub response_timeout: Duration,
+    /// Wakes apps scaled to zero.
+    pub waker: Waker,
 }
 
 /// Forwards requests by hostname.
@@ -88,8 +91,10 @@ impl Proxy {
         };
         let api = Arc::new(Target {
             counters: metrics.app(&app),
+            activity: Arc::default(),
             app,
             upstream: settings.api_upstream.to_string(),
+            asleep: None,
         });
         Self {
             routes,
@@ -122,7 +127,54 @@ impl Proxy {
                 "No running lease is served at this address. If the lease just started, try again in a few seconds; if it ended, its address is gone.",
             );
         };
-        self.forward(req, peer, &host, &target).await
+        let busy = target.activity.busy();
+        let mut held = None;
+        if let Some(sleep) = target.asleep {
+            let lease = target.app.lease.parse().unwrap_or_default();
+            let woken = self
+                .settings
+                .waker
+                .wake(
+                    &target.activity,
+                    sleep,
+                    lease,
+                    &target.app.service,
+                    &target.upstream,
+                )
+                .await;
+            match woken {
+                Ok(w) => {
+                    if w.waker {
+                        tracing::info!(lease = %target.app.lease, service = %target.app.service, ms = w.held.as_millis(), "app woken");
+                        self.metrics.cold_start(w.held);
+                    }
+                    held = (!w.held.is_zero()).then_some(w.held);
+                }
+                Err(e) => {
+                    tracing::warn!(lease = %target.app.lease, service = %target.app.service, error = %e, "app not woken");
+                    self.metrics.refused(Refused::WakeFailed);
+                    target.counters.answered(503);
+                    let mut resp = page(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "The app is starting",
+                        "This app sleeps while nobody uses it and did not start in time for this request. Try again in a few seconds.",
+                    );
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                    return resp;
+                }
+            }
+        }
+        let mut resp = self.forward(req, peer, &host, &target, busy).await;
+        if let Some(held) = held
+            && let Ok(v) = HeaderValue::from_str(&format!(
+                "cold-start;dur={:.1}",
+                held.as_secs_f64() * 1000.0
+            ))
+        {
+            resp.headers_mut().append(SERVER_TIMING, v);
+        }
+        resp
     }
 
     async fn forward(
@@ -131,6 +183,7 @@ impl Proxy {
         peer: SocketAddr,
         host: &str,
         target: &Target,
+        busy: Busy,
     ) -> Response<Body> {
         let upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
@@ -194,7 +247,14 @@ impl Proxy {
         {
             let app_side = hyper::upgrade::on(&mut resp);
             let metrics = Arc::clone(&self.metrics);
-            tokio::spawn(splice(client_side, app_side, bytes_in, bytes_out, metrics));
+            tokio::spawn(splice(
+                client_side,
+                app_side,
+                bytes_in,
+                bytes_out,
+                metrics,
+                busy,
+            ));
             let (mut parts, _) = resp.into_parts();
             let to = parts.headers.get(UPGRADE).cloned();
             strip_hop_by_hop(&mut parts.headers);
@@ -208,7 +268,7 @@ impl Proxy {
         }
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        Response::from_parts(parts, Counted::new(body, bytes_out).boxed())
+        Response::from_parts(parts, Counted::new(body, bytes_out).holding(busy).boxed())
     }
 }
 
@@ -219,6 +279,7 @@ async fn splice(
     bytes_in: Counter,
     bytes_out: Counter,
     metrics: Arc<Metrics>,
+    _busy: Busy,
 ) {
     let (client, app) = match tokio::try_join!(client, app) {
         Ok(both) => both,
@@ -270,6 +331,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// How long a request waited for its app to wake (`cold-start;dur=<ms>`).
+const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");

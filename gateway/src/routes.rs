@@ -11,10 +11,14 @@ use std::{
 
 use arc_swap::ArcSwap;
 use berth_protocol::routing::{
-    GatewayUsage, LeaseTraffic, MAX_ROUTES, Route, RouteTable, normalize_host,
+    AppActivity, GatewayActivity, GatewayUsage, LeaseTraffic, MAX_ROUTES, Route, RouteTable,
+    normalize_host,
 };
 
-use crate::metrics::{App, AppCounters, Metrics};
+use crate::{
+    metrics::{App, AppCounters, Metrics},
+    wake::Activity,
+};
 
 /// Where a hostname's requests go.
 #[derive(Debug, Clone)]
@@ -25,6 +29,10 @@ pub struct Target {
     pub upstream: String,
     /// Its metrics.
     pub counters: AppCounters,
+    /// Its open work and idle clock.
+    pub activity: Arc<Activity>,
+    /// The sleep it is in, if scaled to zero.
+    pub asleep: Option<u64>,
 }
 
 /// Why a table was refused (the old one stays).
@@ -52,6 +60,8 @@ pub struct Routes {
     table: ArcSwap<HashMap<String, Arc<Target>>>,
     file: Option<PathBuf>,
     metrics: Arc<Metrics>,
+    /// Activity by app, kept while the app has a route.
+    activity: std::sync::Mutex<HashMap<App, Arc<Activity>>>,
 }
 
 impl Routes {
@@ -62,10 +72,11 @@ impl Routes {
             table: ArcSwap::default(),
             file,
             metrics,
+            activity: Default::default(),
         };
         if let Some(path) = &routes.file {
             match read_saved(path) {
-                Ok(Some(table)) => match compile(&table, &routes.metrics) {
+                Ok(Some(table)) => match routes.compile(&table) {
                     Ok(map) => {
                         tracing::info!(routes = map.len(), path = %path.display(), "saved routes loaded");
                         routes.metrics.routes_replaced(map.len(), &[]);
@@ -89,7 +100,7 @@ impl Routes {
 
     /// Replaces the table with `table`, checked first; saved before it is served.
     pub fn replace(&self, table: &RouteTable) -> Result<usize, RouteError> {
-        let map = compile(table, &self.metrics)?;
+        let map = self.compile(table)?;
         if let Some(path) = &self.file {
             save(path, table).map_err(|source| RouteError::Save {
                 path: path.clone(),
@@ -105,7 +116,33 @@ impl Routes {
             .filter(|a| !live.contains(a))
             .collect();
         self.metrics.routes_replaced(new.len(), &gone);
+        self.activities().retain(|app, _| live.contains(app));
         Ok(new.len())
+    }
+
+    fn activities(&self) -> std::sync::MutexGuard<'_, HashMap<App, Arc<Activity>>> {
+        self.activity
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Open work and idle time of every routed app.
+    pub fn activity(&self) -> GatewayActivity {
+        let mut apps: Vec<AppActivity> = self
+            .activities()
+            .iter()
+            .filter_map(|(app, a)| {
+                let (open, idle_ms) = a.read();
+                Some(AppActivity {
+                    lease: app.lease.parse().ok()?,
+                    service: app.service.clone(),
+                    open,
+                    idle_ms,
+                })
+            })
+            .collect();
+        apps.sort_by(|a, b| (a.lease, &a.service).cmp(&(b.lease, &b.service)));
+        GatewayActivity { apps }
     }
 
     /// Bytes through the gateway per routed lease (its services summed).
@@ -146,6 +183,7 @@ impl Routes {
                 lease: t.app.lease.parse().unwrap_or_default(),
                 service: t.app.service.clone(),
                 upstream: t.upstream.clone(),
+                asleep: t.asleep,
             })
             .collect();
         routes.sort_by(|a, b| a.host.cmp(&b.host));
@@ -153,45 +191,48 @@ impl Routes {
     }
 }
 
-fn compile(
-    table: &RouteTable,
-    metrics: &Metrics,
-) -> Result<HashMap<String, Arc<Target>>, RouteError> {
-    if table.routes.len() > MAX_ROUTES {
-        return Err(RouteError::TooMany(table.routes.len()));
+impl Routes {
+    /// Checks `table` whole and builds the map it serves.
+    fn compile(&self, table: &RouteTable) -> Result<HashMap<String, Arc<Target>>, RouteError> {
+        if table.routes.len() > MAX_ROUTES {
+            return Err(RouteError::TooMany(table.routes.len()));
+        }
+        let mut map = HashMap::with_capacity(table.routes.len());
+        for r in &table.routes {
+            if normalize_host(&r.host).as_deref() != Some(r.host.as_str()) {
+                return Err(RouteError::BadHost(r.host.clone()));
+            }
+            if !is_authority(&r.upstream) {
+                return Err(RouteError::BadUpstream {
+                    host: r.host.clone(),
+                    upstream: r.upstream.clone(),
+                });
+            }
+            if map.insert(r.host.clone(), r).is_some() {
+                return Err(RouteError::Duplicate(r.host.clone()));
+            }
+        }
+        // Checked whole first: a refused table leaves no metric series behind.
+        let mut activities = self.activities();
+        let map = map
+            .into_iter()
+            .map(|(host, r)| {
+                let app = App {
+                    lease: r.lease.to_string(),
+                    service: r.service.clone(),
+                };
+                let target = Target {
+                    counters: self.metrics.app(&app),
+                    activity: Arc::clone(activities.entry(app.clone()).or_default()),
+                    app,
+                    upstream: r.upstream.clone(),
+                    asleep: r.asleep,
+                };
+                (host, Arc::new(target))
+            })
+            .collect();
+        Ok(map)
     }
-    let mut map = HashMap::with_capacity(table.routes.len());
-    for r in &table.routes {
-        if normalize_host(&r.host).as_deref() != Some(r.host.as_str()) {
-            return Err(RouteError::BadHost(r.host.clone()));
-        }
-        if !is_authority(&r.upstream) {
-            return Err(RouteError::BadUpstream {
-                host: r.host.clone(),
-                upstream: r.upstream.clone(),
-            });
-        }
-        if map.insert(r.host.clone(), r).is_some() {
-            return Err(RouteError::Duplicate(r.host.clone()));
-        }
-    }
-    // Checked whole first: a refused table leaves no metric series behind.
-    let map = map
-        .into_iter()
-        .map(|(host, r)| {
-            let app = App {
-                lease: r.lease.to_string(),
-                service: r.service.clone(),
-            };
-            let target = Target {
-                counters: metrics.app(&app),
-                app,
-                upstream: r.upstream.clone(),
-            };
-            (host, Arc::new(target))
-        })
-        .collect();
-    Ok(map)
 }
 
 /// `host:port` with a hostname or an IPv4 address (or `[v6]:port`).
@@ -234,6 +275,7 @@ mod tests {
             lease: U256::from(lease),
             service: "web".into(),
             upstream: upstream.into(),
+            asleep: None,
         }
     }
 

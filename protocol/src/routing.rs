@@ -109,6 +109,45 @@ pub mod admin {
     pub const ROUTES: &str = "/v1/routes";
     /// `GET`: bytes through the gateway per routed lease ([`super::GatewayUsage`]).
     pub const USAGE: &str = "/v1/usage";
+    /// `GET`: open requests and connections per app and how long each has been idle
+    /// ([`super::GatewayActivity`]).
+    pub const ACTIVITY: &str = "/v1/activity";
+    /// `POST` on the keeper's control socket: start a service scaled to zero
+    /// ([`super::WakeRequest`]); answers once it has started.
+    pub const WAKE: &str = "/v1/wake";
+}
+
+/// What the gateway sees of one app (a lease's service): requests and upgraded connections
+/// (WebSocket, a streamed response) open now, and the time since the last one ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppActivity {
+    /// The lease.
+    #[serde(with = "crate::api::decimal")]
+    pub lease: U256,
+    /// The manifest service.
+    pub service: String,
+    /// Requests and connections open now.
+    pub open: u64,
+    /// Milliseconds since the last one ended, or since the route was installed (0 while any
+    /// is open).
+    pub idle_ms: u64,
+}
+
+/// Activity of every app the gateway routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayActivity {
+    /// One entry per routed app.
+    pub apps: Vec<AppActivity>,
+}
+
+/// The gateway asks the keeper to start a service it holds requests for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WakeRequest {
+    /// The lease.
+    #[serde(with = "crate::api::decimal")]
+    pub lease: U256,
+    /// The manifest service.
+    pub service: String,
 }
 
 /// Bytes a lease's apps moved through the gateway, counted since the gateway started (a
@@ -143,6 +182,11 @@ pub struct Route {
     pub service: String,
     /// Where the workload answers, `host:port`.
     pub upstream: String,
+    /// Set while the service is scaled to zero: the id of that sleep (the keeper's
+    /// milliseconds when it began). The gateway holds a request for it, asks the keeper to
+    /// wake the service once per sleep, and forwards when the app accepts connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asleep: Option<u64>,
 }
 
 /// Every route, as the keeper wants them now. The gateway replaces its table with each one

@@ -29,6 +29,10 @@ pub const VERSION: u32 = 1;
 pub const MAX_SERVICES: usize = 16;
 /// Most replicas of one service.
 pub const MAX_REPLICAS: u32 = 16;
+/// The shortest idle timeout a service may ask for, in seconds.
+pub const MIN_IDLE_TIMEOUT_S: u64 = 5;
+/// The longest idle timeout, in seconds (a week).
+pub const MAX_IDLE_TIMEOUT_S: u64 = 7 * 24 * 3600;
 
 /// A parsed and validated manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -75,6 +79,11 @@ pub struct Service {
     /// Scratch volumes; `host_path` is refused by policy.
     #[serde(default)]
     pub volumes: Vec<Volume>,
+    /// Scale to zero after this long without a request or an open connection through the
+    /// provider's gateway (`30s`, `5m`, `1h`); the next request wakes it. Only for services
+    /// with an HTTP port.
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
 }
 
 fn one() -> u32 {
@@ -287,6 +296,25 @@ impl Service {
         if let Some(s) = &self.resources.storage {
             quantity::bytes(s).map_err(|e| field(format!("{at}.resources.storage"), e))?;
         }
+        if let Some(t) = &self.idle_timeout {
+            let at = format!("{at}.idle_timeout");
+            let s = quantity::seconds(t).map_err(|e| field(&at, e))?;
+            if !(MIN_IDLE_TIMEOUT_S..=MAX_IDLE_TIMEOUT_S).contains(&s) {
+                return Err(field(
+                    &at,
+                    format!(
+                        "must be {MIN_IDLE_TIMEOUT_S}s to {}h",
+                        MAX_IDLE_TIMEOUT_S / 3600
+                    ),
+                ));
+            }
+            if !self.ports.iter().any(|p| p.expose == Expose::Http) {
+                return Err(field(
+                    &at,
+                    "only a service with an `expose: http` port can scale to zero (the gateway wakes it)",
+                ));
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, v) in self.volumes.iter().enumerate() {
             if !is_dns_label(&v.name, 40) || !names.insert(&v.name) {
@@ -303,6 +331,13 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// The idle timeout in seconds, if the service scales to zero (validated by `parse`).
+    pub fn idle_timeout_s(&self) -> Option<u64> {
+        self.idle_timeout
+            .as_deref()
+            .and_then(|t| quantity::seconds(t).ok())
     }
 
     /// No string reaches a container with a NUL byte: the kernel cannot pass one in an
@@ -482,5 +517,24 @@ mod tests {
                 .contains("`services.web.volumes[0].mount`")
         );
         assert!(Manifest::parse(&[0xff, 0xfe]).is_err());
+        for (extra, says) in [
+            ("    idle_timeout: soon\n", "is not a duration"),
+            ("    idle_timeout: 1s\n", "must be 5s to 168h"),
+            (
+                "    idle_timeout: 30s\n",
+                "only a service with an `expose: http` port",
+            ),
+        ] {
+            let e = err(&svc(extra));
+            assert!(
+                e.contains("`services.web.idle_timeout`") && e.contains(says),
+                "{e}"
+            );
+        }
+        let sleepy = Manifest::parse(
+            svc("    idle_timeout: 5m\n    ports: [{port: 80, expose: http}]\n").as_bytes(),
+        )
+        .expect("valid");
+        assert_eq!(sleepy.services["web"].idle_timeout_s(), Some(300));
     }
 }

@@ -44,6 +44,23 @@ pub fn bytes(text: &str) -> Result<u64, String> {
     Ok(total)
 }
 
+/// Parses a duration of whole seconds, minutes or hours (`30s`, `5m`, `2h`) into seconds.
+pub fn seconds(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let bad = || format!("`{text}` is not a duration (e.g. 30s, 5m, 1h)");
+    let split = t.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let unit: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit)
+        .ok_or_else(|| format!("`{text}` is too long"))
+}
+
 /// Bytes rounded up to whole MiB, the unit of lease reservations.
 pub fn mib_ceil(bytes: u64) -> u64 {
     bytes.div_ceil(1 << 20)
@@ -104,5 +121,16 @@ mod tests {
         assert!(bytes("0Mi").is_err());
         assert_eq!(mib_ceil(500_000_000), 477);
         assert_eq!(gib_ceil(1), 1);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(seconds("30s"), Ok(30));
+        assert_eq!(seconds("5m"), Ok(300));
+        assert_eq!(seconds("2h"), Ok(7200));
+        for bad in ["", "5", "m", "5 m", "1.5m", "5d", "-1s"] {
+            assert!(seconds(bad).is_err(), "{bad:?}");
+        }
+        assert!(seconds("99999999999999999999h").is_err());
     }
 }
