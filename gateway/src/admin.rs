@@ -3,7 +3,7 @@
 //! `GET /v1/activity` report bytes and open work per app. Only the provider's own processes
 //! can reach it; nothing of it is on the network.
 
-use std::{os::unix::fs::PermissionsExt, path::Path, sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use berth_protocol::{
     api::ApiError,
@@ -25,17 +25,7 @@ const MAX_BODY: usize = 16 << 20;
 
 /// Binds `path` (replacing a stale socket) with mode 0660.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
-    Ok(listener)
+    berth_runtime::http::bind_socket(path)
 }
 
 /// Serves the admin API until `shutdown`.

@@ -70,6 +70,10 @@ pub struct Config {
     /// The gateway's admin socket the keeper pushes routes to.
     #[serde(default = "defaults::gateway_admin_socket")]
     pub gateway_admin_socket: PathBuf,
+    /// The keeper's control socket, where the gateway asks it to wake a service scaled to
+    /// zero (`keeper_socket` in the gateway's config); used with `apps_domain`.
+    #[serde(default = "defaults::control_socket")]
+    pub control_socket: PathBuf,
     /// The address the gateway reaches published HTTP ports on; with `apps_domain` set,
     /// podman publishes HTTP ports on this address only, so no app is reachable around the
     /// gateway (TCP ports stay on every address).
@@ -266,6 +270,9 @@ mod defaults {
     }
     pub fn gateway_admin_socket() -> PathBuf {
         "/run/berth/gateway.sock".into()
+    }
+    pub fn control_socket() -> PathBuf {
+        "/run/berth/keeper.sock".into()
     }
     pub fn route_upstream_host() -> std::net::IpAddr {
         std::net::Ipv4Addr::LOCALHOST.into()

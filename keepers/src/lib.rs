@@ -4,6 +4,7 @@
 
 pub mod chain;
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod gateway;
 pub mod intake;

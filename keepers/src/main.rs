@@ -117,6 +117,15 @@ async fn main() -> Result<()> {
 
     let (sampler_engine, sampler_store, sampler_metrics) =
         (engine.clone(), store.clone(), metrics.clone());
+    let control_state = berth_keepers::control::Control {
+        engine: engine.clone(),
+        store: store.clone(),
+        chain_id,
+        escrow: deployment.lease_escrow,
+        locks: reconciler.app_locks(),
+        metrics: metrics.clone(),
+        reconcile: reconciler.waker(),
+    };
     let gateway = Gateway {
         chain,
         store,
@@ -139,6 +148,15 @@ async fn main() -> Result<()> {
         request_timeout: cfg.gateway_request_timeout_ms,
     };
     let server = tokio::spawn(serve(listener, router(gateway), limits, gateway_stop));
+    if !cfg.apps_domain.is_empty() {
+        let control = berth_keepers::control::bind(&cfg.control_socket)
+            .wrap_err_with(|| format!("binding control_socket {}", cfg.control_socket.display()))?;
+        tokio::spawn(berth_keepers::control::serve(
+            control,
+            Arc::new(control_state),
+            stopped.clone(),
+        ));
+    }
     tracing::info!(
         chain_id,
         escrow = %deployment.lease_escrow,

@@ -55,6 +55,8 @@ struct Inner {
     auto_top_ups: Counter,
     rollouts: Counter,
     refused_updates: Counter,
+    sleeps: Counter,
+    wakes: Counter,
     near_exhaustion: Gauge,
     lease_errors: Family<ActionLabel, Counter>,
     pass_seconds: Histogram,
@@ -98,6 +100,8 @@ impl Default for Metrics {
             auto_top_ups: Counter::default(),
             rollouts: Counter::default(),
             refused_updates: Counter::default(),
+            sleeps: Counter::default(),
+            wakes: Counter::default(),
             near_exhaustion: Gauge::default(),
             lease_errors: Family::default(),
             pass_seconds: seconds_buckets(),
@@ -178,6 +182,16 @@ impl Default for Metrics {
             "berth_keeper_refused_updates",
             "Manifest updates that failed the checks (the workload keeps its version).",
             i.refused_updates.clone(),
+        );
+        r.register(
+            "berth_keeper_scaled_to_zero",
+            "Services stopped after their idle timeout with no request through the gateway.",
+            i.sleeps.clone(),
+        );
+        r.register(
+            "berth_keeper_wakes",
+            "Services scaled to zero started again for a request held by the gateway.",
+            i.wakes.clone(),
         );
         r.register(
             "berth_keeper_gas_spent_wei",
@@ -326,6 +340,14 @@ impl Metrics {
     /// A manifest update failed the checks; the workload keeps its version.
     pub fn refused_update(&self) {
         self.0.refused_updates.inc();
+    }
+    /// An idle service was scaled to zero.
+    pub fn scaled_to_zero(&self) {
+        self.0.sleeps.inc();
+    }
+    /// A service scaled to zero was started for a request.
+    pub fn woken(&self) {
+        self.0.wakes.inc();
     }
     /// Active leases whose runway is under twice the minimum.
     pub fn set_near_exhaustion(&self, n: usize) {

@@ -12,7 +12,7 @@ use std::{
 use alloy::primitives::{Address, U256};
 use berth_protocol::{
     manifest::Manifest,
-    routing::{AppName, Route, RouteTable, admin, app_hostnames, deployment_tag},
+    routing::{AppName, GatewayActivity, Route, RouteTable, admin, app_hostnames, deployment_tag},
 };
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -59,12 +59,12 @@ impl AppsDomain {
     }
 }
 
-/// Why the table did not reach the gateway (the next pass tries again).
+/// Why the gateway could not be told or asked (the next pass tries again).
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
     #[error("gateway admin socket: {0}")]
     Call(#[from] berth_runtime::http::UnixCallError),
-    #[error("gateway refused the route table ({status}): {body}")]
+    #[error("gateway refused the request ({status}): {body}")]
     Refused { status: u16, body: String },
 }
 
@@ -76,6 +76,8 @@ pub struct Publisher {
     upstream_host: String,
     /// Hostnames by lease and manifest version (a manifest never changes under a version).
     names: HashMap<(U256, u32), Vec<AppName>>,
+    /// Idle timeouts (ms) of the services that scale to zero, by lease and manifest version.
+    idle: HashMap<(U256, u32), std::collections::BTreeMap<String, u64>>,
     pushed: Option<(RouteTable, Instant)>,
 }
 
@@ -87,6 +89,7 @@ impl Publisher {
             socket,
             upstream_host,
             names: HashMap::new(),
+            idle: HashMap::new(),
             pushed: None,
         }
     }
@@ -105,11 +108,53 @@ impl Publisher {
     pub fn learn(&mut self, lease: U256, version: u32, manifest: &Manifest) {
         let names = self.apps.hostnames(manifest, lease);
         self.names.insert((lease, version), names);
+        let idle = manifest
+            .services
+            .iter()
+            .filter_map(|(name, s)| Some((name.clone(), s.idle_timeout_s()? * 1000)))
+            .collect();
+        self.idle.insert((lease, version), idle);
+    }
+
+    /// Idle timeouts in ms of a lease's services that scale to zero (empty: none does, or
+    /// the manifest version is not known yet).
+    pub fn idle_timeouts(&self, lease: U256, version: u32) -> Vec<(&str, u64)> {
+        self.idle
+            .get(&(lease, version))
+            .into_iter()
+            .flatten()
+            .map(|(s, ms)| (s.as_str(), *ms))
+            .collect()
     }
 
     /// Forgets every lease not in `live`.
     pub fn retain(&mut self, live: impl Fn(U256) -> bool) {
         self.names.retain(|(lease, _), _| live(*lease));
+        self.idle.retain(|(lease, _), _| live(*lease));
+    }
+
+    /// Open work and idle time per app, as the gateway counts them.
+    pub async fn activity(&self) -> Result<GatewayActivity, PushError> {
+        let req = hyper::Request::builder()
+            .uri(format!("http://gateway{}", admin::ACTIVITY))
+            .header(hyper::header::HOST, "gateway")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| PushError::Refused {
+                status: 0,
+                body: e.to_string(),
+            })?;
+        let (status, body) =
+            berth_runtime::http::unix_call(&self.socket, req, PUSH_TIMEOUT).await?;
+        if !status.is_success() {
+            return Err(PushError::Refused {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&body).chars().take(500).collect(),
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| PushError::Refused {
+            status: status.as_u16(),
+            body: format!("not an activity report: {e}"),
+        })
     }
 
     /// The table for `served` (lease, manifest version, its running workload): each known
@@ -124,6 +169,7 @@ impl Publisher {
                         lease,
                         service: name.service.clone(),
                         upstream: format!("{}:{public}", self.upstream_host),
+                        asleep: workload.asleep.get(&name.service).copied(),
                     });
                 }
             }
@@ -201,6 +247,7 @@ mod tests {
                 lease: U256::from(1),
                 service: "web".into(),
                 upstream: "127.0.0.1:30001".into(),
+                asleep: None,
             }]
         );
         publisher.retain(|lease| lease != U256::from(1));

@@ -1,6 +1,10 @@
 //! The keeper's durable state in Postgres (schema `berth_keeper`): manifests and the
 //! transactions it sent.
 
+mod sleeps;
+
+pub use sleeps::Sleep;
+
 use alloy::primitives::{Address, B256, U256};
 use sqlx::{PgPool, Row, postgres::PgConnectOptions};
 

@@ -71,6 +71,24 @@ pub async fn serve(
     }
 }
 
+/// Binds a local control socket at `path` (replacing a stale one, creating its directory)
+/// with mode 0660: the service's own group may call it, nobody else, and nothing of it is on
+/// the network.
+pub fn bind_socket(path: &std::path::Path) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
 /// The next connection `accept` yields, or `None` once `shutdown` turns true. A failed accept
 /// (out of descriptors or the like) is logged and tried again after 100 ms instead of
 /// spinning.

@@ -217,6 +217,21 @@ impl KubeEngine {
         Ok(())
     }
 
+    /// Scales one service's deployment to `replicas` (0: scale to zero).
+    pub async fn scale_service(
+        &self,
+        key: &LeaseKey,
+        service: &str,
+        replicas: u32,
+    ) -> Result<(), EngineError> {
+        let api = self.namespaced::<Deployment>(&key.namespace());
+        let patch = serde_json::json!({ "spec": { "replicas": replicas } });
+        api.patch(service, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(|e| classify(&format!("scaling deployment {service} to {replicas}"), &e))
+    }
+
     /// Deletes the lease's namespace; every object of the lease goes with it.
     pub async fn delete(&self, key: &LeaseKey) -> Result<(), EngineError> {
         let api: Api<Namespace> = Api::all(self.client.clone());

@@ -26,12 +26,19 @@ pub struct Workload {
     pub ports: PortMap,
     /// The manifest version every object runs (None: objects disagree or carry no version).
     pub manifest_version: Option<u32>,
+    /// Services the keeper scaled to zero that are still stopped, with the id of their sleep
+    /// (filled in by the reconciler from its store, not by the engine).
+    pub asleep: BTreeMap<String, u64>,
 }
 
 impl Workload {
-    /// Every service of the workload runs.
+    /// Every service of the workload runs, or sleeps until a request wakes it.
     pub fn running(&self) -> bool {
-        !self.services.is_empty() && self.services.values().all(|r| *r)
+        !self.services.is_empty()
+            && self
+                .services
+                .iter()
+                .all(|(name, r)| *r || self.asleep.contains_key(name))
     }
 
     /// Folds one labelled object (pod or deployment) into the workload of its lease.
@@ -140,6 +147,27 @@ impl Engine {
         match self {
             Self::Podman(e) => e.stop(key).await,
             Self::Kubernetes(e) => e.stop(key).await,
+        }
+    }
+
+    /// Scales one service of a lease to zero (it was idle): its objects and volumes stay.
+    pub async fn stop_service(&self, key: &LeaseKey, service: &str) -> Result<(), EngineError> {
+        match self {
+            Self::Podman(e) => e.stop_service(key, service).await,
+            Self::Kubernetes(e) => e.scale_service(key, service, 0).await,
+        }
+    }
+
+    /// Starts one service scaled to zero again, with its manifest's `replicas`.
+    pub async fn start_service(
+        &self,
+        key: &LeaseKey,
+        service: &str,
+        replicas: u32,
+    ) -> Result<(), EngineError> {
+        match self {
+            Self::Podman(e) => e.start_service(key, service).await,
+            Self::Kubernetes(e) => e.scale_service(key, service, replicas).await,
         }
     }
 

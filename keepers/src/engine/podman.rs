@@ -13,7 +13,7 @@ use hyper::{Method, Request, StatusCode, body::Bytes};
 use serde::Deserialize;
 
 use super::{ContainerStats, EngineError, Workload};
-use crate::render::{LABEL_LEASE, LeaseKey, Rendered};
+use crate::render::{LABEL_LEASE, LABEL_SERVICE, LeaseKey, Rendered};
 
 /// libpod API version in request paths (podman 4.0 and later).
 const API: &str = "/v4.0.0/libpod";
@@ -64,6 +64,9 @@ struct ContainerSummary {
     names: Vec<String>,
     #[serde(default)]
     labels: Option<BTreeMap<String, String>>,
+    /// Unix seconds of the container's last start.
+    #[serde(default)]
+    started_at: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,7 +238,7 @@ impl PodmanEngine {
             let Some(millis) = c
                 .labels
                 .as_ref()
-                .and_then(|l| l.get(crate::render::LABEL_SERVICE))
+                .and_then(|l| l.get(LABEL_SERVICE))
                 .and_then(|s| millis_of.get(s))
             else {
                 continue;
@@ -430,13 +433,11 @@ impl PodmanEngine {
                 .and_then(|l| l.get(LABEL_LEASE))
                 .and_then(|v| v.parse::<U256>().ok())
             {
-                leases.insert(
-                    c.id.clone(),
-                    (
-                        lease,
-                        c.names.first().cloned().unwrap_or_else(|| c.id.clone()),
-                    ),
-                );
+                // Each start begins a new series (`name@start`): the time a container was
+                // stopped (scaled to zero, crashed) bills no memory, and its CPU counter,
+                // which starts again from zero, is never compared with the old one's.
+                let name = c.names.first().unwrap_or(&c.id);
+                leases.insert(c.id.clone(), (lease, format!("{name}@{}", c.started_at)));
             }
         }
         if leases.is_empty() {
@@ -519,21 +520,54 @@ impl PodmanEngine {
         self.apply(rendered).await
     }
 
-    /// Stops the lease's running pods (SIGTERM, then SIGKILL after 5 s); they and their
+    /// Stops the lease's running pods (SIGTERM, then SIGKILL after 10 s); they and their
     /// volumes stay for `apply` to start again.
     pub async fn stop(&self, key: &LeaseKey) -> Result<(), EngineError> {
-        for pod in self.pods(&Self::lease_filters(key)).await? {
+        self.stop_pods(Self::lease_filters(key), Duration::from_secs(10))
+            .await
+    }
+
+    /// Stops one service's pods (scale to zero: SIGTERM, SIGKILL after 2 s, as an idle app
+    /// has nothing to finish); [`Self::start_service`] starts them again.
+    pub async fn stop_service(&self, key: &LeaseKey, service: &str) -> Result<(), EngineError> {
+        let mut filters = Self::lease_filters(key);
+        filters.push(format!("{LABEL_SERVICE}={service}"));
+        self.stop_pods(filters, Duration::from_secs(2)).await
+    }
+
+    /// Starts one service's stopped pods.
+    pub async fn start_service(&self, key: &LeaseKey, service: &str) -> Result<(), EngineError> {
+        let mut filters = Self::lease_filters(key);
+        filters.push(format!("{LABEL_SERVICE}={service}"));
+        let pods = self.pods(&filters).await?;
+        if pods.is_empty() {
+            return Err(EngineError::Refused(format!(
+                "service {service} of lease {} has no pod",
+                key.lease_id
+            )));
+        }
+        for pod in pods.iter().filter(|p| p.status != "Running") {
+            let path = format!("/pods/{}/start", url_encode(&pod.name));
+            let (status, body) = self.call(Method::POST, &path, None, self.timeout).await?;
+            if !status.is_success() && status != StatusCode::NOT_MODIFIED {
+                return Err(EngineError::Unavailable(format!(
+                    "starting pod {}: {status}: {}",
+                    pod.name,
+                    String::from_utf8_lossy(&body)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop_pods(&self, filters: Vec<String>, grace: Duration) -> Result<(), EngineError> {
+        for pod in self.pods(&filters).await? {
             if pod.status != "Running" && pod.status != "Degraded" {
                 continue;
             }
-            let path = format!("/pods/{}/stop?t=10", url_encode(&pod.name));
+            let path = format!("/pods/{}/stop?t={}", url_encode(&pod.name), grace.as_secs());
             let (status, body) = self
-                .call(
-                    Method::POST,
-                    &path,
-                    None,
-                    self.timeout + Duration::from_secs(10),
-                )
+                .call(Method::POST, &path, None, self.timeout + grace)
                 .await?;
             if !status.is_success() && status != StatusCode::NOT_MODIFIED {
                 return Err(EngineError::Unavailable(format!(

@@ -6,6 +6,7 @@
 mod admission;
 pub mod decide;
 mod deploy;
+mod idle;
 mod lifecycle;
 mod observe;
 mod settle;
@@ -30,7 +31,6 @@ use self::{
     observe::{Retries, Snapshot},
     work::Applying,
 };
-use crate::routes::{AppsDomain, Publisher};
 use crate::{
     chain::{ChainError, ChainReader, EscrowSettings, LeaseInfo, LeaseView},
     engine::{Engine, EngineError, Workload},
@@ -38,6 +38,10 @@ use crate::{
     render::LeaseKey,
     signer::{Signer, SignerError},
     store::{Store, StoreError},
+};
+use crate::{
+    control::AppLocks,
+    routes::{AppsDomain, Publisher},
 };
 use berth_protocol::manifest::{Manifest, policy::Policy};
 
@@ -168,6 +172,8 @@ pub struct Reconciler {
     retries: Retries,
     /// The gateway's route table, when a gateway serves HTTP ports.
     routes: Option<Publisher>,
+    /// Serializes each app's scale-to-zero stop with its wake ([`crate::control`]).
+    app_locks: AppLocks,
 }
 
 impl Reconciler {
@@ -217,7 +223,13 @@ impl Reconciler {
                 let apps = AppsDomain::new(&g.apps_domain, g.https_port, chain_id, escrow_address);
                 Publisher::new(apps, g.admin_socket, g.upstream_host)
             }),
+            app_locks: AppLocks::default(),
         })
+    }
+
+    /// The per-app locks the control socket's wakes must share.
+    pub fn app_locks(&self) -> AppLocks {
+        self.app_locks.clone()
     }
 
     /// Wakes the loop (a manifest arrived, a block was seen).
@@ -287,7 +299,7 @@ impl Reconciler {
     /// the head the loop just read (None: read it now).
     pub async fn pass(&mut self, head: Option<u64>) -> Result<PassReport, PassError> {
         let timer = Instant::now();
-        let snap = self.observe(head).await?;
+        let mut snap = self.observe(head).await?;
         let wall_s = crate::metering::sampler::now_ms() / 1000;
         let rules = self.rules();
 
@@ -306,7 +318,12 @@ impl Reconciler {
         }
 
         // Routes first: an ended lease's hostname goes before its (slow) teardown starts.
+        // Idle services are marked asleep in the table before they stop, so the gateway
+        // holds (and wakes them for) any request that comes meanwhile.
+        self.learn_manifests(&snap).await;
+        let sleepers = self.put_idle_to_sleep(&mut snap, &plan).await;
         self.publish_routes(&snap).await;
+        self.stop_sleepers(sleepers).await;
 
         // Ended leases first, all at once: teardown frees ports and capacity, and one slow
         // removal must not hold up the others. Work under way for them is abandoned first.
@@ -374,17 +391,34 @@ impl Reconciler {
     /// too: their endpoint is about to be confirmed). A failure is logged and retried by the
     /// next pass; it never stops the pass.
     async fn publish_routes(&mut self, snap: &Snapshot) {
+        let served = self.served(snap);
         let Some(publisher) = self.routes.as_mut() else {
             return;
         };
-        let served: Vec<(U256, u32)> = snap
-            .views
+        let table = publisher.table(served.iter().map(|(id, v)| (*id, *v, &snap.workloads[id])));
+        if let Err(e) = publisher.publish(table).await {
+            self.metrics.lease_error("routes");
+            tracing::warn!(error = %e, "routes not sent to the gateway; next pass retries");
+        }
+    }
+
+    /// Leases of ours whose apps are routed: pending or active, workload running (or asleep).
+    fn served(&self, snap: &Snapshot) -> Vec<(U256, u32)> {
+        snap.views
             .values()
             .filter(|v| v.provider_id == self.settings.provider_id)
             .filter(|v| matches!(v.status, LeaseStatus::Pending | LeaseStatus::Active))
             .filter(|v| snap.workloads.get(&v.id).is_some_and(Workload::running))
             .map(|v| (v.id, v.manifest_version))
-            .collect();
+            .collect()
+    }
+
+    /// Reads the manifests of served leases the route publisher does not know yet.
+    async fn learn_manifests(&mut self, snap: &Snapshot) {
+        let served = self.served(snap);
+        let Some(publisher) = self.routes.as_mut() else {
+            return;
+        };
         for &(id, version) in &served {
             if publisher.knows(id, version) {
                 continue;
@@ -401,11 +435,6 @@ impl Reconciler {
             }
         }
         publisher.retain(|id| snap.views.contains_key(&id));
-        let table = publisher.table(served.iter().map(|(id, v)| (*id, *v, &snap.workloads[id])));
-        if let Err(e) = publisher.publish(table).await {
-            self.metrics.lease_error("routes");
-            tracing::warn!(error = %e, "routes not sent to the gateway; next pass retries");
-        }
     }
 
     /// What the keeper remembers of a lease, for [`decide`].

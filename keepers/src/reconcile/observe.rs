@@ -41,7 +41,7 @@ impl Reconciler {
         self.scanned_to = Some(head);
 
         let timer = Instant::now();
-        let workloads = self.engine.list(self.chain_id, self.chain.escrow()).await?;
+        let mut workloads = self.engine.list(self.chain_id, self.chain.escrow()).await?;
         self.metrics.engine_call("list", timer.elapsed());
 
         let at = BlockId::number(head.saturating_sub(self.settings.confirmations));
@@ -72,12 +72,38 @@ impl Reconciler {
                 }
             }
         }
+        self.mark_asleep(&views, &mut workloads).await?;
         Ok(Snapshot {
             head,
             views,
             workloads,
             unread,
         })
+    }
+
+    /// Marks the services the keeper scaled to zero (and that are still stopped) asleep in
+    /// their workloads, so that they count as running as the chain wants. A sleep of a lease
+    /// no longer active ends here: suspension stops everything anyway, and a resumed or
+    /// ended lease starts with no sleep.
+    async fn mark_asleep(
+        &self,
+        views: &BTreeMap<U256, LeaseView>,
+        workloads: &mut BTreeMap<U256, Workload>,
+    ) -> Result<(), PassError> {
+        for sleep in self.store.sleeps().await? {
+            match views.get(&sleep.lease).map(|v| v.status) {
+                Some(berth_bindings::LeaseStatus::Active) => {
+                    if let Some(w) = workloads.get_mut(&sleep.lease)
+                        && w.services.get(&sleep.service) == Some(&false)
+                    {
+                        w.asleep.insert(sleep.service, sleep.since_ms);
+                    }
+                }
+                Some(_) => self.store.end_sleep(sleep.lease, None).await?,
+                None => {} // not read this pass: left as it is
+            }
+        }
+        Ok(())
     }
 }
 
