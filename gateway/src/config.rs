@@ -71,6 +71,14 @@ pub struct Config {
     /// The most a request waits for its app to wake before a 503 with `Retry-After`.
     #[serde(default = "defaults::wake_timeout_s", deserialize_with = "seconds")]
     pub wake_timeout_s: Duration,
+    /// A file with the 32-byte key (64 hex digits) that seals private apps' session cookies,
+    /// so sessions survive a restart; unset: a random key, and a restart signs everyone out.
+    #[serde(default, deserialize_with = "optional")]
+    pub session_key_file: Option<PathBuf>,
+    /// The longest a sign-in session lasts (a shorter `Expiration Time` in the signed message
+    /// wins).
+    #[serde(default = "defaults::session_ttl_s", deserialize_with = "seconds")]
+    pub session_ttl_s: Duration,
     /// How long shutdown waits for requests in flight.
     #[serde(default = "defaults::drain_timeout_s", deserialize_with = "seconds")]
     pub drain_timeout_s: Duration,
@@ -120,6 +128,9 @@ mod defaults {
     }
     pub fn wake_timeout_s() -> Duration {
         Duration::from_secs(30)
+    }
+    pub fn session_ttl_s() -> Duration {
+        Duration::from_secs(12 * 3600)
     }
     pub fn drain_timeout_s() -> Duration {
         Duration::from_secs(30)
@@ -191,6 +202,7 @@ impl ServiceConfig for Config {
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("response_timeout_s", self.response_timeout_s),
             ("wake_timeout_s", self.wake_timeout_s),
+            ("session_ttl_s", self.session_ttl_s),
         ] {
             if v.is_zero() {
                 return Err(ConfigError::invalid(field, "must be above zero"));

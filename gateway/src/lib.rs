@@ -2,7 +2,7 @@
 //! keeper pushes the route table ([`routes`]) over a local admin socket ([`admin`]); clients
 //! connect over TLS ([`tls`]) with HTTP/1.1 or HTTP/2 and are proxied ([`proxy`]) to the
 //! workload; [`server`] bounds what any client can hold; [`wake`] counts each app's open
-//! work and wakes an app scaled to zero.
+//! work and wakes an app scaled to zero; [`signin`] admits signed-in wallets to private apps.
 
 pub mod admin;
 mod body;
@@ -11,5 +11,6 @@ pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod server;
+pub mod signin;
 pub mod tls;
 pub mod wake;

@@ -39,6 +39,11 @@ async fn main() -> Result<()> {
             keeper_socket: cfg.keeper_socket.clone(),
             budget: cfg.wake_timeout_s,
         },
+        signin: Arc::new(berth_gateway::signin::SignIn::new(
+            cfg.session_key_file.as_deref(),
+            cfg.session_ttl_s,
+            cfg.keeper_socket.clone(),
+        )?),
     };
     let (stop, stopped) = watch::channel(false);
 

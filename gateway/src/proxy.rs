@@ -23,6 +23,7 @@ use crate::{
     body::{Counted, CountedIo},
     metrics::{App, Metrics, Refused},
     routes::{Routes, Target},
+    signin::{SignIn, strip_session_cookie},
     wake::{Busy, Waker},
 };
 
@@ -63,6 +64,8 @@ pub struct ProxySettings {
     pub response_timeout: Duration,
     /// Wakes apps scaled to zero.
     pub waker: Waker,
+    /// Signs people in to private apps.
+    pub signin: Arc<SignIn>,
 }
 
 /// Forwards requests by hostname.
@@ -95,6 +98,7 @@ impl Proxy {
             app,
             upstream: settings.api_upstream.to_string(),
             asleep: None,
+            access: None,
         });
         Self {
             routes,
@@ -126,6 +130,24 @@ impl Proxy {
                 "No app here",
                 "No running lease is served at this address. If the lease just started, try again in a few seconds; if it ended, its address is gone.",
             );
+        };
+        if req
+            .uri()
+            .path()
+            .starts_with(berth_protocol::routing::signin::PREFIX)
+        {
+            return self.settings.signin.endpoint(req, &host, &target).await;
+        }
+        let address = match &target.access {
+            Some(access) => match self
+                .settings
+                .signin
+                .admit(req.headers(), &host, &target, access)
+            {
+                Ok(a) => Some(a),
+                Err(answer) => return *answer,
+            },
+            None => None,
         };
         let busy = target.activity.busy();
         let mut held = None;
@@ -165,7 +187,7 @@ impl Proxy {
                 }
             }
         }
-        let mut resp = self.forward(req, peer, &host, &target, busy).await;
+        let mut resp = self.forward(req, peer, &host, &target, busy, address).await;
         if let Some(held) = held
             && let Ok(v) = HeaderValue::from_str(&format!(
                 "cold-start;dur={:.1}",
@@ -184,6 +206,7 @@ impl Proxy {
         host: &str,
         target: &Target,
         busy: Busy,
+        address: Option<alloy_primitives::Address>,
     ) -> Response<Body> {
         let upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
@@ -204,6 +227,15 @@ impl Proxy {
             SET_BY_GATEWAY.contains(&name.as_str()) || name.as_str().starts_with(BERTH_PREFIX)
         });
         set_forwarded(&mut parts.headers, peer, host);
+        if let Some(a) = address {
+            strip_session_cookie(&mut parts.headers);
+            if let Ok(v) = HeaderValue::from_str(&a.to_checksum(None)) {
+                parts.headers.insert(
+                    HeaderName::from_static(berth_protocol::routing::signin::ADDRESS_HEADER),
+                    v,
+                );
+            }
+        }
         if let (Some(_), Some(to)) = (&upgrade, upgrade_to) {
             parts
                 .headers

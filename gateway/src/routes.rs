@@ -15,6 +15,8 @@ use berth_protocol::routing::{
     normalize_host,
 };
 
+use berth_protocol::manifest::MAX_ALLOWED;
+
 use crate::{
     metrics::{App, AppCounters, Metrics},
     wake::Activity,
@@ -33,6 +35,8 @@ pub struct Target {
     pub activity: Arc<Activity>,
     /// The sleep it is in, if scaled to zero.
     pub asleep: Option<u64>,
+    /// Who may use it, if private.
+    pub access: Option<berth_protocol::routing::Access>,
 }
 
 /// Why a table was refused (the old one stays).
@@ -42,6 +46,8 @@ pub enum RouteError {
     TooMany(usize),
     #[error("`{0}` is not a lower-case hostname")]
     BadHost(String),
+    #[error("`{0}` allows more than {MAX_ALLOWED} addresses")]
+    TooManyAllowed(String),
     #[error("`{0}` appears twice")]
     Duplicate(String),
     #[error("upstream `{upstream}` of `{host}` is not host:port")]
@@ -184,6 +190,7 @@ impl Routes {
                 service: t.app.service.clone(),
                 upstream: t.upstream.clone(),
                 asleep: t.asleep,
+                access: t.access.clone(),
             })
             .collect();
         routes.sort_by(|a, b| a.host.cmp(&b.host));
@@ -208,6 +215,12 @@ impl Routes {
                     upstream: r.upstream.clone(),
                 });
             }
+            if r.access
+                .as_ref()
+                .is_some_and(|a| a.allow.len() > MAX_ALLOWED)
+            {
+                return Err(RouteError::TooManyAllowed(r.host.clone()));
+            }
             if map.insert(r.host.clone(), r).is_some() {
                 return Err(RouteError::Duplicate(r.host.clone()));
             }
@@ -227,6 +240,7 @@ impl Routes {
                     app,
                     upstream: r.upstream.clone(),
                     asleep: r.asleep,
+                    access: r.access.clone(),
                 };
                 (host, Arc::new(target))
             })
@@ -276,6 +290,7 @@ mod tests {
             service: "web".into(),
             upstream: upstream.into(),
             asleep: None,
+            access: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The keeper's control socket (local, mode 0660: the gateway's group): `POST /v1/wake`
 //! starts a service scaled to zero for a request the gateway holds, and answers once the
-//! engine has started it. Wakes and the reconciler's stops of one app take the same lock
+//! engine has started it; `POST /v1/erc1271` checks a contract wallet's signature on chain
+//! for the gateway's sign-ins. Wakes and the reconciler's stops of one app take the same lock
 //! ([`AppLocks`]), so a wake that races a stop starts the app again right after it.
 
 use std::{
@@ -14,7 +15,7 @@ use alloy::primitives::{Address, U256};
 use berth_protocol::{
     api::ApiError,
     manifest::Manifest,
-    routing::{WakeRequest, admin},
+    routing::{Erc1271Answer, Erc1271Request, WakeRequest, admin},
 };
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{
@@ -30,8 +31,8 @@ use tokio::{
 
 use crate::{engine::Engine, metrics::Metrics, render::LeaseKey, store::Store};
 
-/// Largest wake request.
-const MAX_BODY: usize = 4096;
+/// Largest request (a wake, or a signature check with its signature).
+const MAX_BODY: usize = 16 * 1024;
 
 /// The lock of one app.
 pub type AppLock = Arc<tokio::sync::Mutex<()>>;
@@ -67,6 +68,8 @@ pub struct Control {
     pub metrics: Metrics,
     /// Tells the reconciler to send the route table without the sleep.
     pub reconcile: Arc<Notify>,
+    /// Asked about contract wallets' signatures (ERC-1271) for the gateway's sign-ins.
+    pub chain: crate::chain::ChainReader,
 }
 
 /// Why a wake failed.
@@ -144,11 +147,9 @@ pub async fn serve(
 }
 
 async fn handle(req: Request<Incoming>, control: &Control) -> Response<Full<Bytes>> {
-    if req.uri().path() != admin::WAKE {
-        return json(
-            StatusCode::NOT_FOUND,
-            &error(format!("no {} here", req.uri().path())),
-        );
+    let path = req.uri().path().to_owned();
+    if path != admin::WAKE && path != admin::ERC1271 {
+        return json(StatusCode::NOT_FOUND, &error(format!("no {path} here")));
     }
     if req.method() != Method::POST {
         return json(StatusCode::METHOD_NOT_ALLOWED, &error("POST".into()));
@@ -157,6 +158,9 @@ async fn handle(req: Request<Incoming>, control: &Control) -> Response<Full<Byte
         Ok(b) => b.to_bytes(),
         Err(e) => return json(StatusCode::PAYLOAD_TOO_LARGE, &error(format!("body: {e}"))),
     };
+    if path == admin::ERC1271 {
+        return erc1271(&body, control).await;
+    }
     let wake: WakeRequest = match serde_json::from_slice(&body) {
         Ok(w) => w,
         Err(e) => {
@@ -184,6 +188,27 @@ async fn handle(req: Request<Incoming>, control: &Control) -> Response<Full<Byte
             tracing::warn!(error = %e, "wake failed");
             json(StatusCode::SERVICE_UNAVAILABLE, &error(e.to_string()))
         }
+    }
+}
+
+/// Whether a contract wallet accepts a signature, asked of the chain.
+async fn erc1271(body: &[u8], control: &Control) -> Response<Full<Bytes>> {
+    let ask: Erc1271Request = match serde_json::from_slice(body) {
+        Ok(a) => a,
+        Err(e) => {
+            return json(
+                StatusCode::BAD_REQUEST,
+                &error(format!("not an ERC-1271 request: {e}")),
+            );
+        }
+    };
+    match control
+        .chain
+        .erc1271_valid(ask.account, ask.hash, ask.signature)
+        .await
+    {
+        Ok(valid) => json(StatusCode::OK, &Erc1271Answer { valid }),
+        Err(e) => json(StatusCode::SERVICE_UNAVAILABLE, &error(e.to_string())),
     }
 }
 

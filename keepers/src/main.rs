@@ -125,6 +125,7 @@ async fn main() -> Result<()> {
         locks: reconciler.app_locks(),
         metrics: metrics.clone(),
         reconcile: reconciler.waker(),
+        chain: chain.clone(),
     };
     let gateway = Gateway {
         chain,

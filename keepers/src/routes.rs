@@ -12,7 +12,9 @@ use std::{
 use alloy::primitives::{Address, U256};
 use berth_protocol::{
     manifest::Manifest,
-    routing::{AppName, GatewayActivity, Route, RouteTable, admin, app_hostnames, deployment_tag},
+    routing::{
+        Access, AppName, GatewayActivity, Route, RouteTable, admin, app_hostnames, deployment_tag,
+    },
 };
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -78,18 +80,24 @@ pub struct Publisher {
     names: HashMap<(U256, u32), Vec<AppName>>,
     /// Idle timeouts (ms) of the services that scale to zero, by lease and manifest version.
     idle: HashMap<(U256, u32), std::collections::BTreeMap<String, u64>>,
+    /// Private services and the addresses they allow besides the tenant, likewise.
+    private: HashMap<(U256, u32), std::collections::BTreeMap<String, Vec<Address>>>,
+    /// The deployment's chain (Sign-In messages name it).
+    chain_id: u64,
     pushed: Option<(RouteTable, Instant)>,
 }
 
 impl Publisher {
     /// A publisher to the gateway at `socket`, which reaches workloads on `upstream_host`.
-    pub fn new(apps: AppsDomain, socket: PathBuf, upstream_host: String) -> Self {
+    pub fn new(apps: AppsDomain, socket: PathBuf, upstream_host: String, chain_id: u64) -> Self {
         Self {
             apps,
             socket,
             upstream_host,
             names: HashMap::new(),
             idle: HashMap::new(),
+            private: HashMap::new(),
+            chain_id,
             pushed: None,
         }
     }
@@ -114,6 +122,13 @@ impl Publisher {
             .filter_map(|(name, s)| Some((name.clone(), s.idle_timeout_s()? * 1000)))
             .collect();
         self.idle.insert((lease, version), idle);
+        let private = manifest
+            .services
+            .iter()
+            .filter(|(_, s)| s.private)
+            .map(|(name, s)| (name.clone(), s.allowed()))
+            .collect();
+        self.private.insert((lease, version), private);
     }
 
     /// Idle timeouts in ms of a lease's services that scale to zero (empty: none does, or
@@ -131,6 +146,7 @@ impl Publisher {
     pub fn retain(&mut self, live: impl Fn(U256) -> bool) {
         self.names.retain(|(lease, _), _| live(*lease));
         self.idle.retain(|(lease, _), _| live(*lease));
+        self.private.retain(|(lease, _), _| live(*lease));
     }
 
     /// Open work and idle time per app, as the gateway counts them.
@@ -157,12 +173,23 @@ impl Publisher {
         })
     }
 
-    /// The table for `served` (lease, manifest version, its running workload): each known
-    /// hostname whose port the workload publishes.
-    pub fn table<'a>(&self, served: impl Iterator<Item = (U256, u32, &'a Workload)>) -> RouteTable {
+    /// The table for `served` (lease, manifest version, tenant, its running workload): each
+    /// known hostname whose port the workload publishes.
+    pub fn table<'a>(
+        &self,
+        served: impl Iterator<Item = (U256, u32, Address, &'a Workload)>,
+    ) -> RouteTable {
         let mut routes = Vec::new();
-        for (lease, version, workload) in served {
+        for (lease, version, tenant, workload) in served {
+            let private = self.private.get(&(lease, version));
             for name in self.names.get(&(lease, version)).into_iter().flatten() {
+                let access = private
+                    .and_then(|p| p.get(&name.service))
+                    .map(|allow| Access {
+                        chain_id: self.chain_id,
+                        tenant,
+                        allow: allow.clone(),
+                    });
                 if let Some(public) = workload.ports.get(&(name.service.clone(), name.port)) {
                     routes.push(Route {
                         host: name.host.clone(),
@@ -170,6 +197,7 @@ impl Publisher {
                         service: name.service.clone(),
                         upstream: format!("{}:{public}", self.upstream_host),
                         asleep: workload.asleep.get(&name.service).copied(),
+                        access,
                     });
                 }
             }
@@ -224,7 +252,12 @@ mod tests {
     fn only_published_ports_of_known_manifests_are_routed() {
         let apps = AppsDomain::new("apps.test", 8443, 31337, Address::repeat_byte(1));
         assert_eq!(apps.url("a.apps.test"), "https://a.apps.test:8443");
-        let mut publisher = Publisher::new(apps.clone(), "/nonexistent".into(), "127.0.0.1".into());
+        let mut publisher = Publisher::new(
+            apps.clone(),
+            "/nonexistent".into(),
+            "127.0.0.1".into(),
+            31337,
+        );
         let manifest = Manifest::parse(
             b"version: 1\nservices:\n  web:\n    image: x\n    ports: [{port: 80, expose: http}, {port: 9000, expose: tcp}]\n    resources: {cpu: 100m, memory: 16Mi}\n",
         )
@@ -234,10 +267,11 @@ mod tests {
         running.ports.insert(("web".into(), 80), 30001);
         running.ports.insert(("web".into(), 9000), 30002);
         let starting = Workload::default();
+        let tenant = Address::repeat_byte(9);
         let served = [
-            (U256::from(1), 1, &running),
-            (U256::from(1), 2, &running), // a version whose names are not known yet
-            (U256::from(2), 1, &starting),
+            (U256::from(1), 1, tenant, &running),
+            (U256::from(1), 2, tenant, &running), // a version whose names are not known yet
+            (U256::from(2), 1, tenant, &starting),
         ];
         let table = publisher.table(served.into_iter());
         assert_eq!(
@@ -248,6 +282,7 @@ mod tests {
                 service: "web".into(),
                 upstream: "127.0.0.1:30001".into(),
                 asleep: None,
+                access: None,
             }]
         );
         publisher.retain(|lease| lease != U256::from(1));

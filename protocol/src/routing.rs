@@ -115,6 +115,9 @@ pub mod admin {
     /// `POST` on the keeper's control socket: start a service scaled to zero
     /// ([`super::WakeRequest`]); answers once it has started.
     pub const WAKE: &str = "/v1/wake";
+    /// `POST` on the keeper's control socket: check a contract wallet's signature on chain
+    /// ([`super::Erc1271Request`] → [`super::Erc1271Answer`]).
+    pub const ERC1271: &str = "/v1/erc1271";
 }
 
 /// What the gateway sees of one app (a lease's service): requests and upgraded connections
@@ -187,6 +190,64 @@ pub struct Route {
     /// wake the service once per sleep, and forwards when the app accepts connections.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asleep: Option<u64>,
+    /// Set for a private service: who may sign in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
+}
+
+/// Who may use a private app: the lease's tenant and the manifest's `allow` list, signed in
+/// with Ethereum on the lease's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    /// The chain the lease is on (the Sign-In message must name it).
+    pub chain_id: u64,
+    /// The lease's tenant.
+    pub tenant: Address,
+    /// Other addresses the manifest allows.
+    #[serde(default)]
+    pub allow: Vec<Address>,
+}
+
+impl Access {
+    /// Whether `address` may use the app.
+    pub fn admits(&self, address: Address) -> bool {
+        address == self.tenant || self.allow.contains(&address)
+    }
+}
+
+/// Paths the gateway answers itself on every app hostname (Sign-In with Ethereum for private
+/// apps); apps never see requests under [`signin::PREFIX`].
+pub mod signin {
+    /// The reserved prefix.
+    pub const PREFIX: &str = "/.well-known/berth/";
+    /// `POST`: a fresh single-use nonce, `{"nonce": "…", "expires_in_s": 300}`.
+    pub const NONCE: &str = "/.well-known/berth/nonce";
+    /// `POST` `{"message": "<EIP-4361 text>", "signature": "0x…"}`: sets the session cookie.
+    pub const VERIFY: &str = "/.well-known/berth/verify";
+    /// `POST`: ends the session (clears the cookie).
+    pub const SIGN_OUT: &str = "/.well-known/berth/signout";
+    /// The session cookie (host-only, `Secure`, `HttpOnly`, `Path=/`).
+    pub const COOKIE: &str = "__Host-berth-session";
+    /// The header an app receives with the signed-in address (set by the gateway alone).
+    pub const ADDRESS_HEADER: &str = "x-berth-address";
+}
+
+/// The gateway asks the keeper whether a contract wallet accepts a signature (ERC-1271).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Erc1271Request {
+    /// The contract wallet.
+    pub account: Address,
+    /// The EIP-191 hash of the signed message.
+    pub hash: alloy_primitives::B256,
+    /// The signature, as the wallet made it.
+    pub signature: alloy_primitives::Bytes,
+}
+
+/// The keeper's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Erc1271Answer {
+    /// The wallet answered the ERC-1271 magic value.
+    pub valid: bool,
 }
 
 /// Every route, as the keeper wants them now. The gateway replaces its table with each one

@@ -103,6 +103,8 @@ fn route(host: &str, lease: u64, upstream: SocketAddr) -> Route {
         lease: U256::from(lease),
         service: "web".into(),
         upstream: upstream.to_string(),
+        asleep: None,
+        access: None,
     }
 }
 
@@ -447,12 +449,14 @@ async fn a_lease_is_served_at_its_https_hostname_until_it_closes(pool: sqlx::PgP
     let gw = GatewayProcess::start(&dir, "apps.test", &[apps], &[]).await?;
     let port = gw.addr.port().to_string();
     let admin = gw.admin.display().to_string();
+    let control = dir.join("keeper.sock").display().to_string();
     let w = world(
         &pool.connect_options(),
         &[
             ("BERTH_APPS_DOMAIN", "apps.test"),
             ("BERTH_APPS_HTTPS_PORT", port.as_str()),
             ("BERTH_GATEWAY_ADMIN_SOCKET", admin.as_str()),
+            ("BERTH_CONTROL_SOCKET", control.as_str()),
             ("BERTH_SAMPLE_INTERVAL_MS", "500"),
         ],
     )

@@ -12,4 +12,5 @@ mod lease_lifecycle;
 mod metering;
 mod protocol;
 mod runway;
+mod scale;
 mod wallet;

@@ -94,11 +94,16 @@ impl PodmanService {
     /// Starts the service again on the same socket.
     pub async fn restart(&mut self) -> Result<()> {
         self.stop();
+        // podman's own log, next to its socket, for when it misbehaves.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.socket.with_extension("log"))?;
         let child = Command::new(repo_root().join("scripts/podman-service"))
             .arg(&self.socket)
             .env("CONTAINERS_CONF", containers_conf())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
             .spawn()
             .wrap_err("starting scripts/podman-service (is podman installed?)")?;
         self.child = Some(child);

@@ -221,7 +221,7 @@ impl Reconciler {
             retries: Retries::default(),
             routes: settings_gateway.map(|g| {
                 let apps = AppsDomain::new(&g.apps_domain, g.https_port, chain_id, escrow_address);
-                Publisher::new(apps, g.admin_socket, g.upstream_host)
+                Publisher::new(apps, g.admin_socket, g.upstream_host, chain_id)
             }),
             app_locks: AppLocks::default(),
         })
@@ -395,7 +395,11 @@ impl Reconciler {
         let Some(publisher) = self.routes.as_mut() else {
             return;
         };
-        let table = publisher.table(served.iter().map(|(id, v)| (*id, *v, &snap.workloads[id])));
+        let table = publisher.table(
+            served
+                .iter()
+                .map(|(id, v)| (*id, *v, snap.views[id].tenant, &snap.workloads[id])),
+        );
         if let Err(e) = publisher.publish(table).await {
             self.metrics.lease_error("routes");
             tracing::warn!(error = %e, "routes not sent to the gateway; next pass retries");

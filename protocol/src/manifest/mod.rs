@@ -31,6 +31,8 @@ pub const MAX_SERVICES: usize = 16;
 pub const MAX_REPLICAS: u32 = 16;
 /// The shortest idle timeout a service may ask for, in seconds.
 pub const MIN_IDLE_TIMEOUT_S: u64 = 5;
+/// Most addresses a private service may allow besides its tenant.
+pub const MAX_ALLOWED: usize = 32;
 /// The longest idle timeout, in seconds (a week).
 pub const MAX_IDLE_TIMEOUT_S: u64 = 7 * 24 * 3600;
 
@@ -84,6 +86,13 @@ pub struct Service {
     /// with an HTTP port.
     #[serde(default)]
     pub idle_timeout: Option<String>,
+    /// Only signed-in wallets reach its HTTP ports (Sign-In with Ethereum at the provider's
+    /// gateway): the lease's tenant and the addresses in `allow`.
+    #[serde(default)]
+    pub private: bool,
+    /// Addresses besides the tenant's that may sign in to a private service.
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 fn one() -> u32 {
@@ -315,6 +324,7 @@ impl Service {
                 ));
             }
         }
+        self.validate_access(at)?;
         let mut names = std::collections::BTreeSet::new();
         for (i, v) in self.volumes.iter().enumerate() {
             if !is_dns_label(&v.name, 40) || !names.insert(&v.name) {
@@ -331,6 +341,45 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    fn validate_access(&self, at: &str) -> Result<(), SchemaError> {
+        if !self.allow.is_empty() && !self.private {
+            return Err(field(
+                format!("{at}.allow"),
+                "only a private service has an allow list (set `private: true`)",
+            ));
+        }
+        if self.allow.len() > MAX_ALLOWED {
+            return Err(field(
+                format!("{at}.allow"),
+                format!("at most {MAX_ALLOWED} addresses"),
+            ));
+        }
+        for (i, a) in self.allow.iter().enumerate() {
+            let ok = a.len() == 42
+                && a.starts_with("0x")
+                && a[2..].bytes().all(|b| b.is_ascii_hexdigit());
+            if !ok {
+                return Err(field(
+                    format!("{at}.allow[{i}]"),
+                    "not an address (0x and 40 hex digits)",
+                ));
+            }
+        }
+        if self.private && !self.ports.iter().any(|p| p.expose == Expose::Http) {
+            return Err(field(
+                format!("{at}.private"),
+                "only a service with an `expose: http` port can be private (the gateway signs people in)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The addresses besides the tenant's allowed into a private service (validated by
+    /// `parse`).
+    pub fn allowed(&self) -> Vec<alloy_primitives::Address> {
+        self.allow.iter().filter_map(|a| a.parse().ok()).collect()
     }
 
     /// The idle timeout in seconds, if the service scales to zero (validated by `parse`).
@@ -531,6 +580,31 @@ mod tests {
                 "{e}"
             );
         }
+        for (extra, at, says) in [
+            (
+                "    allow: [\"0x0000000000000000000000000000000000000001\"]\n",
+                "`services.web.allow`",
+                "set `private: true`",
+            ),
+            (
+                "    private: true\n    ports: [{port: 80, expose: http}]\n    allow: [\"0x12\"]\n",
+                "`services.web.allow[0]`",
+                "not an address",
+            ),
+            (
+                "    private: true\n",
+                "`services.web.private`",
+                "expose: http",
+            ),
+        ] {
+            let e = err(&svc(extra));
+            assert!(e.contains(at) && e.contains(says), "{e}");
+        }
+        let private = Manifest::parse(
+            svc("    private: true\n    ports: [{port: 80, expose: http}]\n    allow: [\"0x70997970C51812dc3A010C7d01b50e0d17dc79C8\"]\n").as_bytes(),
+        )
+        .expect("valid");
+        assert_eq!(private.services["web"].allowed().len(), 1);
         let sleepy = Manifest::parse(
             svc("    idle_timeout: 5m\n    ports: [{port: 80, expose: http}]\n").as_bytes(),
         )

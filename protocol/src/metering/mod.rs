@@ -6,7 +6,9 @@
 //! - CPU millicore-seconds: the growth of each container's cumulative CPU counter between
 //!   consecutive samples, attributed to the period of the later sample (so every interval
 //!   counts once across contiguous reports); a counter that went backwards (the container
-//!   restarted) counts from zero. nanoseconds / 1e6.
+//!   restarted) counts from zero. nanoseconds / 1e6. A container is named per start where the
+//!   engine can tell (podman: `<name>@<unix start>`), so a restart begins a new series and the
+//!   time it was stopped (scaled to zero, crashed) bills nothing.
 //! - Memory MiB-seconds: each sample's memory times the time since the previous sample, when
 //!   that gap is at most `max_gap_ms`; a longer gap (the keeper was down) bills nothing for
 //!   memory: a gap, never an invented value.

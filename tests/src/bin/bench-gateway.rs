@@ -70,6 +70,8 @@ async fn main() -> Result<()> {
                 lease: 1u8.try_into()?,
                 service: "web".into(),
                 upstream: app.to_string(),
+                asleep: None,
+                access: None,
             }],
         })
         .await?;
