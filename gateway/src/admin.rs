@@ -3,20 +3,17 @@
 //! `GET /v1/activity` report bytes and open work per app. Only the provider's own processes
 //! can reach it; nothing of it is on the network.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc};
 
 use berth_protocol::{
     api::ApiError,
     routing::{RouteTable, admin},
 };
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::{body::Incoming, service::service_fn};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::body::Incoming;
 use tokio::{net::UnixListener, sync::watch};
-
-use berth_runtime::http::next_connection;
 
 use crate::routes::Routes;
 
@@ -29,27 +26,12 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Serves the admin API until `shutdown`.
-pub async fn serve(
-    listener: UnixListener,
-    routes: Arc<Routes>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    while let Some((stream, _)) = next_connection(|| listener.accept(), &mut shutdown).await {
+pub async fn serve(listener: UnixListener, routes: Arc<Routes>, shutdown: watch::Receiver<bool>) {
+    let handle = move |req| {
         let routes = Arc::clone(&routes);
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let routes = Arc::clone(&routes);
-                async move { Ok::<_, std::convert::Infallible>(handle(req, &routes).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "admin connection ended");
-            }
-        });
-    }
+        async move { handle(req, &routes).await }
+    };
+    berth_runtime::http::serve_socket(listener, handle, shutdown).await;
 }
 
 async fn handle(req: Request<Incoming>, routes: &Routes) -> Response<Full<Bytes>> {
@@ -99,12 +81,5 @@ fn error(error: String) -> ApiError {
 }
 
 fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes>> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    resp
+    berth_runtime::http::json_answer(status, body)
 }

@@ -408,6 +408,11 @@ pub fn page(status: StatusCode, title: &str, text: &str) -> Response<Body> {
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head><body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>{title}</h1><p>{text}</p><p><small>{} — Berth gateway</small></p></body></html>\n",
         status.as_u16()
     );
+    html_answer(status, html)
+}
+
+/// An HTML page of the gateway's own, never cached.
+pub fn html_answer(status: StatusCode, html: String) -> Response<Body> {
     let mut resp = Response::new(
         Full::new(Bytes::from(html))
             .map_err(|never| match never {})

@@ -457,19 +457,7 @@ fn sign_in_page(host: &str, chain_id: u64) -> Response<Body> {
     let html = include_str!("signin.html")
         .replace("{{HOST}}", host)
         .replace("{{CHAIN_ID}}", &chain_id.to_string());
-    let mut resp = Response::new(
-        Full::new(Bytes::from(html))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *resp.status_mut() = StatusCode::UNAUTHORIZED;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    crate::proxy::html_answer(StatusCode::UNAUTHORIZED, html)
 }
 
 #[cfg(test)]

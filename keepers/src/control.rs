@@ -8,7 +8,7 @@ use std::{
     collections::HashMap,
     path::Path,
     sync::{Arc, Mutex, PoisonError},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use alloy::primitives::{Address, U256};
@@ -21,9 +21,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::{
     Method, Request, Response, StatusCode,
     body::{Bytes, Incoming},
-    service::service_fn,
 };
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
     net::UnixListener,
     sync::{Notify, watch},
@@ -121,29 +119,12 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Serves the control socket until `shutdown`.
-pub async fn serve(
-    listener: UnixListener,
-    control: Arc<Control>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    while let Some((stream, _)) =
-        berth_runtime::http::next_connection(|| listener.accept(), &mut shutdown).await
-    {
+pub async fn serve(listener: UnixListener, control: Arc<Control>, shutdown: watch::Receiver<bool>) {
+    let handle = move |req| {
         let control = Arc::clone(&control);
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let control = Arc::clone(&control);
-                async move { Ok::<_, std::convert::Infallible>(handle(req, &control).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "control connection ended");
-            }
-        });
-    }
+        async move { handle(req, &control).await }
+    };
+    berth_runtime::http::serve_socket(listener, handle, shutdown).await;
 }
 
 async fn handle(req: Request<Incoming>, control: &Control) -> Response<Full<Bytes>> {
@@ -217,14 +198,7 @@ fn error(error: String) -> ApiError {
 }
 
 fn json(status: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes>> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    resp
+    berth_runtime::http::json_answer(status, body)
 }
 
 #[cfg(test)]

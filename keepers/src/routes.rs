@@ -151,10 +151,28 @@ impl Publisher {
 
     /// Open work and idle time per app, as the gateway counts them.
     pub async fn activity(&self) -> Result<GatewayActivity, PushError> {
+        let body = self
+            .call(hyper::Method::GET, admin::ACTIVITY, Bytes::new())
+            .await?;
+        serde_json::from_slice(&body).map_err(|e| PushError::Refused {
+            status: 200,
+            body: format!("not an activity report: {e}"),
+        })
+    }
+
+    /// One request on the gateway's admin socket; the body of a 2xx answer.
+    async fn call(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Bytes, PushError> {
         let req = hyper::Request::builder()
-            .uri(format!("http://gateway{}", admin::ACTIVITY))
+            .method(method)
+            .uri(format!("http://gateway{path}"))
             .header(hyper::header::HOST, "gateway")
-            .body(Full::new(Bytes::new()))
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
             .map_err(|e| PushError::Refused {
                 status: 0,
                 body: e.to_string(),
@@ -167,10 +185,7 @@ impl Publisher {
                 body: String::from_utf8_lossy(&body).chars().take(500).collect(),
             });
         }
-        serde_json::from_slice(&body).map_err(|e| PushError::Refused {
-            status: status.as_u16(),
-            body: format!("not an activity report: {e}"),
-        })
+        Ok(body)
     }
 
     /// The table for `served` (lease, manifest version, tenant, its running workload): each
@@ -216,24 +231,12 @@ impl Publisher {
             return Ok(false);
         }
         let body = serde_json::to_vec(&table).unwrap_or_default();
-        let req = hyper::Request::builder()
-            .method(hyper::Method::PUT)
-            .uri(format!("http://gateway{}", admin::ROUTES))
-            .header(hyper::header::HOST, "gateway")
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| PushError::Refused {
-                status: 0,
-                body: e.to_string(),
-            })?;
-        let (status, body) =
-            berth_runtime::http::unix_call(&self.socket, req, PUSH_TIMEOUT).await?;
-        if !status.is_success() {
+        if let Err(e) = self
+            .call(hyper::Method::PUT, admin::ROUTES, Bytes::from(body))
+            .await
+        {
             self.pushed = None;
-            return Err(PushError::Refused {
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&body).chars().take(500).collect(),
-            });
+            return Err(e);
         }
         tracing::debug!(
             routes = table.routes.len(),

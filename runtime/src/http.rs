@@ -89,6 +89,59 @@ pub fn bind_socket(path: &std::path::Path) -> std::io::Result<tokio::net::UnixLi
     Ok(listener)
 }
 
+/// Serves HTTP/1.1 on a local control socket until `shutdown`: each connection in its own
+/// task, its request heads within 10 s; `handle` answers every request.
+pub async fn serve_socket<H, F>(
+    listener: tokio::net::UnixListener,
+    handle: H,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) where
+    H: Fn(hyper::Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = hyper::Response<http_body_util::Full<bytes::Bytes>>>
+        + Send
+        + 'static,
+{
+    while let Some((stream, _)) = next_connection(|| listener.accept(), &mut shutdown).await {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let answer = handle(req);
+                async move { Ok::<_, std::convert::Infallible>(answer.await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "control connection ended");
+            }
+        });
+    }
+}
+
+/// `body` as a JSON answer with `status`.
+pub fn json_answer(
+    status: hyper::StatusCode,
+    body: &impl serde::Serialize,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(bytes)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// `{"error": text}` with `status`.
+pub fn json_error(
+    status: hyper::StatusCode,
+    text: impl Into<String>,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    json_answer(status, &ApiError { error: text.into() })
+}
+
 /// The next connection `accept` yields, or `None` once `shutdown` turns true. A failed accept
 /// (out of descriptors or the like) is logged and tried again after 100 ms instead of
 /// spinning.

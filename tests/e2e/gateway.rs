@@ -436,39 +436,20 @@ async fn peer_certificate(
 /// hostname, served through the gateway, and 404s as soon as the lease is closed.
 #[sqlx::test(migrations = false)]
 async fn a_lease_is_served_at_its_https_hostname_until_it_closes(pool: sqlx::PgPool) -> Result<()> {
-    use crate::keeper::{HELLO_BODY, WAIT, world};
-    use berth_bindings::LeaseStatus;
+    use crate::{
+        gated::Gated,
+        keeper::{HELLO_BODY, WAIT},
+    };
     use berth_e2e::{
-        keeper::{KeeperProcess, hello_manifest, wait_for},
+        keeper::{hello_manifest, wait_for},
         mined,
     };
 
-    let dir = scratch_dir("gateway-keeper")?;
-    let ca = TestCa::new(&dir)?;
-    let apps = ca.issue("apps", &["*.apps.test"])?;
-    let gw = GatewayProcess::start(&dir, "apps.test", &[apps], &[]).await?;
+    let g = Gated::start(&pool, "gateway-keeper", &[]).await?;
+    let (gw, w, keeper, ca) = (&g.gw, &g.w, &g.keeper, &g.ca);
     let port = gw.addr.port().to_string();
-    let admin = gw.admin.display().to_string();
-    let control = dir.join("keeper.sock").display().to_string();
-    let w = world(
-        &pool.connect_options(),
-        &[
-            ("BERTH_APPS_DOMAIN", "apps.test"),
-            ("BERTH_APPS_HTTPS_PORT", port.as_str()),
-            ("BERTH_GATEWAY_ADMIN_SOCKET", admin.as_str()),
-            ("BERTH_CONTROL_SOCKET", control.as_str()),
-            ("BERTH_SAMPLE_INTERVAL_MS", "500"),
-        ],
-    )
-    .await?;
-    let keeper = KeeperProcess::start(&w.setup).await?;
-    let manifest = hello_manifest();
-    let (lease, status) = w.lease_with(&manifest, &manifest).await?;
-    ensure!(status == 202, "upload answered {status}");
-    w.wait_status(lease, LeaseStatus::Active, &keeper).await?;
-
-    let tag = berth_protocol::routing::deployment_tag(w.chain.chain_id(), w.c.escrow);
-    let host = format!("web-{lease}-{tag}.apps.test");
+    let lease = g.lease(&hello_manifest()).await?;
+    let host = g.host("web", lease);
     let endpoint = w.endpoint(lease).await?;
     ensure!(
         endpoint == format!("https://{host}:{port}"),
@@ -546,8 +527,6 @@ async fn a_lease_is_served_at_its_https_hostname_until_it_closes(pool: sqlx::PgP
         "hostname 404 {} ms after closeLease was mined",
         gone_after.as_millis()
     );
-    drop(keeper);
-    let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 mod analyst_queries;
 mod cli;
+mod gated;
 mod gateway;
 mod hostile;
 mod indexer;
@@ -10,6 +11,7 @@ mod isolation;
 mod keeper;
 mod lease_lifecycle;
 mod metering;
+mod private;
 mod protocol;
 mod runway;
 mod scale;

@@ -7,13 +7,16 @@ use std::time::{Duration, Instant};
 
 use berth_bindings::LeaseStatus;
 use berth_e2e::{
-    gateway::{GatewayProcess, TestCa, get, scratch_dir, tls},
-    keeper::{KeeperProcess, hello_manifest, wait_for},
+    gateway::{get, tls},
+    keeper::{hello_manifest, wait_for},
 };
 use eyre::{Result, ensure};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::keeper::{HELLO_BODY, WAIT, world};
+use crate::{
+    gated::Gated,
+    keeper::{HELLO_BODY, WAIT},
+};
 
 /// The example manifest with an idle timeout of `timeout`.
 fn sleepy_manifest(timeout: &str) -> Vec<u8> {
@@ -46,11 +49,7 @@ async fn running(w: &crate::keeper::World, lease: alloy::primitives::U256) -> Re
 /// A keeper and a gateway wired for scale to zero, one active lease of the example app
 /// with a 5 s idle timeout, answering through the gateway.
 struct Sleepy {
-    dir: std::path::PathBuf,
-    ca: TestCa,
-    gw: GatewayProcess,
-    w: crate::keeper::World,
-    keeper: KeeperProcess,
+    g: Gated,
     lease: alloy::primitives::U256,
     host: String,
     config: std::sync::Arc<rustls::ClientConfig>,
@@ -58,47 +57,12 @@ struct Sleepy {
 
 impl Sleepy {
     async fn start(pool: &sqlx::PgPool, purpose: &str) -> Result<Self> {
-        let dir = scratch_dir(purpose)?;
-        let ca = TestCa::new(&dir)?;
-        let apps = ca.issue("apps", &["*.apps.test"])?;
-        let control = dir.join("keeper.sock").display().to_string();
-        let gw = GatewayProcess::start(
-            &dir,
-            "apps.test",
-            &[apps],
-            &[
-                ("BERTH_KEEPER_SOCKET", control.as_str()),
-                ("BERTH_WAKE_TIMEOUT_S", "20"),
-            ],
-        )
-        .await?;
-        let port = gw.addr.port().to_string();
-        let admin = gw.admin.display().to_string();
-        let w = world(
-            &pool.connect_options(),
-            &[
-                ("BERTH_APPS_DOMAIN", "apps.test"),
-                ("BERTH_APPS_HTTPS_PORT", port.as_str()),
-                ("BERTH_GATEWAY_ADMIN_SOCKET", admin.as_str()),
-                ("BERTH_CONTROL_SOCKET", control.as_str()),
-                ("BERTH_SAMPLE_INTERVAL_MS", "500"),
-            ],
-        )
-        .await?;
-        let keeper = KeeperProcess::start(&w.setup).await?;
-        let manifest = sleepy_manifest("5s");
-        let (lease, status) = w.lease_with(&manifest, &manifest).await?;
-        ensure!(status == 202, "upload answered {status}");
-        w.wait_status(lease, LeaseStatus::Active, &keeper).await?;
-        let tag = berth_protocol::routing::deployment_tag(w.chain.chain_id(), w.c.escrow);
-        let host = format!("web-{lease}-{tag}.apps.test");
-        let config = ca.client_config(&[b"h2", b"http/1.1"])?;
+        let g = Gated::start(pool, purpose, &[("BERTH_WAKE_TIMEOUT_S", "20")]).await?;
+        let lease = g.lease(&sleepy_manifest("5s")).await?;
+        let host = g.host("web", lease);
+        let config = g.ca.client_config(&[b"h2", b"http/1.1"])?;
         let s = Self {
-            dir,
-            ca,
-            gw,
-            w,
-            keeper,
+            g,
             lease,
             host,
             config,
@@ -113,16 +77,11 @@ impl Sleepy {
 
     /// `GET /` through the gateway.
     async fn get(&self) -> Result<berth_e2e::gateway::Answer> {
-        get(self.gw.addr, &self.host, "/", self.config.clone()).await
+        get(self.g.gw.addr, &self.host, "/", self.config.clone()).await
     }
 
-    /// Both services' logs, for failures.
     fn logs(&self) -> String {
-        format!(
-            "gateway:\n{}\nkeeper:\n{}",
-            self.gw.log_text(),
-            self.keeper.log_text()
-        )
+        self.g.logs()
     }
 
     /// Waits until the app is at zero.
@@ -130,7 +89,7 @@ impl Sleepy {
         wait_for(
             "the app to scale to zero",
             Duration::from_secs(30),
-            || async { Ok((running(&self.w, self.lease).await? == Some(false)).then_some(())) },
+            || async { Ok((running(&self.g.w, self.lease).await? == Some(false)).then_some(())) },
         )
         .await
         .map_err(|e| eyre::eyre!("{e}\n{}", self.logs()))
@@ -138,7 +97,8 @@ impl Sleepy {
 
     /// Wakes it counted in the keeper's log.
     fn wakes(&self) -> usize {
-        self.keeper
+        self.g
+            .keeper
             .log_text()
             .matches("woken for a request")
             .count()
@@ -153,8 +113,8 @@ async fn an_idle_app_scales_to_zero_and_one_wake_answers_every_request(
     let (host, config, lease) = (s.host.clone(), s.config.clone(), s.lease);
 
     // An open upgraded connection is open work: the app stays up past its idle timeout.
-    let h1 = s.ca.client_config(&[b"http/1.1"])?;
-    let mut stream = tls(s.gw.addr, &host, h1).await?;
+    let h1 = s.g.ca.client_config(&[b"http/1.1"])?;
+    let mut stream = tls(s.g.gw.addr, &host, h1).await?;
     stream
         .write_all(
             format!("GET /cgi-bin/stream HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
@@ -170,7 +130,7 @@ async fn an_idle_app_scales_to_zero_and_one_wake_answers_every_request(
     );
     tokio::time::sleep(Duration::from_secs(9)).await;
     ensure!(
-        running(&s.w, lease).await? == Some(true),
+        running(&s.g.w, lease).await? == Some(true),
         "the app slept with a connection open\n{}",
         s.logs()
     );
@@ -189,7 +149,7 @@ async fn an_idle_app_scales_to_zero_and_one_wake_answers_every_request(
         "scaled to zero {:.1} s after the last connection closed (idle timeout 5 s)",
         closed.elapsed().as_secs_f64()
     );
-    let routes = s.gw.routes().await?;
+    let routes = s.g.gw.routes().await?;
     ensure!(
         routes.routes.iter().all(|r| r.asleep.is_some()),
         "the route is not marked asleep: {routes:?}"
@@ -204,7 +164,7 @@ async fn an_idle_app_scales_to_zero_and_one_wake_answers_every_request(
         "samples taken at zero: {before} -> {after}"
     );
     ensure!(
-        s.w.status(lease).await? == LeaseStatus::Active,
+        s.g.w.status(lease).await? == LeaseStatus::Active,
         "the lease is still active"
     );
 
@@ -212,7 +172,7 @@ async fn an_idle_app_scales_to_zero_and_one_wake_answers_every_request(
     let started = Instant::now();
     let tasks: Vec<_> = (0..20)
         .map(|_| {
-            let (host, config, addr) = (host.clone(), config.clone(), s.gw.addr);
+            let (host, config, addr) = (host.clone(), config.clone(), s.g.gw.addr);
             tokio::spawn(async move { get(addr, &host, "/", config).await })
         })
         .collect();
@@ -255,8 +215,7 @@ async fn an_idle_app_scales_to_zero_and_one_wake_answers_every_request(
     let answer = s.get().await?;
     ensure!(answer.status == 200, "after a long idle: {}", answer.status);
     ensure!(s.wakes() == 2, "the second sleep was not woken once");
-    ensure!(s.gw.alive(), "the gateway died");
-    let _ = std::fs::remove_dir_all(&s.dir);
+    ensure!(s.g.gw.alive(), "the gateway died");
     Ok(())
 }
 
@@ -308,6 +267,5 @@ async fn bench_cold_start(pool: sqlx::PgPool) -> Result<()> {
         s.wakes()
     );
     ensure!(s.wakes() == wakes, "one wake per sleep");
-    let _ = std::fs::remove_dir_all(&s.dir);
     Ok(())
 }

@@ -284,6 +284,37 @@ pub async fn get(
             .send_request(hyper::Request::from_parts(parts, body))
             .await?
     };
+    read_answer(resp).await
+}
+
+/// One HTTP/1.1 request through the gateway at `addr` for `host`, with `headers` and `body`.
+pub async fn send(
+    addr: SocketAddr,
+    host: &str,
+    config: Arc<rustls::ClientConfig>,
+    method: hyper::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<Answer> {
+    let stream = tls(addr, host, config).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::from(body)))?)
+        .await?;
+    read_answer(resp).await
+}
+
+/// Reads `resp` whole (its body within 30 s).
+async fn read_answer(resp: hyper::Response<hyper::body::Incoming>) -> Result<Answer> {
     let status = resp.status().as_u16();
     let version = resp.version();
     let headers = resp.headers().clone();

@@ -67,6 +67,9 @@ struct ContainerSummary {
     /// Unix seconds of the container's last start.
     #[serde(default)]
     started_at: i64,
+    /// `running`, `exited`, `created`…
+    #[serde(default)]
+    state: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -377,17 +380,7 @@ impl PodmanEngine {
                 .iter()
                 .any(|p| p.name.starts_with(&format!("{name}-pod")))
         });
-        for pod in existing.iter().filter(|p| p.status != "Running") {
-            let path = format!("/pods/{}/start", url_encode(&pod.name));
-            let (status, body) = self.call(Method::POST, &path, None, self.timeout).await?;
-            if !status.is_success() && status != StatusCode::NOT_MODIFIED {
-                return Err(EngineError::Unavailable(format!(
-                    "starting pod {}: {status}: {}",
-                    pod.name,
-                    String::from_utf8_lossy(&body)
-                )));
-            }
-        }
+        self.start_stopped(&existing).await?;
         if missing.deployments.is_empty() {
             return Ok(());
         }
@@ -527,25 +520,73 @@ impl PodmanEngine {
             .await
     }
 
-    /// Stops one service's pods (scale to zero: SIGTERM, SIGKILL after 2 s, as an idle app
-    /// has nothing to finish); [`Self::start_service`] starts them again.
+    /// Scales one service to zero: stops its app containers (SIGTERM, SIGKILL after 2 s, as
+    /// an idle app has nothing to finish) and leaves each pod's infra container up, so its
+    /// network namespace and published port stay and the wake starts processes only (a whole
+    /// pod's stop and start tears its network down and sets it up again, slower, and podman
+    /// 4.3 can hang when the start's network setup meets the stop's late cleanup).
     pub async fn stop_service(&self, key: &LeaseKey, service: &str) -> Result<(), EngineError> {
-        let mut filters = Self::lease_filters(key);
-        filters.push(format!("{LABEL_SERVICE}={service}"));
-        self.stop_pods(filters, Duration::from_secs(2)).await
+        for c in self.service_containers(key, service).await? {
+            if c.state != "running" {
+                continue;
+            }
+            let path = format!("/containers/{}/stop?t=2", url_encode(&c.id));
+            let (status, body) = self
+                .call(
+                    Method::POST,
+                    &path,
+                    None,
+                    self.timeout + Duration::from_secs(2),
+                )
+                .await?;
+            if !status.is_success() && status != StatusCode::NOT_MODIFIED {
+                return Err(EngineError::Unavailable(format!(
+                    "stopping container {}: {status}: {}",
+                    c.id,
+                    String::from_utf8_lossy(&body).trim()
+                )));
+            }
+        }
+        Ok(())
     }
 
-    /// Starts one service's stopped pods.
+    /// Starts the stopped app containers of one service scaled to zero.
     pub async fn start_service(&self, key: &LeaseKey, service: &str) -> Result<(), EngineError> {
-        let mut filters = Self::lease_filters(key);
-        filters.push(format!("{LABEL_SERVICE}={service}"));
-        let pods = self.pods(&filters).await?;
-        if pods.is_empty() {
+        let containers = self.service_containers(key, service).await?;
+        if containers.is_empty() {
             return Err(EngineError::Refused(format!(
-                "service {service} of lease {} has no pod",
+                "service {service} of lease {} has no container",
                 key.lease_id
             )));
         }
+        for c in containers.iter().filter(|c| c.state != "running") {
+            let path = format!("/containers/{}/start", url_encode(&c.id));
+            let (status, body) = self.call(Method::POST, &path, None, self.timeout).await?;
+            if !status.is_success() && status != StatusCode::NOT_MODIFIED {
+                return Err(EngineError::Unavailable(format!(
+                    "starting container {}: {status}: {}",
+                    c.id,
+                    String::from_utf8_lossy(&body).trim()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The app containers of one service (infra containers carry no service label).
+    async fn service_containers(
+        &self,
+        key: &LeaseKey,
+        service: &str,
+    ) -> Result<Vec<ContainerSummary>, EngineError> {
+        let mut labels = Self::lease_filters(key);
+        labels.push(format!("{LABEL_SERVICE}={service}"));
+        self.containers(&serde_json::json!({ "label": labels }), true)
+            .await
+    }
+
+    /// Starts every pod of `pods` that does not run.
+    async fn start_stopped(&self, pods: &[PodSummary]) -> Result<(), EngineError> {
         for pod in pods.iter().filter(|p| p.status != "Running") {
             let path = format!("/pods/{}/start", url_encode(&pod.name));
             let (status, body) = self.call(Method::POST, &path, None, self.timeout).await?;

@@ -1,0 +1,365 @@
+//! Private apps with the real keeper, gateway and podman: without a session a browser gets the
+//! sign-in page and an API client a 401; the tenant signs in with Ethereum and gets a cookie
+//! the app never sees, while the app sees the address in `X-Berth-Address`; a contract wallet
+//! the manifest allows signs in through ERC-1271; a stranger is refused, and so are a
+//! replayed nonce, a message for another host or chain, an expired one, and one app's cookie
+//! on another.
+
+use alloy::{primitives::Address, signers::SignerSync, signers::local::PrivateKeySigner};
+use berth_bindings::testing::ContractWallet;
+use berth_e2e::{
+    gateway::{Answer, GatewayProcess, send},
+    keeper::wait_for,
+};
+use berth_protocol::{routing::signin, siwe::SiweMessage};
+use eyre::{Result, ensure};
+use hyper::Method;
+
+use crate::{
+    gated::Gated,
+    keeper::{TENANT, WAIT},
+};
+
+/// Two private services of the example app; `web` also admits `allowed`.
+fn private_manifest(allowed: Address) -> Vec<u8> {
+    format!(
+        "version: 1
+services:
+  web:
+    image: localhost/berth-hello:latest
+    ports: [{{port: 8080, expose: http}}]
+    resources: {{cpu: 250m, memory: 128Mi}}
+    private: true
+    allow: [\"{allowed}\"]
+  docs:
+    image: localhost/berth-hello:latest
+    ports: [{{port: 8080, expose: http}}]
+    resources: {{cpu: 250m, memory: 128Mi}}
+    private: true
+"
+    )
+    .into_bytes()
+}
+
+struct Site<'a> {
+    gw: &'a GatewayProcess,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    chain_id: u64,
+}
+
+impl Site<'_> {
+    async fn call(
+        &self,
+        host: &str,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Answer> {
+        send(
+            self.gw.addr,
+            host,
+            self.config.clone(),
+            method,
+            path,
+            headers,
+            body,
+        )
+        .await
+    }
+
+    async fn nonce(&self, host: &str) -> Result<String> {
+        let a = self
+            .call(host, Method::POST, signin::NONCE, &[], Vec::new())
+            .await?;
+        ensure!(a.status == 200, "nonce: {} {}", a.status, a.text());
+        let v: serde_json::Value = serde_json::from_slice(&a.body)?;
+        Ok(v["nonce"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// A message for `host` by `address`, valid for an hour from now.
+    fn message(&self, host: &str, address: Address, nonce: &str) -> SiweMessage {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        SiweMessage {
+            domain: format!("{host}:{}", self.gw.addr.port()),
+            address,
+            statement: Some(format!("Sign in to {host}.")),
+            uri: format!("https://{host}:{}/", self.gw.addr.port()),
+            version: "1".into(),
+            chain_id: self.chain_id,
+            nonce: nonce.into(),
+            issued_at: now,
+            expiration_time: Some(now + 3600),
+            not_before: None,
+            request_id: None,
+            resources: Vec::new(),
+        }
+    }
+
+    /// Posts `message` signed by `key` to the verify endpoint.
+    async fn verify(
+        &self,
+        host: &str,
+        message: &SiweMessage,
+        key: &PrivateKeySigner,
+    ) -> Result<Answer> {
+        let text = message.to_text();
+        let signature = key.sign_message_sync(text.as_bytes())?;
+        let body = serde_json::json!({
+            "message": text,
+            "signature": format!("0x{}", alloy::hex::encode(signature.as_bytes())),
+        });
+        self.call(
+            host,
+            Method::POST,
+            signin::VERIFY,
+            &[("content-type", "application/json")],
+            serde_json::to_vec(&body)?,
+        )
+        .await
+    }
+
+    /// Signs in as `key` (for `address`, itself when None) and returns the cookie pair.
+    async fn sign_in(
+        &self,
+        host: &str,
+        key: &PrivateKeySigner,
+        address: Option<Address>,
+    ) -> Result<String> {
+        let nonce = self.nonce(host).await?;
+        let m = self.message(host, address.unwrap_or(key.address()), &nonce);
+        let a = self.verify(host, &m, key).await?;
+        ensure!(a.status == 200, "sign-in: {} {}", a.status, a.text());
+        let set = a
+            .headers
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        for attr in [
+            "__Host-berth-session=",
+            "Path=/",
+            "Secure",
+            "HttpOnly",
+            "SameSite=Lax",
+        ] {
+            ensure!(set.contains(attr), "cookie without {attr}: {set}");
+        }
+        ensure!(
+            !set.contains("Domain="),
+            "a __Host- cookie names no domain: {set}"
+        );
+        Ok(set.split(';').next().unwrap_or_default().to_owned())
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn private_apps_answer_only_to_signed_in_wallets_they_admit(
+    pool: sqlx::PgPool,
+) -> Result<()> {
+    let g = Gated::start(&pool, "private-apps", &[]).await?;
+    let (gw, w, ca) = (&g.gw, &g.w, &g.ca);
+    // A contract wallet owned by a key that is not the tenant, allowed by the manifest.
+    let owner_key = w.chain.signer(7)?;
+    let deployer = w.chain.wallet(TENANT)?;
+    let wallet = ContractWallet::deploy(&deployer, owner_key.address()).await?;
+    let contract: Address = *wallet.address();
+    let manifest = private_manifest(contract);
+    let lease = g.lease(&manifest).await?;
+    let (web, docs) = (g.host("web", lease), g.host("docs", lease));
+    let site = Site {
+        gw,
+        config: ca.client_config(&[b"http/1.1"])?,
+        chain_id: w.chain.chain_id(),
+    };
+
+    // No session: an API client gets 401, a browser the sign-in page (also a 401).
+    let api = wait_for("the private app's route", WAIT, || async {
+        let a = site.call(&web, Method::GET, "/", &[], Vec::new()).await?;
+        Ok((a.status != 404).then_some(a))
+    })
+    .await
+    .map_err(|e| eyre::eyre!("{e}\n{}", g.logs()))?;
+    ensure!(
+        api.status == 401,
+        "no cookie: {} {}",
+        api.status,
+        api.text()
+    );
+    ensure!(
+        api.headers.contains_key("www-authenticate"),
+        "no WWW-Authenticate"
+    );
+    let page = site
+        .call(
+            &web,
+            Method::GET,
+            "/",
+            &[("accept", "text/html,*/*")],
+            Vec::new(),
+        )
+        .await?;
+    ensure!(
+        page.status == 401
+            && page.text().contains("Sign in with Ethereum")
+            && page.text().contains(&w.chain.chain_id().to_string()),
+        "the sign-in page: {} {}",
+        page.status,
+        page.text()
+    );
+
+    // The tenant signs in: the app answers, sees the address, never the session cookie.
+    let tenant = w.chain.signer(TENANT)?;
+    let cookie = site.sign_in(&web, &tenant, None).await?;
+    let cookies = format!("theme=dark; {cookie}");
+    let who = site
+        .call(
+            &web,
+            Method::GET,
+            "/cgi-bin/whoami",
+            &[
+                ("cookie", cookies.as_str()),
+                ("x-berth-address", "0xforged"),
+            ],
+            Vec::new(),
+        )
+        .await?;
+    ensure!(
+        who.status == 200,
+        "signed in: {} {}",
+        who.status,
+        who.text()
+    );
+    let text = who.text();
+    ensure!(
+        text.contains(&format!("address: {}", tenant.address().to_checksum(None))),
+        "the app saw: {text}"
+    );
+    ensure!(
+        text.contains("cookies: theme=dark\n"),
+        "the session cookie reached the app: {text}"
+    );
+
+    // One app's cookie on another app of the same lease: refused.
+    let other = site
+        .call(
+            &docs,
+            Method::GET,
+            "/",
+            &[("cookie", cookie.as_str())],
+            Vec::new(),
+        )
+        .await?;
+    ensure!(
+        other.status == 401,
+        "app A's cookie on app B: {}",
+        other.status
+    );
+
+    // A stranger's valid signature: 403. The nonce it used is gone: a replay is a 401.
+    let stranger = PrivateKeySigner::random();
+    let nonce = site.nonce(&web).await?;
+    let m = site.message(&web, stranger.address(), &nonce);
+    let a = site.verify(&web, &m, &stranger).await?;
+    ensure!(a.status == 403, "a stranger: {} {}", a.status, a.text());
+    let nonce = site.nonce(&web).await?;
+    let m = site.message(&web, tenant.address(), &nonce);
+    ensure!(
+        site.verify(&web, &m, &tenant).await?.status == 200,
+        "first use"
+    );
+    let replay = site.verify(&web, &m, &tenant).await?;
+    ensure!(
+        replay.status == 401 && replay.text().contains("nonce"),
+        "replayed nonce: {} {}",
+        replay.status,
+        replay.text()
+    );
+
+    // Wrong host, wrong chain, expired, a nonce issued for another app: 401 each.
+    for (what, edit, on) in [
+        (
+            "another host",
+            Box::new(|m: &mut SiweMessage| m.domain = "evil.test".into())
+                as Box<dyn Fn(&mut SiweMessage)>,
+            web.as_str(),
+        ),
+        (
+            "another chain",
+            Box::new(|m: &mut SiweMessage| m.chain_id += 1),
+            web.as_str(),
+        ),
+        (
+            "expired",
+            Box::new(|m: &mut SiweMessage| {
+                m.issued_at -= 7200;
+                m.expiration_time = Some(m.issued_at + 60);
+            }),
+            web.as_str(),
+        ),
+    ] {
+        let nonce = site.nonce(on).await?;
+        let mut m = site.message(on, tenant.address(), &nonce);
+        edit(&mut m);
+        let a = site.verify(on, &m, &tenant).await?;
+        ensure!(a.status == 401, "{what}: {} {}", a.status, a.text());
+        eprintln!("refused ({what}): {}", a.text());
+    }
+    let docs_nonce = site.nonce(&docs).await?;
+    let m = site.message(&web, tenant.address(), &docs_nonce);
+    ensure!(
+        site.verify(&web, &m, &tenant).await?.status == 401,
+        "a nonce of another app"
+    );
+
+    // The contract wallet the manifest allows signs in with its owner's key (ERC-1271).
+    let cookie = site.sign_in(&web, &owner_key, Some(contract)).await?;
+    let who = site
+        .call(
+            &web,
+            Method::GET,
+            "/cgi-bin/whoami",
+            &[("cookie", cookie.as_str())],
+            Vec::new(),
+        )
+        .await?;
+    ensure!(
+        who.text()
+            .contains(&format!("address: {}", contract.to_checksum(None))),
+        "the contract wallet's session: {}",
+        who.text()
+    );
+    // Its owner key alone is not admitted.
+    let nonce = site.nonce(&web).await?;
+    let m = site.message(&web, owner_key.address(), &nonce);
+    ensure!(
+        site.verify(&web, &m, &owner_key).await?.status == 403,
+        "the owner key itself"
+    );
+    // docs does not allow the contract wallet.
+    let nonce = site.nonce(&docs).await?;
+    let m = site.message(&docs, contract, &nonce);
+    ensure!(
+        site.verify(&docs, &m, &owner_key).await?.status == 403,
+        "docs admits only the tenant"
+    );
+
+    // The session ends with the lease.
+    berth_e2e::mined(w.escrow()?.closeLease(lease), "closeLease").await?;
+    wait_for("the hostname to go", WAIT, || async {
+        let a = site
+            .call(
+                &web,
+                Method::GET,
+                "/",
+                &[("cookie", cookie.as_str())],
+                Vec::new(),
+            )
+            .await?;
+        Ok((a.status == 404).then_some(()))
+    })
+    .await?;
+    Ok(())
+}
