@@ -9,7 +9,9 @@ use std::{
 
 use berth_runtime::{
     LogFormat,
-    config::{ConfigError, ServiceConfig, Url, comma_list, millis, require_scheme, seconds},
+    config::{
+        ConfigError, ServiceConfig, Url, comma_list, millis, optional, require_scheme, seconds,
+    },
 };
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +76,14 @@ pub struct Config {
     /// zero (`keeper_socket` in the gateway's config); used with `apps_domain`.
     #[serde(default = "defaults::control_socket")]
     pub control_socket: PathBuf,
+    /// The DNS server custom domains' proofs are looked up at, `host:port`; empty: the
+    /// system's resolvers (`/etc/resolv.conf`).
+    #[serde(default, deserialize_with = "optional")]
+    pub dns_server: Option<SocketAddr>,
+    /// How long a custom domain's proof (or its absence) is trusted before it is looked up
+    /// again; a record that goes away takes the route within this time.
+    #[serde(default = "defaults::domain_recheck_s", deserialize_with = "seconds")]
+    pub domain_recheck_s: Duration,
     /// The address the gateway reaches published HTTP ports on; with `apps_domain` set,
     /// podman publishes HTTP ports on this address only, so no app is reachable around the
     /// gateway (TCP ports stay on every address).
@@ -270,6 +280,9 @@ mod defaults {
     }
     pub fn gateway_admin_socket() -> PathBuf {
         "/run/berth/gateway.sock".into()
+    }
+    pub fn domain_recheck_s() -> Duration {
+        Duration::from_secs(300)
     }
     pub fn control_socket() -> PathBuf {
         "/run/berth/keeper.sock".into()

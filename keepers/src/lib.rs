@@ -5,6 +5,7 @@
 pub mod chain;
 pub mod config;
 pub mod control;
+pub mod domains;
 pub mod engine;
 pub mod gateway;
 pub mod intake;

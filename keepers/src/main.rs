@@ -102,6 +102,8 @@ async fn main() -> Result<()> {
             https_port: cfg.apps_https_port,
             admin_socket: cfg.gateway_admin_socket.clone(),
             upstream_host: cfg.route_upstream_host.to_string(),
+            dns_server: cfg.dns_server,
+            domain_recheck: cfg.domain_recheck_s,
         }),
     };
     let reconciler = Reconciler::new(

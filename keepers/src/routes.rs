@@ -82,6 +82,8 @@ pub struct Publisher {
     idle: HashMap<(U256, u32), std::collections::BTreeMap<String, u64>>,
     /// Private services and the addresses they allow besides the tenant, likewise.
     private: HashMap<(U256, u32), std::collections::BTreeMap<String, Vec<Address>>>,
+    /// Custom domains by service, likewise.
+    domains: HashMap<(U256, u32), Vec<(String, String)>>,
     /// The deployment's chain (Sign-In messages name it).
     chain_id: u64,
     pushed: Option<(RouteTable, Instant)>,
@@ -97,6 +99,7 @@ impl Publisher {
             names: HashMap::new(),
             idle: HashMap::new(),
             private: HashMap::new(),
+            domains: HashMap::new(),
             chain_id,
             pushed: None,
         }
@@ -129,6 +132,36 @@ impl Publisher {
             .map(|(name, s)| (name.clone(), s.allowed()))
             .collect();
         self.private.insert((lease, version), private);
+        let domains = manifest
+            .services
+            .iter()
+            .flat_map(|(name, s)| s.domains.iter().map(move |d| (name.clone(), d.clone())))
+            .collect();
+        self.domains.insert((lease, version), domains);
+    }
+
+    /// The custom domains `served` leases name (those under the apps domain are ignored: the
+    /// provider's names are not a tenant's to take).
+    pub fn claims<'a>(
+        &self,
+        served: impl Iterator<Item = (U256, u32, Address)> + 'a,
+    ) -> Vec<crate::domains::Claim> {
+        let apps = format!(".{}", self.apps.domain);
+        let mut out = Vec::new();
+        for (lease, version, tenant) in served {
+            for (service, domain) in self.domains.get(&(lease, version)).into_iter().flatten() {
+                if domain == &self.apps.domain || domain.ends_with(&apps) {
+                    continue;
+                }
+                out.push(crate::domains::Claim {
+                    domain: domain.clone(),
+                    lease,
+                    service: service.clone(),
+                    tenant,
+                });
+            }
+        }
+        out
     }
 
     /// Idle timeouts in ms of a lease's services that scale to zero (empty: none does, or
@@ -147,6 +180,7 @@ impl Publisher {
         self.names.retain(|(lease, _), _| live(*lease));
         self.idle.retain(|(lease, _), _| live(*lease));
         self.private.retain(|(lease, _), _| live(*lease));
+        self.domains.retain(|(lease, _), _| live(*lease));
     }
 
     /// Open work and idle time per app, as the gateway counts them.
@@ -189,10 +223,12 @@ impl Publisher {
     }
 
     /// The table for `served` (lease, manifest version, tenant, its running workload): each
-    /// known hostname whose port the workload publishes.
+    /// known hostname whose port the workload publishes, and each proven custom domain of
+    /// `domains` (domain → lease and service) on its service's first HTTP port.
     pub fn table<'a>(
         &self,
         served: impl Iterator<Item = (U256, u32, Address, &'a Workload)>,
+        domains: &std::collections::BTreeMap<String, (U256, String)>,
     ) -> RouteTable {
         let mut routes = Vec::new();
         for (lease, version, tenant, workload) in served {
@@ -217,6 +253,25 @@ impl Publisher {
                 }
             }
         }
+        let mut custom = Vec::new();
+        for (domain, (lease, service)) in domains {
+            // The service's first HTTP port is its short name's route.
+            let Some(route) = routes.iter().find(|r| {
+                r.lease == *lease
+                    && r.service == *service
+                    && r.host.starts_with(&format!("{service}-{lease}-"))
+            }) else {
+                continue;
+            };
+            if routes.iter().any(|r| r.host == *domain) {
+                continue;
+            }
+            custom.push(Route {
+                host: domain.clone(),
+                ..route.clone()
+            });
+        }
+        routes.extend(custom);
         routes.sort_by(|a, b| a.host.cmp(&b.host));
         RouteTable { routes }
     }
@@ -276,7 +331,7 @@ mod tests {
             (U256::from(1), 2, tenant, &running), // a version whose names are not known yet
             (U256::from(2), 1, tenant, &starting),
         ];
-        let table = publisher.table(served.into_iter());
+        let table = publisher.table(served.into_iter(), &Default::default());
         assert_eq!(
             table.routes,
             vec![Route {

@@ -1,6 +1,7 @@
 //! A world whose keeper routes its leases' web services through a real `berth-gateway`: a
-//! test CA's `*.apps.test` certificate, the keeper's control socket wired both ways (wakes,
-//! ERC-1271), samples every 500 ms.
+//! test CA's certificate for `*.apps.test` and `*.custom.test` (the custom domains of the
+//! tests), the keeper's control socket wired both ways (wakes, ERC-1271), samples every
+//! 500 ms.
 
 use std::path::PathBuf;
 
@@ -30,26 +31,34 @@ impl Gated {
         purpose: &str,
         gateway_env: &[(&str, &str)],
     ) -> Result<Self> {
+        Self::start_with(pool, purpose, gateway_env, &[]).await
+    }
+
+    /// As [`Self::start`], with `keeper_env` besides the essentials.
+    pub(crate) async fn start_with(
+        pool: &sqlx::PgPool,
+        purpose: &str,
+        gateway_env: &[(&str, &str)],
+        keeper_env: &[(&str, &str)],
+    ) -> Result<Self> {
         let dir = scratch_dir(purpose)?;
         let ca = TestCa::new(&dir)?;
-        let apps = ca.issue("apps", &["*.apps.test"])?;
+        let apps = ca.issue("apps", &["*.apps.test", "*.custom.test"])?;
         let control = dir.join("keeper.sock").display().to_string();
         let mut env = vec![("BERTH_KEEPER_SOCKET", control.as_str())];
         env.extend_from_slice(gateway_env);
         let gw = GatewayProcess::start(&dir, "apps.test", &[apps], &env).await?;
         let port = gw.addr.port().to_string();
         let admin = gw.admin.display().to_string();
-        let w = world(
-            &pool.connect_options(),
-            &[
-                ("BERTH_APPS_DOMAIN", "apps.test"),
-                ("BERTH_APPS_HTTPS_PORT", port.as_str()),
-                ("BERTH_GATEWAY_ADMIN_SOCKET", admin.as_str()),
-                ("BERTH_CONTROL_SOCKET", control.as_str()),
-                ("BERTH_SAMPLE_INTERVAL_MS", "500"),
-            ],
-        )
-        .await?;
+        let mut env = vec![
+            ("BERTH_APPS_DOMAIN", "apps.test"),
+            ("BERTH_APPS_HTTPS_PORT", port.as_str()),
+            ("BERTH_GATEWAY_ADMIN_SOCKET", admin.as_str()),
+            ("BERTH_CONTROL_SOCKET", control.as_str()),
+            ("BERTH_SAMPLE_INTERVAL_MS", "500"),
+        ];
+        env.extend_from_slice(keeper_env);
+        let w = world(&pool.connect_options(), &env).await?;
         let keeper = KeeperProcess::start(&w.setup).await?;
         Ok(Self {
             dir,

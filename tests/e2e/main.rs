@@ -2,6 +2,7 @@
 
 mod analyst_queries;
 mod cli;
+mod domains;
 mod gated;
 mod gateway;
 mod hostile;

@@ -84,15 +84,28 @@ impl Sleepy {
         self.g.logs()
     }
 
-    /// Waits until the app is at zero.
+    /// Waits until the app is at zero: stopped, and the keeper done with the stop.
     async fn asleep(&self) -> Result<()> {
+        let before = self.sleeps();
         wait_for(
             "the app to scale to zero",
             Duration::from_secs(30),
-            || async { Ok((running(&self.g.w, self.lease).await? == Some(false)).then_some(())) },
+            || async {
+                let stopped = running(&self.g.w, self.lease).await? == Some(false);
+                Ok((stopped && self.sleeps() > before).then_some(()))
+            },
         )
         .await
         .map_err(|e| eyre::eyre!("{e}\n{}", self.logs()))
+    }
+
+    /// Sleeps counted in the keeper's log.
+    fn sleeps(&self) -> usize {
+        self.g
+            .keeper
+            .log_text()
+            .matches("idle: scaled to zero")
+            .count()
     }
 
     /// Wakes it counted in the keeper's log.
@@ -232,6 +245,8 @@ async fn bench_cold_start(pool: sqlx::PgPool) -> Result<()> {
     let (mut client, mut held) = (Vec::new(), Vec::new());
     for i in 0..wakes {
         s.asleep().await?;
+        // From zero: past the second the keeper leaves podman to finish a stop.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         let started = Instant::now();
         let answer = s.get().await?;
         let took = started.elapsed().as_secs_f64() * 1000.0;

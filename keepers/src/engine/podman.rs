@@ -67,9 +67,6 @@ struct ContainerSummary {
     /// Unix seconds of the container's last start.
     #[serde(default)]
     started_at: i64,
-    /// `running`, `exited`, `created`…
-    #[serde(default)]
-    state: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -520,69 +517,28 @@ impl PodmanEngine {
             .await
     }
 
-    /// Scales one service to zero: stops its app containers (SIGTERM, SIGKILL after 2 s, as
-    /// an idle app has nothing to finish) and leaves each pod's infra container up, so its
-    /// network namespace and published port stay and the wake starts processes only (a whole
-    /// pod's stop and start tears its network down and sets it up again, slower, and podman
-    /// 4.3 can hang when the start's network setup meets the stop's late cleanup).
+    /// Scales one service to zero: stops its pods (SIGTERM, SIGKILL after 2 s, as an idle
+    /// app has nothing to finish). Its pods go whole: `kube play` pods stop their infra
+    /// container when the last app container exits anyway (exit policy `stop`).
+    /// [`Self::start_service`] starts them again.
     pub async fn stop_service(&self, key: &LeaseKey, service: &str) -> Result<(), EngineError> {
-        for c in self.service_containers(key, service).await? {
-            if c.state != "running" {
-                continue;
-            }
-            let path = format!("/containers/{}/stop?t=2", url_encode(&c.id));
-            let (status, body) = self
-                .call(
-                    Method::POST,
-                    &path,
-                    None,
-                    self.timeout + Duration::from_secs(2),
-                )
-                .await?;
-            if !status.is_success() && status != StatusCode::NOT_MODIFIED {
-                return Err(EngineError::Unavailable(format!(
-                    "stopping container {}: {status}: {}",
-                    c.id,
-                    String::from_utf8_lossy(&body).trim()
-                )));
-            }
-        }
-        Ok(())
+        let mut filters = Self::lease_filters(key);
+        filters.push(format!("{LABEL_SERVICE}={service}"));
+        self.stop_pods(filters, Duration::from_secs(2)).await
     }
 
-    /// Starts the stopped app containers of one service scaled to zero.
+    /// Starts one service's stopped pods.
     pub async fn start_service(&self, key: &LeaseKey, service: &str) -> Result<(), EngineError> {
-        let containers = self.service_containers(key, service).await?;
-        if containers.is_empty() {
+        let mut filters = Self::lease_filters(key);
+        filters.push(format!("{LABEL_SERVICE}={service}"));
+        let pods = self.pods(&filters).await?;
+        if pods.is_empty() {
             return Err(EngineError::Refused(format!(
-                "service {service} of lease {} has no container",
+                "service {service} of lease {} has no pod",
                 key.lease_id
             )));
         }
-        for c in containers.iter().filter(|c| c.state != "running") {
-            let path = format!("/containers/{}/start", url_encode(&c.id));
-            let (status, body) = self.call(Method::POST, &path, None, self.timeout).await?;
-            if !status.is_success() && status != StatusCode::NOT_MODIFIED {
-                return Err(EngineError::Unavailable(format!(
-                    "starting container {}: {status}: {}",
-                    c.id,
-                    String::from_utf8_lossy(&body).trim()
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// The app containers of one service (infra containers carry no service label).
-    async fn service_containers(
-        &self,
-        key: &LeaseKey,
-        service: &str,
-    ) -> Result<Vec<ContainerSummary>, EngineError> {
-        let mut labels = Self::lease_filters(key);
-        labels.push(format!("{LABEL_SERVICE}={service}"));
-        self.containers(&serde_json::json!({ "label": labels }), true)
-            .await
+        self.start_stopped(&pods).await
     }
 
     /// Starts every pod of `pods` that does not run.

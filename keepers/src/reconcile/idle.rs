@@ -14,6 +14,9 @@ use berth_protocol::routing::GatewayActivity;
 use super::{Reconciler, decide::Action, observe::Snapshot};
 use crate::{control::AppLocks, engine::Engine, render::LeaseKey, store::Sleep};
 
+/// How long a wake waits after a stop of the same app (see [`stop_one`]).
+const SETTLE_AFTER_STOP: Duration = Duration::from_secs(1);
+
 /// A running service of an active lease that scales to zero after `timeout_ms` idle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
@@ -182,6 +185,10 @@ async fn stop_one(
     match engine.stop_service(&key, &sleep.service).await {
         Ok(()) => {
             tracing::info!(lease = %sleep.lease, service = %sleep.service, "idle: scaled to zero");
+            // podman finishes a stop in the background (its cleanup process tears the pod's
+            // network down); a start meeting that cleanup can hang podman 4.3 for seconds.
+            // The lock is held a moment longer, so a wake right after a stop waits for it.
+            tokio::time::sleep(SETTLE_AFTER_STOP).await;
             true
         }
         Err(e) => {

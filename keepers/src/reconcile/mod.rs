@@ -96,6 +96,10 @@ pub struct GatewaySettings {
     pub admin_socket: std::path::PathBuf,
     /// The host the gateway reaches published ports on.
     pub upstream_host: String,
+    /// Where custom domains' proofs are looked up (None: the system's resolvers).
+    pub dns_server: Option<std::net::SocketAddr>,
+    /// How long a proof's answer is trusted.
+    pub domain_recheck: Duration,
 }
 
 /// Why a pass stopped early; the loop retries with backoff, and nothing is torn down.
@@ -174,6 +178,8 @@ pub struct Reconciler {
     routes: Option<Publisher>,
     /// Serializes each app's scale-to-zero stop with its wake ([`crate::control`]).
     app_locks: AppLocks,
+    /// Custom domains' DNS proofs, when a gateway serves HTTP ports.
+    domains: Option<crate::domains::Domains>,
 }
 
 impl Reconciler {
@@ -190,6 +196,13 @@ impl Reconciler {
         let escrow = chain.settings().await?;
         let settings_report_interval = settings.report_interval;
         let settings_gateway = settings.gateway.clone();
+        let domains = settings.gateway.as_ref().and_then(|g| {
+            crate::domains::Domains::new(chain_id, g.dns_server, g.domain_recheck)
+                .inspect_err(|e| {
+                    tracing::error!(error = %e, "no DNS resolver: custom domains are not routed")
+                })
+                .ok()
+        });
         let escrow_address = chain.escrow();
         let http = reqwest::Client::builder()
             .timeout(settings.download_timeout)
@@ -224,6 +237,7 @@ impl Reconciler {
                 Publisher::new(apps, g.admin_socket, g.upstream_host, chain_id)
             }),
             app_locks: AppLocks::default(),
+            domains,
         })
     }
 
@@ -395,10 +409,20 @@ impl Reconciler {
         let Some(publisher) = self.routes.as_mut() else {
             return;
         };
+        let claims = publisher.claims(
+            served
+                .iter()
+                .map(|(id, v)| (*id, *v, snap.views[id].tenant)),
+        );
+        let domains = match self.domains.as_mut() {
+            Some(d) if !claims.is_empty() => d.holders(&claims).await,
+            _ => Default::default(),
+        };
         let table = publisher.table(
             served
                 .iter()
                 .map(|(id, v)| (*id, *v, snap.views[id].tenant, &snap.workloads[id])),
+            &domains,
         );
         if let Err(e) = publisher.publish(table).await {
             self.metrics.lease_error("routes");

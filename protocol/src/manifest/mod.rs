@@ -31,6 +31,8 @@ pub const MAX_SERVICES: usize = 16;
 pub const MAX_REPLICAS: u32 = 16;
 /// The shortest idle timeout a service may ask for, in seconds.
 pub const MIN_IDLE_TIMEOUT_S: u64 = 5;
+/// Most custom domains of one service.
+pub const MAX_DOMAINS: usize = 4;
 /// Most addresses a private service may allow besides its tenant.
 pub const MAX_ALLOWED: usize = 32;
 /// The longest idle timeout, in seconds (a week).
@@ -93,6 +95,10 @@ pub struct Service {
     /// Addresses besides the tenant's that may sign in to a private service.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// The tenant's own hostnames for the service's first HTTP port, routed once DNS proves
+    /// the tenant holds them (a TXT record at `_berth.<domain>`).
+    #[serde(default)]
+    pub domains: Vec<String>,
 }
 
 fn one() -> u32 {
@@ -324,7 +330,7 @@ impl Service {
                 ));
             }
         }
-        self.validate_access(at)?;
+        self.validate_gateway(at)?;
         let mut names = std::collections::BTreeSet::new();
         for (i, v) in self.volumes.iter().enumerate() {
             if !is_dns_label(&v.name, 40) || !names.insert(&v.name) {
@@ -343,7 +349,7 @@ impl Service {
         Ok(())
     }
 
-    fn validate_access(&self, at: &str) -> Result<(), SchemaError> {
+    fn validate_gateway(&self, at: &str) -> Result<(), SchemaError> {
         if !self.allow.is_empty() && !self.private {
             return Err(field(
                 format!("{at}.allow"),
@@ -366,6 +372,29 @@ impl Service {
                     "not an address (0x and 40 hex digits)",
                 ));
             }
+        }
+        if self.domains.len() > MAX_DOMAINS {
+            return Err(field(
+                format!("{at}.domains"),
+                format!("at most {MAX_DOMAINS} domains"),
+            ));
+        }
+        for (i, d) in self.domains.iter().enumerate() {
+            let ok = crate::routing::normalize_host(d).as_deref() == Some(d.as_str())
+                && d.contains('.')
+                && !d.contains(':');
+            if !ok {
+                return Err(field(
+                    format!("{at}.domains[{i}]"),
+                    "a lower-case hostname with at least two labels (e.g. shop.example.org)",
+                ));
+            }
+        }
+        if !self.domains.is_empty() && !self.ports.iter().any(|p| p.expose == Expose::Http) {
+            return Err(field(
+                format!("{at}.domains"),
+                "only a service with an `expose: http` port can have domains",
+            ));
         }
         if self.private && !self.ports.iter().any(|p| p.expose == Expose::Http) {
             return Err(field(
@@ -594,6 +623,26 @@ mod tests {
             (
                 "    private: true\n",
                 "`services.web.private`",
+                "expose: http",
+            ),
+        ] {
+            let e = err(&svc(extra));
+            assert!(e.contains(at) && e.contains(says), "{e}");
+        }
+        for (extra, at, says) in [
+            (
+                "    ports: [{port: 80, expose: http}]\n    domains: [\"Shop.Test\"]\n",
+                "`services.web.domains[0]`",
+                "lower-case hostname",
+            ),
+            (
+                "    ports: [{port: 80, expose: http}]\n    domains: [\"localhost\"]\n",
+                "`services.web.domains[0]`",
+                "two labels",
+            ),
+            (
+                "    domains: [\"shop.test\"]\n",
+                "`services.web.domains`",
                 "expose: http",
             ),
         ] {
