@@ -53,24 +53,10 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
-/// A unix time as `YYYY-MM-DD HH:MM:SS UTC` (the civil-from-days algorithm, no time zone data).
+/// A unix time as `YYYY-MM-DD HH:MM:SS UTC` (no time zone data needed).
 pub fn utc(unix: u64) -> String {
-    let (days, secs) = (unix / 86_400, unix % 86_400);
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    let t = berth_protocol::siwe::to_rfc3339(unix);
+    format!("{} UTC", t.trim_end_matches('Z').replacen('T', " ", 1))
 }
 
 #[cfg(test)]
