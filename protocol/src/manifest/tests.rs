@@ -1,0 +1,183 @@
+//! The manifest parser's tests: valid manifests, and each rule with the field it names.
+
+use super::*;
+
+const HELLO: &str = include_str!("../../../examples/hello/manifest.yaml");
+
+fn err(text: &str) -> String {
+    Manifest::parse(text.as_bytes())
+        .expect_err("must not parse")
+        .to_string()
+}
+
+#[test]
+fn the_example_manifest_parses() {
+    let m = Manifest::parse(HELLO.as_bytes()).expect("example parses");
+    let web = &m.services["web"];
+    assert_eq!(web.ports[0].expose, Expose::Http);
+    assert_eq!(
+        m.totals(),
+        Totals {
+            cpu_millis: 500,
+            memory_mib: 256,
+            storage_gib: 0
+        }
+    );
+}
+
+#[test]
+fn totals_multiply_replicas() {
+    let m = Manifest::parse(
+        b"version: 1\nservices:\n  a:\n    image: x\n    replicas: 3\n    resources: {cpu: '0.5', memory: 100M, storage: 1Gi}\n",
+    )
+    .expect("parses");
+    assert_eq!(
+        m.totals(),
+        Totals {
+            cpu_millis: 1500,
+            memory_mib: 3 * 96,
+            storage_gib: 3
+        }
+    );
+}
+
+#[test]
+fn an_alias_bomb_is_refused_before_it_expands() {
+    // 9^7 copies of a 1,000-byte string: 4.7 GB once expanded, 1 KiB as text.
+    let mut text = String::from("x0: &a0 \"");
+    text.push_str(&"z".repeat(1000));
+    text.push_str("\"\n");
+    for i in 1..=7 {
+        text.push_str(&format!(
+            "x{i}: &a{i} [{}]\n",
+            vec![format!("*a{}", i - 1); 9].join(",")
+        ));
+    }
+    text.push_str("version: 1\nservices:\n  web:\n    image: x\n    args: *a7\n    resources: {cpu: 1, memory: 1Mi}\n");
+    let started = std::time::Instant::now();
+    let e = err(&text);
+    assert!(e.contains("anchors and aliases are not allowed"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_millis(200));
+}
+
+#[test]
+fn a_nul_byte_in_any_string_is_refused_and_never_echoed() {
+    let svc = |extra: &str| {
+        format!(
+            "version: 1\nservices:\n  web:\n    image: x\n    resources: {{cpu: 1, memory: 1Mi}}\n{extra}"
+        )
+    };
+    for (extra, field) in [
+        ("    env: {\"A\\0B\": v}\n", "`services.web.env.A\\0B`"),
+        ("    env: {A: \"v\\0\"}\n", "`services.web.env.A`"),
+        ("    args: [\"ok\", \"a\\0b\"]\n", "`services.web.args[1]`"),
+        ("    command: [\"\\0\"]\n", "`services.web.command[0]`"),
+    ] {
+        let e = err(&svc(extra));
+        assert!(e.contains(field), "{extra}: {e}");
+        assert!(!e.contains('\0'), "the message carries no NUL: {e:?}");
+    }
+    let image = "version: 1\nservices:\n  web:\n    image: \"x\\0\"\n    resources: {cpu: 1, memory: 1Mi}\n";
+    assert!(err(image).contains("`services.web.image`"));
+    let name = "version: 1\nservices:\n  \"w\\0\": {image: x, resources: {cpu: 1, memory: 1Mi}}\n";
+    assert!(!err(name).contains('\0'));
+}
+
+#[test]
+fn errors_name_the_field() {
+    assert!(err("version: 2\nservices: {}\n").contains("`version`"));
+    assert!(err("version: 1\nservices: {}\n").contains("`services`"));
+    let bad_cpu =
+        "version: 1\nservices:\n  web:\n    image: x\n    resources: {cpu: lots, memory: 1Mi}\n";
+    assert!(
+        err(bad_cpu).contains("`services.web.resources.cpu`"),
+        "{}",
+        err(bad_cpu)
+    );
+    let bad_port = "version: 1\nservices:\n  web:\n    image: x\n    ports: [{port: 0}]\n    resources: {cpu: 1, memory: 1Mi}\n";
+    assert!(err(bad_port).contains("`services.web.ports[0].port`"));
+    let unknown = "version: 1\nservices:\n  web:\n    image: x\n    imagee: y\n    resources: {cpu: 1, memory: 1Mi}\n";
+    assert!(
+        err(unknown).contains("unknown field `imagee`"),
+        "{}",
+        err(unknown)
+    );
+    let name =
+        "version: 1\nservices:\n  Web_1:\n    image: x\n    resources: {cpu: 1, memory: 1Mi}\n";
+    assert!(err(name).contains("`services.Web_1`"));
+    assert!(err("services: [").contains("does not parse"));
+    let svc = |extra: &str| {
+        format!(
+            "version: 1\nservices:\n  web:\n    image: x\n    resources: {{cpu: 1, memory: 1Mi}}\n{extra}"
+        )
+    };
+    assert!(
+        err(&svc("    volumes: [{name: v, mount: /a/../etc}]\n"))
+            .contains("`services.web.volumes[0].mount`")
+    );
+    assert!(Manifest::parse(&[0xff, 0xfe]).is_err());
+    for (extra, says) in [
+        ("    idle_timeout: soon\n", "is not a duration"),
+        ("    idle_timeout: 1s\n", "must be 5s to 168h"),
+        (
+            "    idle_timeout: 30s\n",
+            "only a service with an `expose: http` port",
+        ),
+    ] {
+        let e = err(&svc(extra));
+        assert!(
+            e.contains("`services.web.idle_timeout`") && e.contains(says),
+            "{e}"
+        );
+    }
+    for (extra, at, says) in [
+        (
+            "    allow: [\"0x0000000000000000000000000000000000000001\"]\n",
+            "`services.web.allow`",
+            "set `private: true`",
+        ),
+        (
+            "    private: true\n    ports: [{port: 80, expose: http}]\n    allow: [\"0x12\"]\n",
+            "`services.web.allow[0]`",
+            "not an address",
+        ),
+        (
+            "    private: true\n",
+            "`services.web.private`",
+            "expose: http",
+        ),
+    ] {
+        let e = err(&svc(extra));
+        assert!(e.contains(at) && e.contains(says), "{e}");
+    }
+    for (extra, at, says) in [
+        (
+            "    ports: [{port: 80, expose: http}]\n    domains: [\"Shop.Test\"]\n",
+            "`services.web.domains[0]`",
+            "lower-case hostname",
+        ),
+        (
+            "    ports: [{port: 80, expose: http}]\n    domains: [\"localhost\"]\n",
+            "`services.web.domains[0]`",
+            "two labels",
+        ),
+        (
+            "    domains: [\"shop.test\"]\n",
+            "`services.web.domains`",
+            "expose: http",
+        ),
+    ] {
+        let e = err(&svc(extra));
+        assert!(e.contains(at) && e.contains(says), "{e}");
+    }
+    let private = Manifest::parse(
+        svc("    private: true\n    ports: [{port: 80, expose: http}]\n    allow: [\"0x70997970C51812dc3A010C7d01b50e0d17dc79C8\"]\n").as_bytes(),
+    )
+    .expect("valid");
+    assert_eq!(private.services["web"].allowed().len(), 1);
+    let sleepy = Manifest::parse(
+        svc("    idle_timeout: 5m\n    ports: [{port: 80, expose: http}]\n").as_bytes(),
+    )
+    .expect("valid");
+    assert_eq!(sleepy.services["web"].idle_timeout_s(), Some(300));
+}
