@@ -288,6 +288,8 @@ mod tests {
             ),
             ("BERTH_MAX_HEADER_BYTES", "10", "`max_header_bytes`"),
             ("BERTH_HEADER_TIMEOUT_MS", "0", "`header_timeout_ms`"),
+            ("BERTH_WAKE_TIMEOUT_S", "0", "`wake_timeout_s`"),
+            ("BERTH_SESSION_TTL_S", "soon", "BERTH_SESSION_TTL_S"),
         ] {
             let mut env = BASE.to_vec();
             env.push((var, value));

@@ -512,6 +512,42 @@ mod tests {
     }
 
     #[test]
+    fn a_session_key_file_is_64_hex_digits_and_keeps_sessions_across_restarts() {
+        let dir = std::env::temp_dir().join(format!("berth-session-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let key = dir.join("session.key");
+        std::fs::write(&key, format!("{}\n", "ab".repeat(32))).expect("key");
+        let ttl = Duration::from_secs(60);
+        let first = SignIn::new(Some(&key), ttl, None).expect("loads");
+        let cookie = first
+            .seal("a.apps.test", "5", Address::repeat_byte(1), now_s() + 60)
+            .expect("sealed");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("{}={cookie}", signin::COOKIE)).expect("value"),
+        );
+        let restarted = SignIn::new(Some(&key), ttl, None).expect("loads");
+        assert_eq!(
+            restarted.session(&h, "a.apps.test", "5"),
+            Some(Address::repeat_byte(1))
+        );
+        std::fs::write(&key, "not hex").expect("bad key");
+        let e = SignIn::new(Some(&key), ttl, None)
+            .expect_err("bad key")
+            .to_string();
+        assert!(
+            e.contains("64 hex digits") && e.contains("session.key"),
+            "{e}"
+        );
+        let missing = SignIn::new(Some(&dir.join("absent")), ttl, None)
+            .expect_err("missing")
+            .to_string();
+        assert!(missing.contains("session_key_file"), "{missing}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn the_session_cookie_never_reaches_the_app() {
         let mut h = HeaderMap::new();
         h.insert(

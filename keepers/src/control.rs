@@ -84,13 +84,7 @@ impl Control {
     pub async fn wake(&self, lease: U256, service: &str) -> Result<bool, WakeError> {
         let lock = self.locks.of(lease, service);
         let _held = lock.lock().await;
-        let asleep = self
-            .store
-            .sleeps()
-            .await?
-            .into_iter()
-            .any(|s| s.lease == lease && s.service == service);
-        if !asleep {
+        if self.store.sleep_of(lease, service).await?.is_none() {
             return Ok(false);
         }
         let replicas = match self.store.manifest(lease).await? {

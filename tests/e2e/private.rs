@@ -258,6 +258,73 @@ async fn private_apps_answer_only_to_signed_in_wallets_they_admit(
         other.status
     );
 
+    // Bad sign-in requests: each a clear answer, nothing else changes.
+    let fresh = site.nonce(&web).await?;
+    for (what, method, path, body, want) in [
+        (
+            "garbage",
+            Method::POST,
+            signin::VERIFY,
+            b"{not json".to_vec(),
+            400,
+        ),
+        (
+            "a signature that is not hex",
+            Method::POST,
+            signin::VERIFY,
+            serde_json::to_vec(&serde_json::json!({
+                "message": site.message(&web, tenant.address(), &fresh).to_text(),
+                "signature": "0xzz",
+            }))?,
+            400,
+        ),
+        (
+            "an oversized body",
+            Method::POST,
+            signin::VERIFY,
+            vec![b'x'; 20 * 1024],
+            413,
+        ),
+        (
+            "a GET of the nonce",
+            Method::GET,
+            signin::NONCE,
+            Vec::new(),
+            404,
+        ),
+    ] {
+        let a = site.call(&web, method, path, &[], body).await?;
+        ensure!(a.status == want, "{what}: {} {}", a.status, a.text());
+        ensure!(
+            a.text().contains("\"error\""),
+            "{what}: no reason given: {}",
+            a.text()
+        );
+    }
+    // The keeper's control socket, asked nonsense: clear refusals, and it keeps answering.
+    let control = g.dir.join("keeper.sock");
+    for (method, path, body, want) in [
+        (Method::POST, "/v1/wake", b"{".to_vec(), 400),
+        (Method::GET, "/v1/wake", Vec::new(), 405),
+        (Method::POST, "/v1/elsewhere", Vec::new(), 404),
+        (Method::POST, "/v1/erc1271", b"[]".to_vec(), 400),
+        (Method::POST, "/v1/wake", vec![b'x'; 64 * 1024], 413),
+    ] {
+        let req = hyper::Request::builder()
+            .method(method.clone())
+            .uri(format!("http://keeper{path}"))
+            .header(hyper::header::HOST, "keeper")
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))?;
+        let (status, answer) =
+            berth_runtime::http::unix_call(&control, req, std::time::Duration::from_secs(10))
+                .await?;
+        ensure!(
+            status.as_u16() == want,
+            "control {method} {path}: {status} {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+
     // A stranger's valid signature: 403. The nonce it used is gone: a replay is a 401.
     let stranger = PrivateKeySigner::random();
     let nonce = site.nonce(&web).await?;

@@ -115,6 +115,8 @@ impl Reconciler {
         if sleeps.is_empty() {
             return;
         }
+        // The gateway's view at the moment of the stops, read once for all of them.
+        let now = publisher.activity().await.ok();
         let mut tasks = tokio::task::JoinSet::new();
         for (sleep, timeout_ms) in sleeps {
             let key = self.key(sleep.lease);
@@ -124,20 +126,17 @@ impl Reconciler {
                 self.app_locks.clone(),
             );
             let metrics = self.metrics.clone();
-            let activity = publisher.activity();
-            // Read before the lock: the gateway's view at the moment of the stop.
-            let still_idle = match activity.await {
-                Ok(a) => !due(
+            let still_idle = now.as_ref().is_some_and(|a| {
+                !due(
                     &[Candidate {
                         lease: sleep.lease,
                         service: sleep.service.clone(),
                         timeout_ms,
                     }],
-                    &a,
+                    a,
                 )
-                .is_empty(),
-                Err(_) => false,
-            };
+                .is_empty()
+            });
             tasks.spawn(async move {
                 if stop_one(&engine, &store, &locks, key, sleep, still_idle).await {
                     metrics.scaled_to_zero();
@@ -164,11 +163,10 @@ async fn stop_one(
 ) -> bool {
     let lock = locks.of(sleep.lease, &sleep.service);
     let _held = lock.lock().await;
-    let current = store.sleeps().await.map(|all| {
-        all.into_iter().any(|s| {
-            s.lease == sleep.lease && s.service == sleep.service && s.since_ms == sleep.since_ms
-        })
-    });
+    let current = store
+        .sleep_of(sleep.lease, &sleep.service)
+        .await
+        .map(|since| since == Some(sleep.since_ms));
     match current {
         Ok(true) if still_idle => {}
         Ok(true) => {

@@ -40,6 +40,21 @@ impl Store {
             .collect())
     }
 
+    /// The current sleep of `service` of `lease` (its start, unix ms), if it sleeps.
+    pub async fn sleep_of(&self, lease: U256, service: &str) -> Result<Option<u64>, StoreError> {
+        let since: Option<i64> = sqlx::query_scalar(
+            "SELECT since_ms FROM berth_keeper.sleeps
+             WHERE chain_id = $1 AND escrow = $2 AND lease_id = $3::numeric AND service = $4",
+        )
+        .bind(self.chain_id)
+        .bind(&self.escrow)
+        .bind(lease.to_string())
+        .bind(service)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(since.map(u64_of))
+    }
+
     /// Records that `service` of `lease` sleeps from `since_ms` on (a newer sleep replaces an
     /// older row).
     pub async fn put_sleep(&self, sleep: &Sleep) -> Result<(), StoreError> {
@@ -102,6 +117,8 @@ mod tests {
             all,
             vec![nap(1, "web", 20), nap(1, "api", 30), nap(2, "web", 40)]
         );
+        assert_eq!(store.sleep_of(U256::from(1), "web").await?, Some(20));
+        assert_eq!(store.sleep_of(U256::from(3), "web").await?, None);
         store.end_sleep(U256::from(1), Some("web")).await?;
         assert_eq!(store.sleeps().await?.len(), 2);
         store.end_sleep(U256::from(2), None).await?;
