@@ -79,6 +79,28 @@ pub struct Config {
     /// wins).
     #[serde(default = "defaults::session_ttl_s", deserialize_with = "seconds")]
     pub session_ttl_s: Duration,
+    /// The ACME server's directory URL (Let's Encrypt:
+    /// `https://acme-v02.api.letsencrypt.org/directory`); certificates are then obtained for
+    /// tenants' proven custom domains that no file covers. Unset: no ACME.
+    #[serde(default, deserialize_with = "optional")]
+    pub acme_directory: Option<String>,
+    /// A PEM CA certificate to check the ACME server's HTTPS against instead of the system's
+    /// roots (a test CA); unset: the system's.
+    #[serde(default, deserialize_with = "optional")]
+    pub acme_root: Option<PathBuf>,
+    /// Where obtained certificates and the ACME account are kept.
+    #[serde(default = "defaults::acme_store")]
+    pub acme_store: PathBuf,
+    /// The account's contact, `mailto:ops@example.com` (the CA's expiry warnings go there).
+    #[serde(default, deserialize_with = "optional")]
+    pub acme_contact: Option<String>,
+    /// How often the routes are checked for domains to order or renew (each new route table
+    /// is checked at once too).
+    #[serde(default = "defaults::acme_check_s", deserialize_with = "seconds")]
+    pub acme_check_s: Duration,
+    /// Most certificate orders started in any hour (the CA's rate limits are the provider's).
+    #[serde(default = "defaults::acme_orders_per_hour")]
+    pub acme_orders_per_hour: usize,
     /// How long shutdown waits for requests in flight.
     #[serde(default = "defaults::drain_timeout_s", deserialize_with = "seconds")]
     pub drain_timeout_s: Duration,
@@ -132,6 +154,15 @@ mod defaults {
     pub fn session_ttl_s() -> Duration {
         Duration::from_secs(12 * 3600)
     }
+    pub fn acme_store() -> PathBuf {
+        "/var/lib/berth-gateway/acme".into()
+    }
+    pub fn acme_check_s() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn acme_orders_per_hour() -> usize {
+        30
+    }
     pub fn drain_timeout_s() -> Duration {
         Duration::from_secs(30)
     }
@@ -160,8 +191,51 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The ACME manager's settings, when ACME is on.
+    pub fn acme_settings(&self) -> Option<crate::acme::AcmeSettings> {
+        Some(crate::acme::AcmeSettings {
+            directory: self.acme_directory.clone()?,
+            root: self.acme_root.clone(),
+            store: self.acme_store.clone(),
+            contact: self.acme_contact.clone(),
+            check_every: self.acme_check_s,
+            orders_per_hour: self.acme_orders_per_hour,
+            apps_domain: self.apps_domain.trim_end_matches('.').to_owned(),
+            api_host: self.api_host.clone(),
+        })
+    }
+
+    fn validate_acme(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.acme_directory
+            && !url.starts_with("https://")
+        {
+            return Err(ConfigError::invalid(
+                "acme_directory",
+                format!("`{url}` is not an https:// URL"),
+            ));
+        }
+        if let Some(contact) = &self.acme_contact
+            && !contact.starts_with("mailto:")
+        {
+            return Err(ConfigError::invalid(
+                "acme_contact",
+                format!("`{contact}` is not a mailto: URL"),
+            ));
+        }
+        if self.acme_orders_per_hour == 0 {
+            return Err(ConfigError::invalid(
+                "acme_orders_per_hour",
+                "must be above zero",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl ServiceConfig for Config {
     fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_acme()?;
         let domain = self.apps_domain.trim_end_matches('.');
         if berth_protocol::routing::normalize_host(domain).as_deref() != Some(domain) {
             return Err(ConfigError::invalid(
@@ -203,6 +277,7 @@ impl ServiceConfig for Config {
             ("response_timeout_s", self.response_timeout_s),
             ("wake_timeout_s", self.wake_timeout_s),
             ("session_ttl_s", self.session_ttl_s),
+            ("acme_check_s", self.acme_check_s),
         ] {
             if v.is_zero() {
                 return Err(ConfigError::invalid(field, "must be above zero"));
@@ -273,8 +348,28 @@ mod tests {
     }
 
     #[test]
+    fn acme_is_off_unless_a_directory_is_set() {
+        assert!(load(BASE).expect("valid").acme_settings().is_none());
+        let mut env = BASE.to_vec();
+        env.push(("BERTH_ACME_DIRECTORY", "https://acme.example/dir"));
+        env.push(("BERTH_APPS_DOMAIN", "apps.example.com."));
+        let acme = load(&env).expect("valid").acme_settings().expect("on");
+        assert_eq!(acme.directory, "https://acme.example/dir");
+        assert_eq!(acme.apps_domain, "apps.example.com");
+        assert_eq!(acme.orders_per_hour, 30);
+    }
+
+    #[test]
     fn errors_name_the_field() {
         for (var, value, says) in [
+            (
+                "BERTH_ACME_DIRECTORY",
+                "http://acme.example/dir",
+                "`acme_directory`",
+            ),
+            ("BERTH_ACME_CONTACT", "ops@example.com", "`acme_contact`"),
+            ("BERTH_ACME_ORDERS_PER_HOUR", "0", "`acme_orders_per_hour`"),
+            ("BERTH_ACME_CHECK_S", "0", "`acme_check_s`"),
             ("BERTH_APPS_DOMAIN", "Apps_Example", "`apps_domain`"),
             (
                 "BERTH_API_HOST",

@@ -27,9 +27,22 @@ async fn main() -> Result<()> {
         "Serves every lease's web services over HTTPS by hostname, with routes from the keeper."
     )?;
     let certificates = Certificates::load(cfg.cert_files()).wrap_err("loading certificates")?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(certificates.server_config()));
+    let acme = cfg.acme_settings();
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(Arc::new(certificates.server_config(acme.is_some())));
     let metrics = Arc::new(Metrics::new());
     let routes = Arc::new(Routes::new(cfg.routes_file.clone(), Arc::clone(&metrics)));
+    let acme = acme
+        .map(|settings| {
+            berth_gateway::acme::Manager::new(
+                settings,
+                Arc::clone(&certificates),
+                Arc::clone(&routes),
+                Arc::clone(&metrics),
+            )
+        })
+        .transpose()
+        .wrap_err("opening acme_store")?;
     let settings = ProxySettings {
         api_host: cfg.api_host.clone(),
         api_upstream: cfg.api_upstream,
@@ -75,6 +88,9 @@ async fn main() -> Result<()> {
         stopped.clone(),
     ));
     tokio::spawn(Arc::clone(&certificates).watch(cfg.cert_reload_s, stopped.clone()));
+    if let Some(acme) = acme {
+        tokio::spawn(acme.run(stopped.clone()));
+    }
     tokio::spawn(async move {
         berth_runtime::shutdown_signal().await;
         tracing::info!("shutting down");

@@ -33,6 +33,12 @@ struct Answer {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AcmeOutcome {
+    /// `issued` or `failed`.
+    result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Refusal {
     /// Why the gateway answered itself: `bad_host`, `no_route`, `upstream_down`,
     /// `upstream_timeout`, `wake_failed`.
@@ -113,6 +119,9 @@ pub struct Metrics {
     upgraded: Gauge,
     handshake_failures: Counter,
     routes: Gauge,
+    /// Issued, failed.
+    acme_orders: [Counter; 2],
+    acme_certificates: Gauge,
 }
 
 impl Default for Metrics {
@@ -142,6 +151,23 @@ impl Metrics {
         let upgraded = Gauge::default();
         let handshake_failures = Counter::default();
         let routes = Gauge::default();
+        let acme_family = Family::<AcmeOutcome, Counter>::default();
+        let acme_orders = ["issued", "failed"].map(|r| {
+            acme_family
+                .get_or_create(&AcmeOutcome { result: r.into() })
+                .clone()
+        });
+        let acme_certificates = Gauge::default();
+        registry.register(
+            "acme_orders",
+            "Certificate orders to the ACME server, by result",
+            acme_family,
+        );
+        registry.register(
+            "acme_certificates",
+            "Certificates obtained by ACME that the gateway serves",
+            acme_certificates.clone(),
+        );
         registry.register(
             "requests",
             "Requests answered by an app, by status class",
@@ -200,6 +226,8 @@ impl Metrics {
             upgraded,
             handshake_failures,
             routes,
+            acme_orders,
+            acme_certificates,
         }
     }
 
@@ -249,6 +277,17 @@ impl Metrics {
     /// A failed TLS handshake.
     pub fn handshake_failed(&self) {
         self.handshake_failures.inc();
+    }
+
+    /// An ACME order ended: a certificate (`issued`) or not.
+    pub fn acme_order(&self, issued: bool) {
+        self.acme_orders[usize::from(!issued)].inc();
+    }
+
+    /// The gateway serves `n` certificates obtained by ACME.
+    pub fn acme_certificates(&self, n: usize) {
+        self.acme_certificates
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// The route table now holds `routes`; the series of apps no longer in it are dropped.

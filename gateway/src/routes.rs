@@ -68,6 +68,8 @@ pub struct Routes {
     metrics: Arc<Metrics>,
     /// Activity by app, kept while the app has a route.
     activity: std::sync::Mutex<HashMap<App, Arc<Activity>>>,
+    /// Told of every new table (the ACME manager waits on it).
+    updated: tokio::sync::Notify,
 }
 
 impl Routes {
@@ -79,6 +81,7 @@ impl Routes {
             file,
             metrics,
             activity: Default::default(),
+            updated: tokio::sync::Notify::new(),
         };
         if let Some(path) = &routes.file {
             match read_saved(path) {
@@ -123,7 +126,19 @@ impl Routes {
             .collect();
         self.metrics.routes_replaced(new.len(), &gone);
         self.activities().retain(|app, _| live.contains(app));
+        self.updated.notify_one();
         Ok(new.len())
+    }
+
+    /// Every routed hostname.
+    pub fn hosts(&self) -> Vec<String> {
+        self.table.load().keys().cloned().collect()
+    }
+
+    /// Resolves after the next table is installed (or at once if one was installed since
+    /// the last call).
+    pub async fn updated(&self) {
+        self.updated.notified().await;
     }
 
     fn activities(&self) -> std::sync::MutexGuard<'_, HashMap<App, Arc<Activity>>> {

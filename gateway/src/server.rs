@@ -113,6 +113,11 @@ pub async fn serve(
                     return;
                 }
             };
+            if tls.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) {
+                // A TLS-ALPN-01 validation: the handshake was the answer (RFC 8737 §3).
+                tracing::debug!(%peer, "ACME validation handshake served");
+                return;
+            }
             metrics.connections().inc();
             let service = service_fn(move |req| {
                 let proxy = Arc::clone(&proxy);

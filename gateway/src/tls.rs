@@ -1,8 +1,12 @@
 //! TLS: certificate chains and keys from PEM files, chosen per connection by SNI (the first
 //! certificate whose names cover the requested host), re-read when a file changes without
 //! dropping a connection. A bad file on reload keeps the certificates already served.
+//! Certificates obtained by ACME ([`crate::acme`]) are served by exact name after the files,
+//! and a TLS-ALPN-01 validation (a client offering only `acme-tls/1`) gets the challenge
+//! certificate of its name, or no handshake.
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, SystemTime},
@@ -58,12 +62,20 @@ impl Loaded {
     }
 }
 
+/// The ALPN protocol of the ACME TLS-ALPN-01 validation (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
+/// Certificates by exact hostname.
+type ByName = HashMap<String, Arc<CertifiedKey>>;
+
 /// The certificates the gateway serves, swappable while connections are served.
 #[derive(Debug)]
 pub struct Certificates {
     files: Vec<CertFiles>,
     loaded: ArcSwap<Vec<Loaded>>,
     stamps: Mutex<Vec<Stamp>>,
+    issued: ArcSwap<ByName>,
+    challenges: ArcSwap<ByName>,
 }
 
 type Stamp = (Option<SystemTime>, u64);
@@ -77,7 +89,36 @@ impl Certificates {
             files,
             loaded: ArcSwap::from_pointee(loaded),
             stamps: Mutex::new(stamps),
+            issued: ArcSwap::default(),
+            challenges: ArcSwap::default(),
         }))
+    }
+
+    /// Whether a certificate from the files covers `host`.
+    pub fn files_cover(&self, host: &str) -> bool {
+        ServerName::try_from(host)
+            .is_ok_and(|name| self.loaded.load().iter().any(|l| l.covers(&name)))
+    }
+
+    /// Serves `key` for `host` (a certificate obtained by ACME), replacing any before it.
+    pub fn install_issued(&self, host: &str, key: &Arc<CertifiedKey>) {
+        self.issued.rcu(|map| {
+            let mut map = ByName::clone(map);
+            map.insert(host.to_owned(), Arc::clone(key));
+            map
+        });
+    }
+
+    /// Answers TLS-ALPN-01 validations of `host` with `key` (`None`: no longer).
+    pub fn set_challenge(&self, host: &str, key: Option<&Arc<CertifiedKey>>) {
+        self.challenges.rcu(|map| {
+            let mut map = ByName::clone(map);
+            match key {
+                Some(key) => map.insert(host.to_owned(), Arc::clone(key)),
+                None => map.remove(host),
+            };
+            map
+        });
     }
 
     /// Re-reads the files if any changed. `Ok(true)` when new certificates are served; on an
@@ -115,8 +156,9 @@ impl Certificates {
         }
     }
 
-    /// The TLS server configuration: HTTP/2 and HTTP/1.1 by ALPN, certificates by SNI.
-    pub fn server_config(self: &Arc<Self>) -> rustls::ServerConfig {
+    /// The TLS server configuration: HTTP/2 and HTTP/1.1 by ALPN, certificates by SNI, and
+    /// `acme-tls/1` when `acme` (the server closes those connections after the handshake).
+    pub fn server_config(self: &Arc<Self>, acme: bool) -> rustls::ServerConfig {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -124,6 +166,11 @@ impl Certificates {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(Resolver(Arc::clone(self))));
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        if acme {
+            // Last: rustls picks in the server's order, so only a client offering nothing
+            // else gets it.
+            config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+        }
         config
     }
 }
@@ -133,17 +180,29 @@ struct Resolver(Arc<Certificates>);
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let loaded = self.0.loaded.load();
+        let certs = &self.0;
+        let loaded = certs.loaded.load();
         // Without SNI (a client dialing an address), the first certificate.
         let Some(sni) = hello.server_name() else {
             return loaded.first().map(|l| Arc::clone(&l.key));
         };
-        let name = ServerName::try_from(sni).ok()?;
+        let sni = sni.to_ascii_lowercase();
+        if is_acme_validation(hello.alpn()) {
+            return certs.challenges.load().get(&sni).cloned();
+        }
+        let name = ServerName::try_from(sni.as_str()).ok()?;
         loaded
             .iter()
             .find(|l| l.covers(&name))
             .map(|l| Arc::clone(&l.key))
+            .or_else(|| certs.issued.load().get(&sni).cloned())
     }
+}
+
+/// A TLS-ALPN-01 validation offers `acme-tls/1` and nothing else (RFC 8737 §3).
+fn is_acme_validation<'a>(alpn: Option<impl Iterator<Item = &'a [u8]>>) -> bool {
+    let mut offered = alpn.into_iter().flatten();
+    offered.next() == Some(ACME_TLS_ALPN) && offered.next().is_none()
 }
 
 fn stamps(files: &[CertFiles]) -> Result<Vec<Stamp>, TlsError> {
@@ -168,8 +227,15 @@ fn pem_error(path: &Path, source: rustls_pki_types::pem::Error) -> TlsError {
     }
 }
 
+/// A served certificate from its chain (leaf first) and the leaf's key.
+pub fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, rustls::Error> {
+    CertifiedKey::from_der(chain, key, &rustls::crypto::ring::default_provider())
+}
+
 fn load_all(files: &[CertFiles]) -> Result<Vec<Loaded>, TlsError> {
-    let provider = rustls::crypto::ring::default_provider();
     files
         .iter()
         .map(|f| {
@@ -184,12 +250,11 @@ fn load_all(files: &[CertFiles]) -> Result<Vec<Loaded>, TlsError> {
             }
             let key =
                 PrivateKeyDer::from_pem_file(&f.key).map_err(|source| pem_error(&f.key, source))?;
-            let key =
-                CertifiedKey::from_der(chain, key, &provider).map_err(|source| TlsError::Key {
-                    cert: f.cert.clone(),
-                    key: f.key.clone(),
-                    source,
-                })?;
+            let key = certified_key(chain, key).map_err(|source| TlsError::Key {
+                cert: f.cert.clone(),
+                key: f.key.clone(),
+                source,
+            })?;
             Ok(Loaded { key: Arc::new(key) })
         })
         .collect()

@@ -1,7 +1,8 @@
 //! Custom domains with proof, against a real DNS server (Debian's dnsmasq on loopback, the
 //! keeper's resolver pointed at it): a domain is routed only while a TXT record names the
 //! lease's tenant, never to another tenant's lease naming it too, and a record that goes away
-//! takes the route within the re-check time.
+//! takes the route within the re-check time. A proven domain no certificate file covers gets
+//! one from a real ACME server (Debian's pebble) by TLS-ALPN-01 on the gateway's port.
 
 use std::{
     net::SocketAddr,
@@ -35,6 +36,15 @@ struct Dns {
 impl Dns {
     /// Serves `records` (name, text) and nothing else.
     fn start(port: u16, records: &[(&str, String)]) -> Result<Self> {
+        Self::start_with(port, records, &[])
+    }
+
+    /// Serves `records`, and `addresses` (a domain and all names under it, an IPv4 address).
+    fn start_with(
+        port: u16,
+        records: &[(&str, String)],
+        addresses: &[(&str, &str)],
+    ) -> Result<Self> {
         // Debian puts it in /usr/sbin, which a user's PATH may lack.
         let exe = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
             .into_iter()
@@ -54,6 +64,9 @@ impl Dns {
         ]);
         for (name, text) in records {
             cmd.arg(format!("--txt-record={name},{text}"));
+        }
+        for (domain, ip) in addresses {
+            cmd.arg(format!("--address=/{domain}/{ip}"));
         }
         let child = cmd
             .stdout(Stdio::null())
@@ -184,5 +197,88 @@ async fn a_custom_domain_is_routed_only_while_dns_proves_its_tenant(
             == 200,
         "the lease's own hostname still serves"
     );
+    Ok(())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_proven_domain_gets_its_certificate_from_an_acme_server(
+    pool: sqlx::PgPool,
+) -> Result<()> {
+    let pki = berth_e2e::gateway::scratch_dir("acme-pki")?;
+    let ca = berth_e2e::gateway::TestCa::new(&pki)?;
+    let dns_port = free_port()?;
+    let dns_addr = SocketAddr::from(([127, 0, 0, 1], dns_port));
+    // The gateway is started first (pebble must know its port), so pebble's port is chosen
+    // now and its directory URL given to the gateway, which orders only once a domain is
+    // routed.
+    let pebble_port = free_port()?;
+    let directory = format!("https://localhost:{pebble_port}/dir");
+    let (root, store) = (pki.join("ca.pem"), pki.join("acme-store"));
+    let (root, store, dns) = (
+        root.display().to_string(),
+        store.display().to_string(),
+        dns_addr.to_string(),
+    );
+    let g = Gated::start_with(
+        &pool,
+        "acme",
+        &[
+            ("BERTH_ACME_DIRECTORY", directory.as_str()),
+            ("BERTH_ACME_ROOT", root.as_str()),
+            ("BERTH_ACME_STORE", store.as_str()),
+            ("BERTH_ACME_CHECK_S", "1"),
+        ],
+        &[
+            ("BERTH_DNS_SERVER", dns.as_str()),
+            ("BERTH_DOMAIN_RECHECK_S", "1"),
+        ],
+    )
+    .await?;
+    let (gw, w) = (&g.gw, &g.w);
+    let tenant = w.chain.signer(crate::keeper::TENANT)?.address();
+    // Not under *.custom.test: no certificate file covers it.
+    let shop = "shop.acme.test";
+    let _dns = Dns::start_with(
+        dns_port,
+        &[(&format!("_berth.{shop}"), proof(w.chain.chain_id(), tenant))],
+        &[("acme.test", "127.0.0.1")],
+    )?;
+    let pebble =
+        berth_e2e::pebble::Pebble::start_on(&pki, &ca, pebble_port, dns_addr, gw.addr.port())
+            .await?;
+    let trusts_pebble = pebble.client_config(&ca).await?;
+
+    let lease = g.lease(&with_domains(&[shop])).await?;
+    let answer = wait_for(
+        "the domain to serve under an ACME certificate",
+        WAIT,
+        || async {
+            match get(gw.addr, shop, "/", trusts_pebble.clone()).await {
+                Ok(a) => Ok((a.status == 200).then_some(a)),
+                // No certificate yet (or the files' for another name): the handshake fails.
+                Err(_) => Ok(None),
+            }
+        },
+    )
+    .await
+    .map_err(|e| eyre::eyre!("{e}\n{}\npebble:\n{}", g.logs(), pebble.log_text()))?;
+    ensure!(answer.text() == HELLO_BODY, "{}", answer.text());
+    // Stored for a restart, the key private to the gateway.
+    use std::os::unix::fs::PermissionsExt;
+    let key = pki.join("acme-store").join(format!("{shop}.key"));
+    let mode = std::fs::metadata(&key)
+        .wrap_err("the stored key")?
+        .permissions()
+        .mode();
+    ensure!(mode & 0o777 == 0o600, "key mode {mode:o}");
+    // The apps' own hostnames keep the provider's certificate, not pebble's.
+    let config = g.ca.client_config(&[b"h2", b"http/1.1"])?;
+    let own = get(gw.addr, &g.host("web", lease), "/", config).await?;
+    ensure!(own.status == 200, "own hostname: {}", own.status);
+    let log = gw.log_text();
+    let obtained = log.lines().find(|l| l.contains("certificate obtained"));
+    ensure!(obtained.is_some(), "{log}");
+    println!("{}", obtained.unwrap_or_default());
+    let _ = std::fs::remove_dir_all(&pki);
     Ok(())
 }
