@@ -89,6 +89,18 @@ pub struct Config {
     /// gateway (TCP ports stay on every address).
     #[serde(default = "defaults::route_upstream_host")]
     pub route_upstream_host: std::net::IpAddr,
+    /// Kubernetes with `apps_domain`: the namespace the gateway runs in. HTTP ports get no
+    /// NodePort and admit only the gateway (this namespace and/or `kube_gateway_cidrs`); the
+    /// gateway reaches them at `<service>.<namespace>.svc.<kube_cluster_domain>`.
+    #[serde(default, deserialize_with = "optional")]
+    pub kube_gateway_namespace: Option<String>,
+    /// Kubernetes with `apps_domain`: addresses (CIDR) the gateway connects from when it runs
+    /// outside the cluster.
+    #[serde(default, deserialize_with = "comma_list")]
+    pub kube_gateway_cidrs: Vec<String>,
+    /// The cluster's DNS domain.
+    #[serde(default = "defaults::kube_cluster_domain")]
+    pub kube_cluster_domain: String,
     /// Address of the tenant API (also serves `/metrics`).
     #[serde(default = "defaults::gateway_addr")]
     pub gateway_addr: SocketAddr,
@@ -287,6 +299,9 @@ mod defaults {
     pub fn control_socket() -> PathBuf {
         "/run/berth/keeper.sock".into()
     }
+    pub fn kube_cluster_domain() -> String {
+        "cluster.local".into()
+    }
     pub fn route_upstream_host() -> std::net::IpAddr {
         std::net::Ipv4Addr::LOCALHOST.into()
     }
@@ -401,6 +416,7 @@ impl ServiceConfig for Config {
                 format!("`{}` is not a lower-case hostname", self.apps_domain),
             ));
         }
+        self.validate_kube_gateway()?;
         if !(1..=200).contains(&self.report_batch) {
             return Err(ConfigError::invalid("report_batch", "must be 1 to 200"));
         }
@@ -421,6 +437,45 @@ impl ServiceConfig for Config {
 }
 
 impl Config {
+    fn validate_kube_gateway(&self) -> Result<(), ConfigError> {
+        for cidr in &self.kube_gateway_cidrs {
+            let ok = cidr.split_once('/').is_some_and(|(ip, bits)| {
+                let max = match ip.parse::<std::net::IpAddr>() {
+                    Ok(std::net::IpAddr::V4(_)) => 32,
+                    Ok(std::net::IpAddr::V6(_)) => 128,
+                    Err(_) => return false,
+                };
+                bits.parse::<u8>().is_ok_and(|b| b <= max)
+            });
+            if !ok {
+                return Err(ConfigError::invalid(
+                    "kube_gateway_cidrs",
+                    format!("`{cidr}` is not an address/prefix"),
+                ));
+            }
+        }
+        if self.engine == EngineKind::Kubernetes
+            && !self.apps_domain.is_empty()
+            && self.kube_gateway_peers().is_none()
+        {
+            return Err(ConfigError::invalid(
+                "kube_gateway_namespace",
+                "with apps_domain on Kubernetes, set it or kube_gateway_cidrs (who may reach HTTP ports)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Who may reach HTTP ports on Kubernetes, when set.
+    pub fn kube_gateway_peers(&self) -> Option<crate::render::GatewayPeers> {
+        (self.kube_gateway_namespace.is_some() || !self.kube_gateway_cidrs.is_empty()).then(|| {
+            crate::render::GatewayPeers {
+                namespace: self.kube_gateway_namespace.clone(),
+                cidrs: self.kube_gateway_cidrs.clone(),
+            }
+        })
+    }
+
     /// The public port range.
     pub fn ports(&self) -> RangeInclusive<u16> {
         self.port_range.range()
@@ -559,6 +614,28 @@ mod tests {
             e.contains("BERTH_ROUTE_UPSTREAM_HOST") && e.contains("IP address"),
             "{e}"
         );
+        let kube = [
+            ("BERTH_ENGINE", "kubernetes"),
+            ("BERTH_APPS_DOMAIN", "apps.example.com"),
+        ];
+        let e = load(MINIMAL, &kube)
+            .expect_err("no gateway peers")
+            .to_string();
+        assert!(e.contains("`kube_gateway_namespace`"), "{e}");
+        let e = load(MINIMAL, &[("BERTH_KUBE_GATEWAY_CIDRS", "10.0.0.5/33")])
+            .expect_err("bad prefix")
+            .to_string();
+        assert!(
+            e.contains("`kube_gateway_cidrs`") && e.contains("10.0.0.5/33"),
+            "{e}"
+        );
+        let mut with_peers = kube.to_vec();
+        with_peers.push(("BERTH_KUBE_GATEWAY_CIDRS", "10.0.0.5/32,fd00::/64"));
+        let peers = load(MINIMAL, &with_peers)
+            .expect("valid")
+            .kube_gateway_peers()
+            .expect("peers");
+        assert_eq!(peers.cidrs, ["10.0.0.5/32", "fd00::/64"]);
         let e = load(MINIMAL, &[("BERTH_LOG_FORMAT", "yaml")])
             .expect_err("bad log format")
             .to_string();

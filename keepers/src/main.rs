@@ -69,7 +69,13 @@ async fn main() -> Result<()> {
                 }),
             })
         }
-        EngineKind::Kubernetes => Engine::Kubernetes(KubeEngine::from_env().await?),
+        EngineKind::Kubernetes => {
+            let engine = KubeEngine::from_env().await?;
+            Engine::Kubernetes(match cfg.kube_gateway_peers() {
+                Some(peers) if !cfg.apps_domain.is_empty() => engine.with_gateway(peers),
+                _ => engine,
+            })
+        }
     };
     let metrics = Metrics::default();
     let chain = ChainReader::new(provider.clone(), &deployment, cfg.provider_id);
@@ -101,7 +107,14 @@ async fn main() -> Result<()> {
             apps_domain: cfg.apps_domain.clone(),
             https_port: cfg.apps_https_port,
             admin_socket: cfg.gateway_admin_socket.clone(),
-            upstream_host: cfg.route_upstream_host.to_string(),
+            upstream: match cfg.engine {
+                EngineKind::Podman => {
+                    berth_keepers::routes::Upstream::Published(cfg.route_upstream_host.to_string())
+                }
+                EngineKind::Kubernetes => berth_keepers::routes::Upstream::KubeService {
+                    cluster_domain: cfg.kube_cluster_domain.clone(),
+                },
+            },
             dns_server: cfg.dns_server,
             domain_recheck: cfg.domain_recheck_s,
         }),

@@ -19,7 +19,7 @@ use berth_protocol::{
 use http_body_util::Full;
 use hyper::body::Bytes;
 
-use crate::engine::Workload;
+use crate::{engine::Workload, render::LeaseKey};
 
 /// How long the gateway may take to take a table.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,12 +70,35 @@ pub enum PushError {
     Refused { status: u16, body: String },
 }
 
+/// Where the gateway reaches a lease's HTTP ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// The port published on this host address (podman).
+    Published(String),
+    /// The Service's cluster DNS name in this cluster domain (Kubernetes: HTTP ports have no
+    /// NodePort).
+    KubeService { cluster_domain: String },
+}
+
+impl Upstream {
+    /// The address of `service`'s container `port`, published as `public`, of lease `key`.
+    pub fn addr(&self, key: &LeaseKey, service: &str, port: u16, public: u16) -> String {
+        match self {
+            Self::Published(host) => format!("{host}:{public}"),
+            Self::KubeService { cluster_domain } => {
+                crate::render::service_upstream(key, service, port, cluster_domain)
+            }
+        }
+    }
+}
+
 /// Keeps the gateway's table equal to the leases served.
 #[derive(Debug)]
 pub struct Publisher {
     apps: AppsDomain,
     socket: PathBuf,
-    upstream_host: String,
+    upstream: Upstream,
+    escrow: Address,
     /// Hostnames by lease and manifest version (a manifest never changes under a version).
     names: HashMap<(U256, u32), Vec<AppName>>,
     /// Idle timeouts (ms) of the services that scale to zero, by lease and manifest version.
@@ -90,12 +113,20 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// A publisher to the gateway at `socket`, which reaches workloads on `upstream_host`.
-    pub fn new(apps: AppsDomain, socket: PathBuf, upstream_host: String, chain_id: u64) -> Self {
+    /// A publisher to the gateway at `socket`, which reaches the workloads of `escrow`'s
+    /// leases on `chain_id` at `upstream`.
+    pub fn new(
+        apps: AppsDomain,
+        socket: PathBuf,
+        upstream: Upstream,
+        chain_id: u64,
+        escrow: Address,
+    ) -> Self {
         Self {
             apps,
             socket,
-            upstream_host,
+            upstream,
+            escrow,
             names: HashMap::new(),
             idle: HashMap::new(),
             private: HashMap::new(),
@@ -246,7 +277,16 @@ impl Publisher {
                         host: name.host.clone(),
                         lease,
                         service: name.service.clone(),
-                        upstream: format!("{}:{public}", self.upstream_host),
+                        upstream: self.upstream.addr(
+                            &LeaseKey {
+                                chain_id: self.chain_id,
+                                escrow: self.escrow,
+                                lease_id: lease,
+                            },
+                            &name.service,
+                            name.port,
+                            *public,
+                        ),
                         asleep: workload.asleep.get(&name.service).copied(),
                         access,
                     });
@@ -313,8 +353,9 @@ mod tests {
         let mut publisher = Publisher::new(
             apps.clone(),
             "/nonexistent".into(),
-            "127.0.0.1".into(),
+            Upstream::Published("127.0.0.1".into()),
             31337,
+            Address::repeat_byte(1),
         );
         let manifest = Manifest::parse(
             b"version: 1\nservices:\n  web:\n    image: x\n    ports: [{port: 80, expose: http}, {port: 9000, expose: tcp}]\n    resources: {cpu: 100m, memory: 16Mi}\n",

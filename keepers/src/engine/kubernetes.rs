@@ -17,7 +17,7 @@ use kube::{
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{ContainerStats, EngineError, Workload};
-use crate::render::{LeaseKey, Rendered};
+use crate::render::{GatewayPeers, LeaseKey, Rendered};
 
 /// Field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "berth-keeper";
@@ -29,6 +29,8 @@ pub struct KubeEngine {
     /// Per container: when it was last read and the CPU time integrated so far (the metrics
     /// API gives CPU rates, not counters).
     cpu: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>>,
+    /// With a gateway: who may reach the HTTP ports (no NodePort for them).
+    gateway: Option<GatewayPeers>,
 }
 
 impl std::fmt::Debug for KubeEngine {
@@ -53,7 +55,15 @@ impl KubeEngine {
         Self {
             client,
             cpu: std::sync::Arc::default(),
+            gateway: None,
         }
+    }
+
+    /// Puts HTTP ports behind the gateway: no NodePort, and the lease's NetworkPolicy admits
+    /// only `peers` to them ([`Rendered::behind_gateway`]).
+    pub fn with_gateway(mut self, peers: GatewayPeers) -> Self {
+        self.gateway = Some(peers);
+        self
     }
 
     /// An engine from the environment's kubeconfig or in-cluster service account.
@@ -120,6 +130,14 @@ impl KubeEngine {
     /// Server-side applies the namespace, then the policy, services and deployments in it.
     /// Applying the same objects again changes nothing.
     pub async fn apply(&self, r: &Rendered) -> Result<(), EngineError> {
+        let isolated;
+        let r = match &self.gateway {
+            Some(peers) => {
+                isolated = r.clone().behind_gateway(peers);
+                &isolated
+            }
+            None => r,
+        };
         let ns = r.key.namespace();
         self.apply_one(Api::<Namespace>::all(self.client.clone()), &r.namespace)
             .await?;
@@ -371,6 +389,47 @@ mod tests {
                 }
                 if kind == "Service" {
                     assert_eq!(body["spec"]["ports"][0]["nodePort"], 30001);
+                }
+                respond(send, 200, &body);
+            }
+        });
+        engine.apply(&rendered).await.expect("apply");
+        server.await.expect("server assertions");
+    }
+
+    #[tokio::test]
+    async fn behind_the_gateway_http_ports_have_no_node_port_and_admit_only_it() {
+        let (engine, mut handle) = engine();
+        let engine = engine.with_gateway(GatewayPeers {
+            namespace: Some("berth-system".into()),
+            cidrs: vec![],
+        });
+        let manifest = Manifest::parse(include_bytes!("../../../examples/hello/manifest.yaml"))
+            .expect("parses");
+        let rendered = render(
+            key(),
+            &manifest,
+            &PortMap::from([(("web".into(), 8080), 30001)]),
+        );
+        let server = tokio::spawn(async move {
+            for kind in ["Namespace", "NetworkPolicy", "Service", "Deployment"] {
+                let (_, _, body, send) = next(&mut handle).await;
+                assert_eq!(body["kind"], kind);
+                if kind == "NetworkPolicy" {
+                    let rules = body["spec"]["ingress"].as_array().expect("rules");
+                    assert_eq!(rules.len(), 2, "own pods + the gateway: {rules:?}");
+                    assert_eq!(
+                        rules[1]["ports"],
+                        json!([{"port": 8080, "protocol": "TCP"}])
+                    );
+                    assert_eq!(
+                        rules[1]["from"],
+                        json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "berth-system"}}}])
+                    );
+                }
+                if kind == "Service" {
+                    assert_eq!(body["spec"]["type"], "ClusterIP");
+                    assert!(body["spec"]["ports"][0].get("nodePort").is_none());
                 }
                 respond(send, 200, &body);
             }

@@ -90,18 +90,24 @@ impl Reconciler {
     }
 
     /// Probes every public port: an HTTP answer (any status) or an accepted TCP connection.
-    pub(super) async fn ready(&self, manifest: &Manifest, ports: &crate::render::PortMap) -> bool {
+    pub(super) async fn ready(
+        &self,
+        lease: U256,
+        manifest: &Manifest,
+        ports: &crate::render::PortMap,
+    ) -> bool {
         for (name, s) in &manifest.services {
             for p in &s.ports {
                 let Some(public) = ports.get(&(name.clone(), p.port)) else {
                     continue;
                 };
                 // HTTP ports behind the gateway are checked where the gateway reaches them.
-                let host = match (&self.settings.gateway, p.expose) {
-                    (Some(g), berth_protocol::manifest::Expose::Http) => &g.upstream_host,
-                    _ => &self.settings.public_host,
+                let addr = match (&self.settings.gateway, p.expose) {
+                    (Some(g), berth_protocol::manifest::Expose::Http) => {
+                        g.upstream.addr(&self.key(lease), name, p.port, *public)
+                    }
+                    _ => format!("{}:{public}", self.settings.public_host),
                 };
-                let addr = format!("{host}:{public}");
                 let ok = match p.expose {
                     berth_protocol::manifest::Expose::Http => self
                         .http

@@ -98,7 +98,7 @@ impl Reconciler {
         let web = self.routes.as_ref().map(|r| (r.apps(), id));
         let endpoint =
             intake::endpoint(&manifest, &workload.ports, &self.settings.public_host, web);
-        if workload.running() && self.ready(&manifest, &workload.ports).await {
+        if workload.running() && self.ready(id, &manifest, &workload.ports).await {
             self.confirm(view, endpoint).await?;
             return Ok(false);
         }

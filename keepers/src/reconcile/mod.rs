@@ -94,8 +94,8 @@ pub struct GatewaySettings {
     pub https_port: u16,
     /// The gateway's admin socket.
     pub admin_socket: std::path::PathBuf,
-    /// The host the gateway reaches published ports on.
-    pub upstream_host: String,
+    /// Where the gateway reaches HTTP ports.
+    pub upstream: crate::routes::Upstream,
     /// Where custom domains' proofs are looked up (None: the system's resolvers).
     pub dns_server: Option<std::net::SocketAddr>,
     /// How long a proof's answer is trusted.
@@ -234,7 +234,7 @@ impl Reconciler {
             retries: Retries::default(),
             routes: settings_gateway.map(|g| {
                 let apps = AppsDomain::new(&g.apps_domain, g.https_port, chain_id, escrow_address);
-                Publisher::new(apps, g.admin_socket, g.upstream_host, chain_id)
+                Publisher::new(apps, g.admin_socket, g.upstream, chain_id, escrow_address)
             }),
             app_locks: AppLocks::default(),
             domains,

@@ -28,6 +28,9 @@ use k8s_openapi::{
 
 use berth_protocol::manifest::{Expose, Manifest, Service};
 
+mod isolation;
+pub use isolation::{GatewayPeers, service_upstream};
+
 /// Label: chain id of the lease.
 pub const LABEL_CHAIN: &str = "berth.dev/chain-id";
 /// Label: escrow contract address (lowercase hex).
@@ -427,7 +430,7 @@ mod tests {
     }
 
     fn hello() -> Manifest {
-        Manifest::parse(include_bytes!("../../examples/hello/manifest.yaml")).expect("parses")
+        Manifest::parse(include_bytes!("../../../examples/hello/manifest.yaml")).expect("parses")
     }
 
     #[test]
