@@ -17,7 +17,7 @@ use alloy::{
         http::{Http, reqwest},
     },
 };
-use berth_bindings::{Deployment, LeaseEscrow, LeaseStatus};
+use berth_bindings::{Deployment, LeaseEscrow, LeaseStatus, ProviderRegistry};
 
 use berth_protocol::manifest::policy::Reservation;
 
@@ -211,6 +211,7 @@ pub struct EscrowSettings {
 pub struct ChainReader {
     provider: DynProvider,
     escrow: Address,
+    registry: Address,
     start_block: u64,
     provider_id: U256,
 }
@@ -221,6 +222,7 @@ impl ChainReader {
         Self {
             provider,
             escrow: deployment.lease_escrow,
+            registry: deployment.provider_registry,
             start_block: deployment.start_block,
             provider_id: U256::from(provider_id),
         }
@@ -434,6 +436,16 @@ impl ChainReader {
             .await
             .map_err(|e| ChainError::call("depletionTimeOf", e))?;
         Ok(t.saturating_to())
+    }
+
+    /// The provider's X25519 public key in the registry and its version (0: never set).
+    pub async fn encryption_key(&self) -> Result<(B256, u32), ChainError> {
+        let key = ProviderRegistry::new(self.registry, &self.provider)
+            .encryptionKeyOf(self.provider_id)
+            .call()
+            .await
+            .map_err(|e| ChainError::call("encryptionKeyOf", e))?;
+        Ok((key.publicKey, key.version))
     }
 
     /// Matured charges of a lease not yet claimed.

@@ -89,6 +89,11 @@ pub struct Config {
     /// gateway (TCP ports stay on every address).
     #[serde(default = "defaults::route_upstream_host")]
     pub route_upstream_host: std::net::IpAddr,
+    /// The provider's encryption keys, which open tenants' secrets: a file readable by the
+    /// keeper alone with one `<version> <64 hex>` line per key version, or
+    /// `credential:<name>` for a systemd credential. Unset: leases with secrets are rejected.
+    #[serde(default, deserialize_with = "optional")]
+    pub encryption_keys: Option<String>,
     /// Kubernetes with `apps_domain`: the namespace the gateway runs in. HTTP ports get no
     /// NodePort and admit only the gateway (this namespace and/or `kube_gateway_cidrs`); the
     /// gateway reaches them at `<service>.<namespace>.svc.<kube_cluster_domain>`.

@@ -14,5 +14,6 @@ pub mod metrics;
 pub mod reconcile;
 pub mod render;
 pub mod routes;
+pub mod secrets;
 pub mod signer;
 pub mod store;

@@ -118,6 +118,7 @@ async fn main() -> Result<()> {
             dns_server: cfg.dns_server,
             domain_recheck: cfg.domain_recheck_s,
         }),
+        secret_keys: encryption_keys(&cfg, &chain).await?,
     };
     let reconciler = Reconciler::new(
         chain.clone(),
@@ -227,4 +228,39 @@ fn operator_key(cfg: &Config) -> Result<PrivateKeySigner> {
 /// A gap between two samples longer than three sampling intervals is a hole in metering.
 fn max_sample_gap_ms(cfg: &Config) -> u64 {
     u64::try_from((cfg.sample_interval_ms * 3).as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The provider's encryption keys, checked against the registry: the key of the registry's
+/// current version must be held (else new leases with secrets could never open).
+async fn encryption_keys(
+    cfg: &berth_keepers::config::Config,
+    chain: &berth_keepers::chain::ChainReader,
+) -> Result<berth_keepers::secrets::ProviderKeys> {
+    let Some(setting) = &cfg.encryption_keys else {
+        return Ok(berth_keepers::secrets::ProviderKeys::default());
+    };
+    let keys =
+        berth_keepers::secrets::ProviderKeys::load(setting).wrap_err("reading encryption_keys")?;
+    let (public, version) = chain
+        .encryption_key()
+        .await
+        .wrap_err("reading the provider's encryption key from the registry")?;
+    match keys.public(version) {
+        Some(held) if held == public.0 => {
+            tracing::info!(version, held = ?keys.versions(), "encryption keys loaded");
+        }
+        _ if version == 0 => {
+            tracing::warn!(
+                "no encryption key registered: register one (berth provider encryption-key register) before tenants can send secrets"
+            );
+        }
+        Some(_) => eyre::bail!(
+            "encryption_keys: version {version} does not match the registry's public key"
+        ),
+        None => eyre::bail!(
+            "encryption_keys: the registry's key is version {version}, which the file does not hold (holds {:?})",
+            keys.versions()
+        ),
+    }
+    Ok(keys)
 }

@@ -1,6 +1,7 @@
 //! The keeper's durable state in Postgres (schema `berth_keeper`): manifests and the
 //! transactions it sent.
 
+mod envelopes;
 mod sleeps;
 
 pub use sleeps::Sleep;

@@ -91,6 +91,10 @@ pub enum RejectReason {
     ResourcesExceedReservation = 6,
     /// Privileged, host path, host network, ports or capabilities.
     PolicyViolation = 7,
+    /// The manifest's secrets do not open with the provider's key for this lease.
+    SecretsUnreadable = 8,
+    /// An image cannot be pulled (no such image, missing or refused registry credentials).
+    ImageUnavailable = 9,
 }
 
 impl RejectReason {
@@ -105,6 +109,8 @@ impl RejectReason {
             5 => Self::ManifestInvalid,
             6 => Self::ResourcesExceedReservation,
             7 => Self::PolicyViolation,
+            8 => Self::SecretsUnreadable,
+            9 => Self::ImageUnavailable,
             _ => return None,
         })
     }
@@ -128,6 +134,10 @@ mod tests {
             RejectReason::from_u8(7),
             Some(RejectReason::PolicyViolation)
         );
-        assert_eq!(RejectReason::from_u8(8), None);
+        assert_eq!(
+            RejectReason::from_u8(8),
+            Some(RejectReason::SecretsUnreadable)
+        );
+        assert_eq!(RejectReason::from_u8(10), None);
     }
 }

@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod metering;
 pub mod pricing;
 pub mod routing;
+pub mod secrets;
 pub mod siwe;
 pub mod upload;
 

@@ -16,4 +16,5 @@ mod private;
 mod protocol;
 mod runway;
 mod scale;
+mod secrets;
 mod wallet;

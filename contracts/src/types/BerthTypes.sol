@@ -46,7 +46,9 @@ enum RejectReason {
     ManifestHashMismatch, // 4: the delivered bytes do not hash to the manifest hash
     ManifestInvalid, // 5: the manifest does not parse or fails schema validation
     ResourcesExceedReservation, // 6: the manifest asks for more than the lease reserved
-    PolicyViolation // 7: privileged, host path, host network, forbidden ports or capabilities
+    PolicyViolation, // 7: privileged, host path, host network, forbidden ports or capabilities
+    SecretsUnreadable, // 8: the manifest's secrets do not open with the provider's key for this lease
+    ImageUnavailable // 9: an image cannot be pulled (no such image, missing or refused registry credentials)
 }
 
 /// @notice A metered resource of a lease's reservation.

@@ -7,7 +7,8 @@ use alloy::primitives::{Address, U256};
 use k8s_openapi::{
     NamespaceResourceScope,
     api::{
-        apps::v1::Deployment, core::v1::Namespace, core::v1::Service, networking::v1::NetworkPolicy,
+        apps::v1::Deployment, core::v1::Namespace, core::v1::Secret, core::v1::Service,
+        networking::v1::NetworkPolicy,
     },
 };
 use kube::{
@@ -143,6 +144,10 @@ impl KubeEngine {
             .await?;
         self.apply_one(self.namespaced::<NetworkPolicy>(&ns), &r.network_policy)
             .await?;
+        if let Some(secret) = r.kube_secret() {
+            self.apply_one(self.namespaced::<Secret>(&ns), &secret)
+                .await?;
+        }
         for s in &r.services {
             self.apply_one(self.namespaced::<Service>(&ns), s).await?;
         }

@@ -48,6 +48,13 @@ impl Reconciler {
                 return Ok(false);
             }
         };
+        let secrets = match self.open_secrets(view, &bytes, &manifest).await? {
+            Ok(s) => s,
+            Err(r) => {
+                self.reject(view, r).await?;
+                return Ok(false);
+            }
+        };
 
         match self.apply_state(id).await {
             ApplyState::Running => return Ok(true),
@@ -83,7 +90,7 @@ impl Reconciler {
                     return Ok(false);
                 }
             };
-            self.spawn_apply(id, &manifest, ports, Some(view.manifest_version));
+            self.spawn_apply(id, &manifest, ports, Some(view.manifest_version), secrets);
             self.metrics.deployed();
             self.started.insert(id, Instant::now());
             tracing::info!(lease = %id, engine = self.engine.name(), "deploying");
@@ -92,7 +99,7 @@ impl Reconciler {
 
         if !workload.running() {
             let ports = workload.ports.clone();
-            self.spawn_apply(id, &manifest, ports, Some(view.manifest_version));
+            self.spawn_apply(id, &manifest, ports, Some(view.manifest_version), secrets);
         }
         let started = *self.started.entry(id).or_insert_with(Instant::now);
         let web = self.routes.as_ref().map(|r| (r.apps(), id));
@@ -128,6 +135,13 @@ impl Reconciler {
         let Ok(manifest) = Manifest::parse(&bytes) else {
             tracing::error!(lease = %view.id, "stored manifest of an active lease no longer parses");
             return Ok(());
+        };
+        let secrets = match self.open_secrets(view, &bytes, &manifest).await? {
+            Ok(s) => s,
+            Err(r) => {
+                tracing::error!(lease = %view.id, rule = %r.rule, "the active lease's secrets no longer open: cannot redeploy");
+                return Ok(());
+            }
         };
         match self.apply_state(view.id).await {
             ApplyState::Running => return Ok(()),
@@ -166,6 +180,7 @@ impl Reconciler {
             &manifest,
             ports,
             current.then_some(view.manifest_version),
+            secrets,
         );
         self.metrics.deployed();
         Ok(())

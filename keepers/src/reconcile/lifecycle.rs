@@ -32,7 +32,14 @@ impl Reconciler {
         if alloy::primitives::keccak256(&bytes) != view.manifest_hash {
             return Ok(()); // the stored bytes are an earlier version: wait for the upload
         }
-        let manifest = match self.check_manifest(view, &bytes) {
+        let checked = match self.check_manifest(view, &bytes) {
+            Ok(m) => match self.open_secrets(view, &bytes, &m).await? {
+                Ok(secrets) => Ok((m, secrets)),
+                Err(r) => Err(r),
+            },
+            Err(r) => Err(r),
+        };
+        let (manifest, secrets) = match checked {
             Ok(m) => m,
             Err(r) => {
                 self.refused_updates
@@ -67,7 +74,7 @@ impl Reconciler {
             "rolling out the lease's manifest update"
         );
         self.metrics.rolled_out();
-        self.spawn_replace(view.id, &manifest, ports, view.manifest_version);
+        self.spawn_replace(view.id, &manifest, ports, view.manifest_version, secrets);
         Ok(())
     }
 

@@ -9,6 +9,7 @@ mod deploy;
 mod idle;
 mod lifecycle;
 mod observe;
+mod sealed;
 mod settle;
 mod work;
 
@@ -83,6 +84,9 @@ pub struct Settings {
     /// The gateway in front of HTTP ports (None: they are confirmed as
     /// `http://public_host:port`).
     pub gateway: Option<GatewaySettings>,
+    /// The provider's encryption keys, which open leases' secrets (empty: none held, and a
+    /// lease with secrets is rejected).
+    pub secret_keys: crate::secrets::ProviderKeys,
 }
 
 /// Where the gateway is and how it names apps.

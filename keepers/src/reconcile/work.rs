@@ -51,8 +51,9 @@ impl Reconciler {
         manifest: &Manifest,
         ports: crate::render::PortMap,
         version: Option<u32>,
+        secrets: Option<berth_protocol::secrets::SecretValues>,
     ) {
-        let mut rendered = render(self.key(id), manifest, &ports);
+        let mut rendered = render(self.key(id), manifest, &ports).with_secrets(secrets);
         if let Some(v) = version {
             rendered = rendered.with_manifest_version(v);
         }
@@ -67,8 +68,11 @@ impl Reconciler {
         manifest: &Manifest,
         ports: crate::render::PortMap,
         version: u32,
+        secrets: Option<berth_protocol::secrets::SecretValues>,
     ) {
-        let rendered = render(self.key(id), manifest, &ports).with_manifest_version(version);
+        let rendered = render(self.key(id), manifest, &ports)
+            .with_manifest_version(version)
+            .with_secrets(secrets);
         self.spawn_engine(id, ports, rendered, true);
     }
 

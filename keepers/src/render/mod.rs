@@ -29,7 +29,9 @@ use k8s_openapi::{
 use berth_protocol::manifest::{Expose, Manifest, Service};
 
 mod isolation;
+mod secrets;
 pub use isolation::{GatewayPeers, service_upstream};
+pub use secrets::SECRETS_NAME;
 
 /// Label: chain id of the lease.
 pub const LABEL_CHAIN: &str = "berth.dev/chain-id";
@@ -123,6 +125,8 @@ pub struct Rendered {
     pub services: Vec<KubeService>,
     /// One per manifest service.
     pub deployments: Vec<Deployment>,
+    /// The lease's opened secrets, for the engine's secret object ([`SECRETS_NAME`]).
+    pub secrets: Option<berth_protocol::secrets::SecretValues>,
 }
 
 impl Rendered {
@@ -278,6 +282,7 @@ pub fn render(key: LeaseKey, manifest: &Manifest, ports: &PortMap) -> Rendered {
         network_policy,
         services,
         deployments,
+        secrets: None,
     }
 }
 
@@ -296,7 +301,7 @@ fn pod_spec(name: &str, svc: &Service) -> PodSpec {
         image: Some(svc.image.clone()),
         command: non_empty(&svc.command),
         args: non_empty(&svc.args),
-        env: (!svc.env.is_empty()).then(|| {
+        env: (!svc.env.is_empty() || !svc.secret_env.is_empty()).then(|| {
             svc.env
                 .iter()
                 .map(|(k, v)| EnvVar {
@@ -304,6 +309,7 @@ fn pod_spec(name: &str, svc: &Service) -> PodSpec {
                     value: Some(v.clone()),
                     ..EnvVar::default()
                 })
+                .chain(secrets::secret_env(svc))
                 .collect()
         }),
         ports: (!svc.ports.is_empty()).then(|| {
@@ -400,6 +406,16 @@ impl Rendered {
                             .is_some_and(|n| n.starts_with(HTTP_PORT_PREFIX))
                         {
                             p.host_ip = http_host_ip.map(str::to_owned);
+                        }
+                    }
+                    // podman secrets are host-wide too.
+                    for e in c.env.iter_mut().flatten() {
+                        if let Some(r) = e
+                            .value_from
+                            .as_mut()
+                            .and_then(|f| f.secret_key_ref.as_mut())
+                        {
+                            r.name = self.podman_secret_name();
                         }
                     }
                     // podman makes each volume a host-wide named volume: scope it to the lease.

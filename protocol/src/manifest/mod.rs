@@ -16,12 +16,14 @@ pub mod digest;
 pub mod policy;
 pub mod quantity;
 pub mod scan;
+pub mod sealed;
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
 pub use digest::{MAX_MANIFEST_BYTES, ManifestError, verify};
+pub use sealed::Secrets;
 
 /// The only manifest version this keeper understands.
 pub const VERSION: u32 = 1;
@@ -46,6 +48,9 @@ pub struct Manifest {
     pub version: u32,
     /// Services by name (a DNS label).
     pub services: BTreeMap<String, Service>,
+    /// Secrets sealed to the provider's key ([`crate::secrets`]), used by `secret_env`.
+    #[serde(default)]
+    pub secrets: Option<Secrets>,
 }
 
 /// One container image run as `replicas` identical containers.
@@ -63,6 +68,9 @@ pub struct Service {
     /// Environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Environment variables set from the manifest's secrets: variable → secret name.
+    #[serde(default)]
+    pub secret_env: BTreeMap<String, String>,
     /// Ports the container listens on.
     #[serde(default)]
     pub ports: Vec<Port>,
@@ -241,7 +249,7 @@ impl Manifest {
             }
             service.validate(&at)?;
         }
-        Ok(())
+        self.validate_secrets()
     }
 
     /// Resources over every service and replica.
@@ -274,12 +282,7 @@ impl Service {
             ));
         }
         for key in self.env.keys() {
-            let ok = key
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ok {
+            if !is_env_name(key) {
                 return Err(field(
                     format!("{at}.env.{}", key.escape_debug()),
                     "not a valid variable name",
@@ -465,6 +468,14 @@ impl Service {
             .unwrap_or(0);
         (cpu, mem, sto)
     }
+}
+
+/// A letter or `_`, then letters, digits and `_`.
+fn is_env_name(key: &str) -> bool {
+    key.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Lowercase letters, digits and '-', starting with a letter, not ending with '-'.

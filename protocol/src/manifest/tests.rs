@@ -181,3 +181,77 @@ fn errors_name_the_field() {
     .expect("valid");
     assert_eq!(sleepy.services["web"].idle_timeout_s(), Some(300));
 }
+
+const SEALED: &str = "version: 1
+secrets:
+  key_version: 1
+  names: [db_password, api-key]
+  sealed: QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=
+  tenant_copy: REVG
+services:
+  web:
+    image: x
+    env: {PLAIN: '1'}
+    secret_env: {DB_PASSWORD: db_password, API_KEY: api-key}
+    resources: {cpu: 100m, memory: 16Mi}
+";
+
+#[test]
+fn sealed_secrets_parse_with_their_names_in_clear() {
+    let m = Manifest::parse(SEALED.as_bytes()).expect("parses");
+    let secrets = m.secrets.as_ref().expect("secrets");
+    assert_eq!(secrets.names, ["db_password", "api-key"]);
+    assert_eq!(
+        secrets.envelopes(),
+        ["QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=", "REVG"]
+    );
+    assert_eq!(m.services["web"].secret_env["DB_PASSWORD"], "db_password");
+}
+
+#[test]
+fn secret_rules_name_their_field() {
+    for (from, to, says) in [
+        ("key_version: 1", "key_version: 0", "`secrets.key_version`"),
+        (
+            "[db_password, api-key]",
+            "[db_password, db_password]",
+            "`secrets.names[1]`",
+        ),
+        (
+            "[db_password, api-key]",
+            "[Db, api-key]",
+            "`secrets.names[0]`",
+        ),
+        ("sealed: QUJD", "sealed: QU!D", "`secrets.sealed`"),
+        (
+            "tenant_copy: REVG",
+            "tenant_copy: ''",
+            "`secrets.tenant_copy`",
+        ),
+        (
+            "API_KEY: api-key",
+            "API_KEY: nope",
+            "`services.web.secret_env.API_KEY`",
+        ),
+        (
+            "API_KEY: api-key",
+            "PLAIN: api-key",
+            "`services.web.secret_env.PLAIN`",
+        ),
+        (
+            "API_KEY: api-key",
+            "1BAD: api-key",
+            "`services.web.secret_env.1BAD`",
+        ),
+    ] {
+        let text = SEALED.replacen(from, to, 1);
+        assert_ne!(text, SEALED, "{from}");
+        let e = err(&text);
+        assert!(e.contains(says), "{to}: {e}");
+    }
+    let without = SEALED.replace(
+        "secrets:\n  key_version: 1\n  names: [db_password, api-key]\n  sealed: QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=\n  tenant_copy: REVG\n",
+        "",
+    );
+    assert!(err(&without).contains("not in secrets.names"));
+}

@@ -12,6 +12,8 @@ use http_body_util::Full;
 use hyper::{Method, Request, StatusCode, body::Bytes};
 use serde::Deserialize;
 
+mod secrets;
+
 use super::{ContainerStats, EngineError, Workload};
 use crate::render::{LABEL_LEASE, LABEL_SERVICE, LeaseKey, Rendered};
 
@@ -382,6 +384,7 @@ impl PodmanEngine {
             return Ok(());
         }
         self.ensure_images(&missing).await?;
+        self.put_secret(rendered).await?;
         let yaml = missing
             .to_podman_yaml(self.http_host_ip.as_deref())
             .map_err(|e| EngineError::Refused(format!("rendering YAML: {e}")))?;
@@ -501,6 +504,7 @@ impl PodmanEngine {
     /// second even for a process that ignores SIGTERM as PID 1.
     pub async fn delete(&self, key: &LeaseKey) -> Result<(), EngineError> {
         self.remove_pods(key).await?;
+        self.delete_secret(key).await?;
         self.delete_volumes(key).await
     }
 

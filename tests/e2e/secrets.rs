@@ -1,0 +1,223 @@
+//! Sealed secrets end to end (real keeper, podman, anvil, Postgres): a value sealed to the
+//! provider's registered key reaches the container's environment and nowhere else (not the
+//! keeper's database, not its debug log); an envelope sealed for another tenant, a corrupted
+//! one, one replayed onto a second lease and one sealed to a retired key version are each
+//! rejected as `SecretsUnreadable` with the whole deposit refunded and nothing run; a key
+//! rotation leaves the lease sealed to the old key running and a new lease on the new key runs.
+
+use alloy::primitives::{Address, B256, U256, keccak256};
+use base64::Engine as _;
+use berth_bindings::{LeaseStatus, ProviderRegistry, RejectReason};
+use berth_e2e::{database_url, gateway::scratch_dir, keeper::KeeperProcess, mined, unique_suffix};
+use berth_protocol::secrets::{self, Binding, Recipient, SecretValues};
+use eyre::{Result, ensure};
+
+use crate::keeper::{TENANT, World, world};
+
+/// The example app with `BERTH_SECRET` from the sealed secret `token`; the tenant's copy is
+/// sealed to `tenant_key`.
+fn sealed_manifest(
+    w: &World,
+    tenant: Address,
+    version: u32,
+    provider_key: &[u8; 32],
+    tenant_key: &[u8; 32],
+    value: &str,
+) -> Result<String> {
+    let head =
+        format!("version: 1\nsecrets:\n  key_version: {version}\n  names: [token]\n  sealed: ");
+    let middle = "\n  tenant_copy: ";
+    let tail = "\nservices:\n  web:\n    image: localhost/berth-hello:latest\n    ports:\n      - port: 8080\n        expose: http\n    secret_env: {BERTH_SECRET: token}\n    resources:\n      cpu: 500m\n      memory: 256Mi\n";
+    let aad = secrets::associated_data(&format!("{head}{middle}{tail}"), &[]);
+    let binding = Binding {
+        chain_id: w.chain.chain_id(),
+        escrow: w.c.escrow,
+        provider_id: U256::from(1),
+        tenant,
+        key_version: version,
+    };
+    let values = SecretValues([("token".to_owned(), value.to_owned())].into());
+    let sealed = secrets::seal(provider_key, &binding, Recipient::Provider, aad, &values)?;
+    let copy = secrets::seal(tenant_key, &binding, Recipient::Tenant, aad, &values)?;
+    Ok(format!("{head}{sealed}{middle}{copy}{tail}"))
+}
+
+async fn register_key(w: &World, public: &[u8; 32]) -> Result<()> {
+    let owner = w.chain.wallet(2)?;
+    mined(
+        ProviderRegistry::new(w.c.registry, &owner)
+            .setEncryptionKey(U256::from(1), B256::from(*public)),
+        "setEncryptionKey",
+    )
+    .await
+}
+
+fn sha256_hex(text: &str) -> String {
+    alloy::hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
+}
+
+async fn served_secret_hash(w: &World, lease: U256) -> Result<String> {
+    let url = format!("{}/cgi-bin/secret", w.endpoint(lease).await?);
+    Ok(berth_e2e::keeper::fetch(&url)
+        .await
+        .unwrap_or_default()
+        .trim()
+        .to_owned())
+}
+
+#[sqlx::test(migrations = false)]
+async fn sealed_secrets_reach_the_container_and_nowhere_else(pool: sqlx::PgPool) -> Result<()> {
+    let dir = scratch_dir("secrets")?;
+    let (old_secret, old_public) = secrets::generate_key_pair();
+    let (new_secret, new_public) = secrets::generate_key_pair();
+    let (tenant_secret, tenant_public) = secrets::generate_key_pair();
+    let keys = dir.join("encryption-keys");
+    std::fs::write(
+        &keys,
+        format!(
+            "1 {}\n2 {}\n",
+            alloy::hex::encode(old_secret),
+            alloy::hex::encode(new_secret)
+        ),
+    )?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600))?;
+    let keys_setting = keys.display().to_string();
+    let w = world(
+        &pool.connect_options(),
+        &[("BERTH_ENCRYPTION_KEYS", keys_setting.as_str())],
+    )
+    .await?;
+    register_key(&w, &old_public).await?;
+    let keeper = KeeperProcess::start(&w.setup).await?;
+    let tenant = w.chain.signer(TENANT)?.address();
+    let value = format!("hunter2-{}", unique_suffix());
+
+    let first = sealed_manifest(&w, tenant, 1, &old_public, &tenant_public, &value)?;
+    let (a, status) = w.lease_with(first.as_bytes(), first.as_bytes()).await?;
+    ensure!(status == 202, "upload answered {status}");
+    w.wait_status(a, LeaseStatus::Active, &keeper).await?;
+    ensure!(
+        served_secret_hash(&w, a).await? == sha256_hex(&value),
+        "the container does not see the secret"
+    );
+    // The tenant's copy opens with the tenant's key (what its tools use to edit and re-seal).
+    let m = berth_protocol::manifest::Manifest::parse(first.as_bytes())?;
+    let sealed = m
+        .secrets
+        .as_ref()
+        .ok_or_else(|| eyre::eyre!("no secrets"))?;
+    let aad = secrets::associated_data(&first, &sealed.envelopes());
+    let binding = Binding {
+        chain_id: w.chain.chain_id(),
+        escrow: w.c.escrow,
+        provider_id: U256::from(1),
+        tenant,
+        key_version: 1,
+    };
+    let copy = secrets::open(
+        &tenant_secret,
+        &binding,
+        Recipient::Tenant,
+        aad,
+        sealed.tenant_copy.as_deref().unwrap_or_default(),
+    )?;
+    ensure!(copy.0["token"] == value, "the tenant's copy");
+
+    // Each refused with a reason, the deposit refunded, nothing run.
+    let forged = sealed_manifest(
+        &w,
+        Address::repeat_byte(9),
+        1,
+        &old_public,
+        &tenant_public,
+        "x",
+    )?;
+    let mut corrupted = sealed_manifest(&w, tenant, 1, &old_public, &tenant_public, "y")?;
+    let at = corrupted.find("sealed: ").unwrap_or_default() + 20;
+    let flipped = if &corrupted[at..=at] == "A" { "B" } else { "A" };
+    corrupted.replace_range(at..=at, flipped);
+    let (forged_lease, _) = w.lease_with(forged.as_bytes(), forged.as_bytes()).await?;
+    let (corrupted_lease, _) = w
+        .lease_with(corrupted.as_bytes(), corrupted.as_bytes())
+        .await?;
+    let (replayed_lease, _) = w.lease_with(first.as_bytes(), first.as_bytes()).await?;
+
+    // Rotation: the registry's key becomes version 2.
+    register_key(&w, &new_public).await?;
+    let second_value = format!("rotated-{}", unique_suffix());
+    let second = sealed_manifest(&w, tenant, 2, &new_public, &tenant_public, &second_value)?;
+    let (b, _) = w.lease_with(second.as_bytes(), second.as_bytes()).await?;
+    let stale = sealed_manifest(&w, tenant, 1, &old_public, &tenant_public, "z")?;
+    let (stale_lease, _) = w.lease_with(stale.as_bytes(), stale.as_bytes()).await?;
+
+    for (name, lease, says) in [
+        ("another tenant's envelope", forged_lease, "does not open"),
+        ("a corrupted envelope", corrupted_lease, "does not open"),
+        ("a replayed envelope", replayed_lease, "replayed"),
+        ("a retired key version", stale_lease, "key version 1"),
+    ] {
+        w.wait_status(lease, LeaseStatus::Rejected, &keeper).await?;
+        let reason = w.reject_reason(lease).await?;
+        ensure!(
+            reason == Some(RejectReason::SecretsUnreadable),
+            "{name}: rejected for {reason:?}"
+        );
+        ensure!(w.pods(lease).await? == 0, "{name}: a pod runs");
+        ensure!(
+            w.escrow()?.refundableOf(lease).call().await? == U256::from(10_000_000),
+            "{name}: the whole deposit is the tenant's to withdraw"
+        );
+        ensure!(
+            keeper.log_text().contains(says),
+            "{name}: the log says why ({says}):\n{}",
+            keeper.log_text()
+        );
+    }
+    w.wait_status(b, LeaseStatus::Active, &keeper).await?;
+    ensure!(
+        served_secret_hash(&w, b).await? == sha256_hex(&second_value),
+        "the lease on the new key"
+    );
+    ensure!(
+        served_secret_hash(&w, a).await? == sha256_hex(&value),
+        "the lease on the old key still runs"
+    );
+
+    // Nowhere else: the keeper's database and its debug log hold neither value, plain or in
+    // base64 (the form podman stores).
+    let dump = std::process::Command::new("pg_dump")
+        .args(["--data-only", &database_url(&pool.connect_options())])
+        .output()?;
+    ensure!(
+        dump.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let dump = String::from_utf8_lossy(&dump.stdout).into_owned();
+    ensure!(
+        dump.contains("berth_keeper"),
+        "the dump holds the keeper's tables"
+    );
+    let log = keeper.log_text();
+    for v in [&value, &second_value] {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(v);
+        for (what, text) in [("database", &dump), ("keeper log", &log)] {
+            ensure!(
+                !text.contains(v.as_str()),
+                "the {what} holds a secret value"
+            );
+            ensure!(
+                !text.contains(&encoded),
+                "the {what} holds a secret value in base64"
+            );
+        }
+    }
+    // The envelope is remembered by digest, for the lease that carried it first.
+    ensure!(
+        dump.contains(&alloy::hex::encode(keccak256(sealed.sealed.as_bytes()))),
+        "the envelope's digest is recorded"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
