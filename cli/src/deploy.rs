@@ -24,9 +24,11 @@ use crate::{
     gateway, history,
     market::{self, Wanted},
     output::{emit, table},
+    secrets::{self, SecretArgs},
     token::Token,
 };
 use berth_protocol::pricing;
+use berth_protocol::secrets::SecretValues;
 
 /// `deploy`.
 #[derive(Debug, Args)]
@@ -58,6 +60,9 @@ pub struct Deploy {
     /// Seconds to wait for the provider to confirm or reject.
     #[arg(long, default_value_t = 300)]
     pub wait_s: u64,
+    /// Secret values, sealed to the provider's key before anything leaves this machine.
+    #[command(flatten)]
+    pub secrets: SecretArgs,
     /// What to reserve (each left out: what the manifest asks for). Last: its help heading
     /// holds for every argument after it.
     #[command(
@@ -86,6 +91,67 @@ pub fn read_manifest(path: &PathBuf) -> Result<(Vec<u8>, Manifest)> {
     Ok((bytes, m))
 }
 
+/// A manifest file read and validated, with its secret values when `--secret` gives them
+/// (sealed once the provider is known).
+#[derive(Debug)]
+pub struct Draft {
+    /// The file's bytes.
+    pub bytes: Vec<u8>,
+    /// What it asks for.
+    pub manifest: Manifest,
+    /// Values to seal, if any.
+    pub values: Option<SecretValues>,
+}
+
+/// Reads a manifest and its `--secret` values; with secrets it is validated as it will be
+/// once sealed.
+pub fn read_draft(path: &PathBuf, args: &SecretArgs) -> Result<Draft> {
+    if args.secrets.is_empty() && args.secrets_from.is_none() {
+        let (bytes, manifest) = read_manifest(path)?;
+        return Ok(Draft {
+            bytes,
+            manifest,
+            values: None,
+        });
+    }
+    let bytes = std::fs::read(path)
+        .map_err(|e| fail(Kind::Input, format!("manifest {}: {e}", path.display())))?;
+    let text = String::from_utf8(bytes.clone()).map_err(|_| {
+        fail(
+            Kind::Input,
+            format!("manifest {}: not UTF-8", path.display()),
+        )
+    })?;
+    if text.starts_with("secrets:") || text.contains("\nsecrets:") {
+        return Err(fail(
+            Kind::Input,
+            format!(
+                "manifest {}: already has a secrets section; --secret seals a manifest without one",
+                path.display()
+            ),
+        ));
+    }
+    let values = secrets::read_values(args)?;
+    let mut names: Vec<&String> = values.0.keys().collect();
+    let earlier = match &args.secrets_from {
+        Some(p) => {
+            let (_, m) = read_manifest(p)?;
+            m.secrets.map(|s| s.names).unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    names.extend(earlier.iter().filter(|n| !values.0.contains_key(*n)));
+    names.sort();
+    let draft = secrets::draft(&text, &names);
+    let manifest = Manifest::parse(draft.as_bytes())
+        .map_err(|e| fail(Kind::Input, format!("manifest {}: {e}", path.display())))?;
+    Ok(Draft {
+        bytes,
+        manifest,
+        values: Some(values),
+    })
+}
+
 fn reservation(d: &Deploy, m: &Manifest) -> Result<Reservation> {
     let t = m.totals();
     let fit = |field: &str, total: u64, given: Option<u32>| -> Result<u32> {
@@ -108,8 +174,19 @@ fn reservation(d: &Deploy, m: &Manifest) -> Result<Reservation> {
 
 /// Runs `deploy` for a manifest already read and validated by [`read_manifest`] (before any
 /// connection: a bad manifest is reported as such even with the chain unreachable).
-pub async fn run(ctx: &Ctx, d: Deploy, (bytes, manifest): (Vec<u8>, Manifest)) -> Result<()> {
+pub async fn run(ctx: &Ctx, d: Deploy, draft: Draft) -> Result<()> {
     let json = ctx.global.json;
+    if d.secrets.secrets_from.is_some() {
+        return Err(fail(
+            Kind::Input,
+            "--secrets-from re-seals an earlier manifest of the same lease: use it with update",
+        ));
+    }
+    let Draft {
+        bytes,
+        manifest,
+        values,
+    } = draft;
     let r = reservation(&d, &manifest)?;
     if let Err(v) = Policy::default().check(&manifest) {
         progress(
@@ -131,6 +208,7 @@ pub async fn run(ctx: &Ctx, d: Deploy, (bytes, manifest): (Vec<u8>, Manifest)) -
             })
             .collect::<Result<_>>()?,
         max_hourly: None,
+        secrets: values.is_some(),
     };
     let w = ctx.wallet()?;
     let offers = market::offers(ctx).await?;
@@ -215,6 +293,14 @@ pub async fn run(ctx: &Ctx, d: Deploy, (bytes, manifest): (Vec<u8>, Manifest)) -
         ));
     }
     token.require_balance(ctx, w.address, deposit).await?;
+    let sealed = values.is_some();
+    let bytes = match &values {
+        Some(v) => {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            secrets::seal(ctx, &w, &text, v, chosen.id).await?
+        }
+        None => bytes,
+    };
     progress(
         json,
         &format!(
@@ -241,6 +327,22 @@ pub async fn run(ctx: &Ctx, d: Deploy, (bytes, manifest): (Vec<u8>, Manifest)) -
     )
     .await?;
     progress(json, &format!("lease {lease} opened"));
+    if sealed {
+        let kept = secrets::kept_path(&d.manifest, lease);
+        std::fs::write(&kept, &bytes).map_err(|e| {
+            fail(
+                Kind::Input,
+                format!("keeping the sealed manifest at {}: {e}", kept.display()),
+            )
+        })?;
+        progress(
+            json,
+            &format!(
+                "sealed manifest kept at {} (secrets show and update --secrets-from read it)",
+                kept.display()
+            ),
+        );
+    }
     if d.manifest_uri.is_none() {
         gateway::upload(ctx, &w, &chosen.endpoint, lease, &bytes).await?;
     }

@@ -7,6 +7,7 @@
 mod amounts;
 mod context;
 mod deploy;
+mod encryption_key;
 mod failure;
 mod gateway;
 mod history;
@@ -15,6 +16,7 @@ mod lease;
 mod market;
 mod output;
 mod provider;
+mod secrets;
 mod token;
 mod update;
 mod verify;
@@ -72,6 +74,15 @@ enum Command {
     Dispute(LeaseArg),
     /// Deliver a lease's manifest to its provider again.
     Upload(Upload),
+    /// A lease's sealed secrets.
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum SecretsCmd {
+    /// Open the tenant's copy of a sealed manifest's secrets with this wallet's key.
+    Show(secrets::Show),
 }
 
 #[derive(Debug, clap::Args)]
@@ -131,6 +142,7 @@ async fn providers(ctx: &Ctx, p: Providers) -> Result<()> {
         storage_gib: p.storage,
         attributes: market::parse_attributes(&p.attributes.join(",")),
         max_hourly: None,
+        secrets: false,
     };
     if let Some(max) = &p.max_hourly {
         wanted.max_hourly = Some(amounts::parse("--max-hourly", max, decimals)?);
@@ -200,8 +212,8 @@ async fn providers(ctx: &Ctx, p: Providers) -> Result<()> {
 async fn run(cli: Cli) -> Result<()> {
     // Local checks first: a bad manifest is the user's first problem, whatever the chain does.
     let manifest = match &cli.command {
-        Command::Deploy(d) => Some(deploy::read_manifest(&d.manifest)?),
-        Command::Update(u) => Some(deploy::read_manifest(&u.manifest)?),
+        Command::Deploy(d) => Some(deploy::read_draft(&d.manifest, &d.secrets)?),
+        Command::Update(u) => Some(deploy::read_draft(&u.manifest, &u.secrets)?),
         _ => None,
     };
     let ctx = Ctx::connect(&cli.global).await?;
@@ -224,6 +236,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::VerifyUsage(a) => verify::run(&ctx, a.lease).await,
         Command::Dispute(a) => lease::dispute(&ctx, a.lease).await,
         Command::Upload(u) => lease::upload(&ctx, u.lease, &u.manifest).await,
+        Command::Secrets(SecretsCmd::Show(s)) => secrets::show(&ctx, s).await,
     }
 }
 

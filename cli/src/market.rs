@@ -35,6 +35,8 @@ pub struct Offer {
     pub prices: [u128; 4],
     /// Stake.
     pub stake: String,
+    /// Version of its registered encryption key (0: none, it cannot take secrets).
+    pub encryption_key_version: u32,
 }
 
 fn prices_as_strings<S: serde::Serializer>(p: &[u128; 4], s: S) -> Result<S::Ok, S::Error> {
@@ -54,6 +56,8 @@ pub struct Wanted {
     pub attributes: Vec<(String, String)>,
     /// Highest acceptable cost per hour at the maximum rate, base units.
     pub max_hourly: Option<U256>,
+    /// The manifest has secrets: the provider needs a registered encryption key.
+    pub secrets: bool,
 }
 
 /// The outcome of matching one provider.
@@ -104,6 +108,7 @@ impl Offer {
             capacity: [p.cpuMillis, p.memoryMiB, p.storageGiB],
             prices,
             stake: p.stake.to_string(),
+            encryption_key_version: 0,
         }
     }
 
@@ -139,6 +144,9 @@ impl Offer {
                 }
                 Some(_) => {}
             }
+        }
+        if w.secrets && self.encryption_key_version == 0 {
+            return Some("no encryption key registered (cannot take secrets)".into());
         }
         if let Some(max) = w.max_hourly {
             let hourly = pricing::cost_of(3600, self.max_rate(w));
@@ -182,11 +190,13 @@ pub async fn offers(ctx: &Ctx) -> Result<Vec<Offer>> {
                 .call()
                 .await
                 .map_err(|e| failure::contract("pricesOf", &e))?;
-            out.push(Offer::from_chain(
+            let mut offer = Offer::from_chain(
                 id,
                 p,
                 [pr.baseRate, pr.cpuPrice, pr.memoryPrice, pr.storagePrice],
-            ));
+            );
+            offer.encryption_key_version = key_version(ctx, id).await?;
+            out.push(offer);
         }
         offset += PAGE;
     }
@@ -216,11 +226,23 @@ pub async fn offer(ctx: &Ctx, id: u32) -> Result<Offer> {
         .call()
         .await
         .map_err(|e| failure::contract("pricesOf", &e))?;
-    Ok(Offer::from_chain(
+    let mut offer = Offer::from_chain(
         id,
         &p,
         [pr.baseRate, pr.cpuPrice, pr.memoryPrice, pr.storagePrice],
-    ))
+    );
+    offer.encryption_key_version = key_version(ctx, id).await?;
+    Ok(offer)
+}
+
+async fn key_version(ctx: &Ctx, id: u32) -> Result<u32> {
+    Ok(ctx
+        .registry()
+        .encryptionKeyOf(U256::from(id))
+        .call()
+        .await
+        .map_err(|e| failure::contract("encryptionKeyOf", &e))?
+        .version)
 }
 
 /// Matches every offer against `w`: the verdicts, and the cheapest fitting offer (lowest
@@ -268,6 +290,7 @@ mod tests {
             capacity: free,
             prices,
             stake: "0".into(),
+            encryption_key_version: 1,
         }
     }
 
@@ -299,6 +322,7 @@ mod tests {
             storage_gib: 1,
             attributes: vec![("region".into(), "eu".into())],
             max_hourly: Some(U256::from(100)),
+            secrets: false,
         };
         let (verdicts, best) = choose(&offers, &w, 6);
         assert_eq!(best.map(|o| o.id), Some(5));
@@ -318,5 +342,14 @@ mod tests {
             why[5].as_deref(),
             Some("costs up to 3.6 per hour > --max-hourly 0.0001")
         );
+        // With secrets, a provider without an encryption key is out.
+        let mut keyless = offers[3].clone();
+        keyless.encryption_key_version = 0;
+        let w = Wanted { secrets: true, ..w };
+        assert_eq!(
+            keyless.exclusion(&w, 6).as_deref(),
+            Some("no encryption key registered (cannot take secrets)")
+        );
+        assert_eq!(offers[3].exclusion(&w, 6), None);
     }
 }

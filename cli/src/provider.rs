@@ -35,6 +35,8 @@ pub enum ProviderCmd {
     Claim(Id),
     /// Show a provider: status, capacity, prices, stake, leases, earnings.
     Status(Id),
+    /// Generate the next encryption key (appended to the keeper's key file) and register it.
+    RotateKey(crate::encryption_key::RotateKey),
 }
 
 /// A provider id.
@@ -157,6 +159,7 @@ pub async fn run(ctx: &Ctx, cmd: ProviderCmd) -> Result<()> {
         ProviderCmd::WithdrawStake(Id { id }) => simple(ctx, id, "withdraw-stake").await,
         ProviderCmd::Claim(Id { id }) => claim(ctx, id).await,
         ProviderCmd::Status(Id { id }) => status(ctx, id).await,
+        ProviderCmd::RotateKey(a) => crate::encryption_key::rotate(ctx, a).await,
     }
 }
 

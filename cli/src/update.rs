@@ -32,6 +32,9 @@ pub struct Update {
     /// Seconds to wait for the provider to run the new version (0: do not wait).
     #[arg(long = "wait", default_value_t = 180)]
     pub wait_s: u64,
+    /// Secret values, sealed to the provider's current key.
+    #[command(flatten)]
+    pub secrets: crate::secrets::SecretArgs,
 }
 
 /// `auto-top-up` subcommands.
@@ -105,11 +108,7 @@ pub fn parse_duration(field: &str, text: &str) -> Result<u64> {
 
 /// `update`: commits the lease to a new manifest on chain, delivers it and waits until the
 /// provider runs it.
-pub async fn update(
-    ctx: &Ctx,
-    u: Update,
-    (bytes, _): (Vec<u8>, berth_protocol::manifest::Manifest),
-) -> Result<()> {
+pub async fn update(ctx: &Ctx, u: Update, draft: crate::deploy::Draft) -> Result<()> {
     let json = ctx.global.json;
     let l = lease::load(ctx, u.lease).await?;
     if !matches!(l.status, LeaseStatus::Active | LeaseStatus::Suspended) {
@@ -122,6 +121,27 @@ pub async fn update(
         ));
     }
     let w = ctx.wallet()?;
+    let bytes = match &draft.values {
+        Some(given) => {
+            let mut values = match &u.secrets.secrets_from {
+                Some(p) => crate::secrets::open_copy(ctx, &w, p, l.raw.providerId)?,
+                None => berth_protocol::secrets::SecretValues::default(),
+            };
+            values.0.extend(given.0.clone());
+            let text = String::from_utf8_lossy(&draft.bytes).into_owned();
+            let sealed = crate::secrets::seal(ctx, &w, &text, &values, l.raw.providerId).await?;
+            let kept = crate::secrets::kept_path(&u.manifest, u.lease);
+            std::fs::write(&kept, &sealed).map_err(|e| {
+                fail(
+                    Kind::Input,
+                    format!("keeping the sealed manifest at {}: {e}", kept.display()),
+                )
+            })?;
+            progress(json, &format!("sealed manifest kept at {}", kept.display()));
+            sealed
+        }
+        None => draft.bytes,
+    };
     let escrow = LeaseEscrow::new(ctx.deployment.lease_escrow, w.provider.clone());
     let hash = keccak256(&bytes);
     let uri = u.manifest_uri.clone().unwrap_or_default();

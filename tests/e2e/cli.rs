@@ -18,12 +18,12 @@ use sqlx::PgPool;
 
 use crate::keeper::{HELLO_BODY, TENANT, WAIT, serves};
 
-const OWNER: usize = 2;
-const OPERATOR: usize = 3;
+pub(crate) const OWNER: usize = 2;
+pub(crate) const OPERATOR: usize = 3;
 /// A second provider's owner (more expensive, in another region).
 const OTHER_OWNER: usize = 5;
 
-fn settings() -> Settings {
+pub(crate) fn settings() -> Settings {
     Settings {
         min_stake: 0,
         challenge_window: 30,
@@ -37,32 +37,32 @@ fn settings() -> Settings {
 
 /// One run of the CLI.
 #[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
-    fn json(&self) -> Result<Value> {
+    pub(crate) fn json(&self) -> Result<Value> {
         serde_json::from_str(&self.stdout).wrap_err_with(|| format!("stdout is not JSON: {self:?}"))
     }
 
-    fn ok(self) -> Result<Self> {
+    pub(crate) fn ok(self) -> Result<Self> {
         ensure!(self.code == 0, "berth failed: {self:?}");
         Ok(self)
     }
 }
 
 /// The CLI against one chain and deployment.
-struct Cli {
-    rpc_url: String,
-    deployment: PathBuf,
+pub(crate) struct Cli {
+    pub(crate) rpc_url: String,
+    pub(crate) deployment: PathBuf,
 }
 
 impl Cli {
     /// Runs `berth <args>`, signing with anvil account `key` when given.
-    fn run(&self, chain: &Chain, key: Option<usize>, args: &[&str]) -> Result<Run> {
+    pub(crate) fn run(&self, chain: &Chain, key: Option<usize>, args: &[&str]) -> Result<Run> {
         let mut cmd = Command::new(workspace_binary("berth-cli", "berth")?);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -107,7 +107,7 @@ impl Cli {
     }
 }
 
-fn str_of(v: &Value, field: &str) -> String {
+pub(crate) fn str_of(v: &Value, field: &str) -> String {
     match &v[field] {
         Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -121,7 +121,7 @@ async fn token_balance(chain: &Chain, c: &Contracts, who: Address) -> Result<U25
         .await?)
 }
 
-fn manifest_file(name: &str, bytes: &[u8]) -> Result<PathBuf> {
+pub(crate) fn manifest_file(name: &str, bytes: &[u8]) -> Result<PathBuf> {
     let path = std::env::temp_dir().join(format!(
         "berth-cli-{}-{}-{name}",
         std::process::id(),
@@ -419,7 +419,7 @@ async fn a_tenant_and_a_provider_run_a_lease_from_register_to_withdraw_with_the_
 }
 
 /// Removes the chain's pods when the test ends, however it ends.
-struct PodsOf(u64);
+pub(crate) struct PodsOf(pub(crate) u64);
 
 impl Drop for PodsOf {
     fn drop(&mut self) {

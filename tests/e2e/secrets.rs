@@ -221,3 +221,213 @@ async fn sealed_secrets_reach_the_container_and_nowhere_else(pool: sqlx::PgPool)
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// The same story driven with the `berth` CLI: the provider's `rotate-key`, the tenant's
+/// `deploy --secret`, `secrets show`, and after a second rotation (and a keeper restart)
+/// `update --secrets-from`, which re-seals the values to the new key without the tenant
+/// typing them again; values given as arguments are refused.
+#[sqlx::test(migrations = false)]
+async fn the_cli_seals_shows_and_reseals_secrets_across_a_key_rotation(
+    pool: sqlx::PgPool,
+) -> Result<()> {
+    use crate::cli::{Cli, OPERATOR, OWNER, PodsOf, manifest_file, settings, str_of};
+    use berth_e2e::keeper::{KeeperSetup, PodmanService, hello_image, hello_manifest};
+
+    hello_image()?;
+    let chain = berth_e2e::Chain::start()?;
+    let c = berth_e2e::deploy(&chain, settings()).await?;
+    let podman = PodmanService::start().await?;
+    let dir = scratch_dir("cli-secrets")?;
+    let keys = dir.join("encryption-keys");
+    let mut setup = KeeperSetup::new(
+        &chain,
+        &c,
+        settings(),
+        database_url(&pool.connect_options()),
+        &podman,
+    )?;
+    setup.env = [
+        ("BERTH_MIN_RUNWAY_S", "0".to_owned()),
+        ("BERTH_ENCRYPTION_KEYS", keys.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let _cleanup = PodsOf(chain.chain_id());
+    let cli = Cli {
+        rpc_url: chain.rpc_url(),
+        deployment: setup.deployment.clone(),
+    };
+    let operator = chain.signer(OPERATOR)?.address().to_string();
+    cli.run(
+        &chain,
+        Some(OWNER),
+        &[
+            "--json",
+            "provider",
+            "register",
+            "--endpoint",
+            &setup.gateway(),
+            "--operator",
+            &operator,
+            "--cpu",
+            "4000",
+            "--memory",
+            "8192",
+            "--base-price",
+            "0.01",
+        ],
+    )?
+    .ok()?;
+    let keys_arg = keys.display().to_string();
+    let first = cli
+        .run(
+            &chain,
+            Some(OWNER),
+            &["--json", "provider", "rotate-key", "1", "--keys", &keys_arg],
+        )?
+        .ok()?
+        .json()?;
+    ensure!(first["version"] == 1, "{first}");
+    let mut keeper = KeeperProcess::start(&setup).await?;
+    mined(
+        berth_bindings::TestToken::new(c.token, chain.wallet(TENANT)?).mint(
+            chain.signer(TENANT)?.address(),
+            U256::from(1_000_000_000u64),
+        ),
+        "mint",
+    )
+    .await?;
+
+    let text = String::from_utf8(hello_manifest())?.replace(
+        "    resources:",
+        "    secret_env: {BERTH_SECRET: token}\n    resources:",
+    );
+    let manifest = manifest_file("sealed.yaml", text.as_bytes())?;
+    let value = format!("from-a-file-{}", unique_suffix());
+    let value_file = dir.join("token");
+    std::fs::write(&value_file, format!("{value}\n"))?;
+    let m = manifest.display().to_string();
+
+    // Values as arguments are refused before anything is sent.
+    let bad = cli.run(
+        &chain,
+        Some(TENANT),
+        &["deploy", &m, "--hours", "1", "--secret", "token=hunter2"],
+    )?;
+    ensure!(
+        bad.code != 0 && bad.stderr.contains("never come from arguments"),
+        "{bad:?}"
+    );
+    let missing = cli.run(&chain, Some(TENANT), &["deploy", &m, "--hours", "1"])?;
+    ensure!(
+        missing.code != 0 && missing.stderr.contains("not in secrets.names"),
+        "a secret_env without its secret: {missing:?}"
+    );
+
+    let secret_arg = format!("token=file:{}", value_file.display());
+    let deployed = cli
+        .run(
+            &chain,
+            Some(TENANT),
+            &[
+                "--json",
+                "deploy",
+                &m,
+                "--hours",
+                "1",
+                "--secret",
+                &secret_arg,
+            ],
+        )?
+        .ok()?
+        .json()?;
+    let lease: U256 = str_of(&deployed, "lease").parse()?;
+    let endpoint = str_of(&deployed, "endpoint");
+    let hash = || async {
+        berth_e2e::keeper::fetch(&format!("{endpoint}/cgi-bin/secret"))
+            .await
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    ensure!(hash().await == sha256_hex(&value), "the container's secret");
+    let kept = manifest.with_file_name(format!(
+        "{}.lease-{lease}.yaml",
+        manifest
+            .file_stem()
+            .map(|s| s.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    ensure!(
+        kept.exists(),
+        "deploy keeps the sealed manifest at {}",
+        kept.display()
+    );
+    let kept_arg = kept.display().to_string();
+    let shown = cli
+        .run(
+            &chain,
+            Some(TENANT),
+            &["--json", "secrets", "show", &lease.to_string(), &kept_arg],
+        )?
+        .ok()?
+        .json()?;
+    ensure!(shown["secrets"]["token"] == value.as_str(), "{shown}");
+    let stranger = cli.run(
+        &chain,
+        Some(5),
+        &["secrets", "show", &lease.to_string(), &kept_arg],
+    )?;
+    ensure!(
+        stranger.code != 0,
+        "another wallet opens the tenant's copy: {stranger:?}"
+    );
+
+    // Rotation to version 2; the keeper restarts to load it; the update re-seals to it.
+    let second = cli
+        .run(
+            &chain,
+            Some(OWNER),
+            &["--json", "provider", "rotate-key", "1", "--keys", &keys_arg],
+        )?
+        .ok()?
+        .json()?;
+    ensure!(second["version"] == 2, "{second}");
+    keeper.kill9();
+    let keeper = KeeperProcess::start(&setup).await?;
+    let updated = cli
+        .run(
+            &chain,
+            Some(TENANT),
+            &[
+                "--json",
+                "update",
+                &lease.to_string(),
+                &m,
+                "--secrets-from",
+                &kept_arg,
+                "--wait",
+                "120",
+            ],
+        )?
+        .ok()?
+        .json()?;
+    ensure!(
+        updated["running"] == true,
+        "{updated}\n{}",
+        keeper.log_text()
+    );
+    let resealed = berth_protocol::manifest::Manifest::parse(&std::fs::read(&kept)?)?;
+    ensure!(
+        resealed.secrets.map(|s| s.key_version) == Some(2),
+        "the kept manifest is sealed to the new key"
+    );
+    ensure!(
+        hash().await == sha256_hex(&value),
+        "the same value after the update"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&manifest);
+    Ok(())
+}
