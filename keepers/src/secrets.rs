@@ -16,7 +16,7 @@ use berth_protocol::{
     secrets::{self, Binding, KEY_BYTES, Recipient, SecretValues},
 };
 
-use crate::intake::Rejection;
+use crate::{intake::Rejection, render::RegistryLogin};
 
 /// Why the key file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +193,19 @@ pub fn open(
     }
     if let Some((name, _)) = values.0.iter().find(|(_, v)| v.contains('\0')) {
         return Err(refuse(format!("secret `{name}` contains a NUL byte")));
+    }
+    for (service, s) in &manifest.services {
+        let Some(name) = &s.pull_secret else { continue };
+        if values
+            .0
+            .get(name)
+            .and_then(|v| RegistryLogin::parse(v))
+            .is_none()
+        {
+            return Err(refuse(format!(
+                "secret `{name}` (services.{service}.pull_secret) is not username:password"
+            )));
+        }
     }
     Ok(Some(values))
 }

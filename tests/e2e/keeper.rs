@@ -16,7 +16,7 @@ use sqlx::{PgPool, postgres::PgConnectOptions};
 pub(crate) const TENANT: usize = 4;
 pub(crate) const WAIT: Duration = Duration::from_secs(60);
 /// Provider 1's prices in the keeper tests (cheap: runways of years).
-const CHEAP: [u128; 4] = [1_000_000, 1000, 1000, 0];
+pub(crate) const CHEAP: [u128; 4] = [1_000_000, 1000, 1000, 0];
 
 /// anvil with the contracts, provider 1 registered, a funded tenant, podman, the hello image.
 pub(crate) struct World {
@@ -47,12 +47,22 @@ pub(crate) async fn world_with(
     prices: [u128; 4],
     settings: Settings,
 ) -> Result<World> {
+    world_on(db, env, prices, settings, PodmanService::start().await?).await
+}
+
+/// A world whose keeper uses `podman`.
+pub(crate) async fn world_on(
+    db: &PgConnectOptions,
+    env: &[(&str, &str)],
+    prices: [u128; 4],
+    settings: Settings,
+    podman: PodmanService,
+) -> Result<World> {
     hello_image()?;
     let chain = Chain::start()?;
     let c = deploy(&chain, settings).await?;
     register_provider(&chain, &c, prices).await?;
     fund_tenant(&chain, &c, TENANT, U256::from(10u64.pow(12))).await?;
-    let podman = PodmanService::start().await?;
     let mut setup = KeeperSetup::new(&chain, &c, settings, database_url(db), &podman)?;
     setup.env = env
         .iter()

@@ -14,6 +14,7 @@ mod lease_lifecycle;
 mod metering;
 mod private;
 mod protocol;
+mod registry;
 mod runway;
 mod scale;
 mod secrets;

@@ -24,10 +24,34 @@ fn sealed_manifest(
     tenant_key: &[u8; 32],
     value: &str,
 ) -> Result<String> {
-    let head =
-        format!("version: 1\nsecrets:\n  key_version: {version}\n  names: [token]\n  sealed: ");
+    let service = "  web:\n    image: localhost/berth-hello:latest\n    ports:\n      - port: 8080\n        expose: http\n    secret_env: {BERTH_SECRET: token}\n    resources:\n      cpu: 500m\n      memory: 256Mi\n";
+    seal_manifest(
+        w,
+        tenant,
+        version,
+        (provider_key, tenant_key),
+        service,
+        &[("token", value)],
+    )
+}
+
+/// A manifest of `services` (YAML under `services:`) with `values` sealed to
+/// (provider key, tenant key) for `tenant` at key `version`.
+pub(crate) fn seal_manifest(
+    w: &World,
+    tenant: Address,
+    version: u32,
+    (provider_key, tenant_key): (&[u8; 32], &[u8; 32]),
+    services: &str,
+    values: &[(&str, &str)],
+) -> Result<String> {
+    let names: Vec<&str> = values.iter().map(|(n, _)| *n).collect();
+    let head = format!(
+        "version: 1\nsecrets:\n  key_version: {version}\n  names: [{}]\n  sealed: ",
+        names.join(", ")
+    );
     let middle = "\n  tenant_copy: ";
-    let tail = "\nservices:\n  web:\n    image: localhost/berth-hello:latest\n    ports:\n      - port: 8080\n        expose: http\n    secret_env: {BERTH_SECRET: token}\n    resources:\n      cpu: 500m\n      memory: 256Mi\n";
+    let tail = format!("\nservices:\n{services}");
     let aad = secrets::associated_data(&format!("{head}{middle}{tail}"), &[]);
     let binding = Binding {
         chain_id: w.chain.chain_id(),
@@ -36,13 +60,18 @@ fn sealed_manifest(
         tenant,
         key_version: version,
     };
-    let values = SecretValues([("token".to_owned(), value.to_owned())].into());
+    let values = SecretValues(
+        values
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect(),
+    );
     let sealed = secrets::seal(provider_key, &binding, Recipient::Provider, aad, &values)?;
     let copy = secrets::seal(tenant_key, &binding, Recipient::Tenant, aad, &values)?;
     Ok(format!("{head}{sealed}{middle}{copy}{tail}"))
 }
 
-async fn register_key(w: &World, public: &[u8; 32]) -> Result<()> {
+pub(crate) async fn register_key(w: &World, public: &[u8; 32]) -> Result<()> {
     let owner = w.chain.wallet(2)?;
     mined(
         ProviderRegistry::new(w.c.registry, &owner)
@@ -50,6 +79,20 @@ async fn register_key(w: &World, public: &[u8; 32]) -> Result<()> {
         "setEncryptionKey",
     )
     .await
+}
+
+/// A keeper key file holding `keys` as versions 1, 2, …
+pub(crate) fn key_file(dir: &std::path::Path, keys: &[[u8; 32]]) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("encryption-keys");
+    let text: String = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("{} {}\n", i + 1, alloy::hex::encode(k)))
+        .collect();
+    std::fs::write(&path, text)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(path)
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -71,17 +114,7 @@ async fn sealed_secrets_reach_the_container_and_nowhere_else(pool: sqlx::PgPool)
     let (old_secret, old_public) = secrets::generate_key_pair();
     let (new_secret, new_public) = secrets::generate_key_pair();
     let (tenant_secret, tenant_public) = secrets::generate_key_pair();
-    let keys = dir.join("encryption-keys");
-    std::fs::write(
-        &keys,
-        format!(
-            "1 {}\n2 {}\n",
-            alloy::hex::encode(old_secret),
-            alloy::hex::encode(new_secret)
-        ),
-    )?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600))?;
+    let keys = key_file(&dir, &[old_secret, new_secret])?;
     let keys_setting = keys.display().to_string();
     let w = world(
         &pool.connect_options(),

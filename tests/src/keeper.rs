@@ -49,6 +49,7 @@ where
 pub struct PodmanService {
     child: Option<Child>,
     socket: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl PodmanService {
@@ -63,7 +64,20 @@ impl PodmanService {
         let mut s = Self {
             child: None,
             socket: dir.join("podman.sock"),
+            env: Vec::new(),
         };
+        s.restart().await?;
+        Ok(s)
+    }
+
+    /// A service with `env` besides the project's containers.conf (e.g. a
+    /// `CONTAINERS_REGISTRIES_CONF` for a test registry).
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Result<Self> {
+        let mut s = Self::start().await?;
+        s.env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         s.restart().await?;
         Ok(s)
     }
@@ -102,6 +116,7 @@ impl PodmanService {
         let child = Command::new(repo_root().join("scripts/podman-service"))
             .arg(&self.socket)
             .env("CONTAINERS_CONF", containers_conf())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()

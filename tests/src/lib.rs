@@ -16,6 +16,7 @@ use eyre::{Context, OptionExt, Result, ensure};
 pub mod gateway;
 pub mod keeper;
 pub mod pebble;
+pub mod registry;
 pub mod rpc_proxy;
 
 /// The repository root (the workspace that holds `node_modules/`).

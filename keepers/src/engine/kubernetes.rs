@@ -144,7 +144,7 @@ impl KubeEngine {
             .await?;
         self.apply_one(self.namespaced::<NetworkPolicy>(&ns), &r.network_policy)
             .await?;
-        if let Some(secret) = r.kube_secret() {
+        for secret in r.kube_secret().into_iter().chain(r.kube_pull_secrets()) {
             self.apply_one(self.namespaced::<Secret>(&ns), &secret)
                 .await?;
         }

@@ -98,6 +98,10 @@ pub enum EngineError {
     /// capacity, not for its manifest.
     #[error("no room for the workload: {0}")]
     Full(String),
+    /// An image cannot be pulled: no such image, or the registry refused the lease's
+    /// credentials (or their absence).
+    #[error("image unavailable: {0}")]
+    ImageUnavailable(String),
 }
 
 /// The configured engine.

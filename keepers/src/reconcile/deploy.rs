@@ -63,6 +63,11 @@ impl Reconciler {
                     .await?;
                 return Ok(false);
             }
+            ApplyState::Done(Err(EngineError::ImageUnavailable(why))) => {
+                self.reject(view, Rejection::new(RejectReason::ImageUnavailable, why))
+                    .await?;
+                return Ok(false);
+            }
             ApplyState::Done(Err(EngineError::Full(why))) => {
                 self.reject(view, Rejection::new(RejectReason::CapacityUnavailable, why))
                     .await?;

@@ -53,7 +53,7 @@ impl Reconciler {
         version: Option<u32>,
         secrets: Option<berth_protocol::secrets::SecretValues>,
     ) {
-        let mut rendered = render(self.key(id), manifest, &ports).with_secrets(secrets);
+        let mut rendered = render(self.key(id), manifest, &ports).with_secrets(manifest, secrets);
         if let Some(v) = version {
             rendered = rendered.with_manifest_version(v);
         }
@@ -72,7 +72,7 @@ impl Reconciler {
     ) {
         let rendered = render(self.key(id), manifest, &ports)
             .with_manifest_version(version)
-            .with_secrets(secrets);
+            .with_secrets(manifest, secrets);
         self.spawn_engine(id, ports, rendered, true);
     }
 

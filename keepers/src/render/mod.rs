@@ -31,7 +31,7 @@ use berth_protocol::manifest::{Expose, Manifest, Service};
 mod isolation;
 mod secrets;
 pub use isolation::{GatewayPeers, service_upstream};
-pub use secrets::SECRETS_NAME;
+pub use secrets::{PullAuth, RegistryLogin, SECRETS_NAME, registry_of};
 
 /// Label: chain id of the lease.
 pub const LABEL_CHAIN: &str = "berth.dev/chain-id";
@@ -127,6 +127,8 @@ pub struct Rendered {
     pub deployments: Vec<Deployment>,
     /// The lease's opened secrets, for the engine's secret object ([`SECRETS_NAME`]).
     pub secrets: Option<berth_protocol::secrets::SecretValues>,
+    /// Registry credentials by image, from the services' `pull_secret`.
+    pub pull_auth: PullAuth,
 }
 
 impl Rendered {
@@ -283,6 +285,7 @@ pub fn render(key: LeaseKey, manifest: &Manifest, ports: &PortMap) -> Rendered {
         services,
         deployments,
         secrets: None,
+        pull_auth: PullAuth::default(),
     }
 }
 
@@ -354,10 +357,25 @@ fn pod_spec(name: &str, svc: &Service) -> PodSpec {
                 })
                 .collect()
         }),
+        // A registry image is pulled at every deploy, with the lease's own credentials: an
+        // image another lease pulled is no way around them, and a moved tag is seen.
+        image_pull_policy: Some(
+            if svc.image.starts_with("localhost/") {
+                "IfNotPresent"
+            } else {
+                "Always"
+            }
+            .into(),
+        ),
         ..Container::default()
     };
     PodSpec {
         containers: vec![container],
+        image_pull_secrets: svc.pull_secret.as_ref().map(|s| {
+            vec![k8s_openapi::api::core::v1::LocalObjectReference {
+                name: secrets::pull_secret_name(s),
+            }]
+        }),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
         volumes: (!svc.volumes.is_empty()).then(|| {
@@ -408,6 +426,9 @@ impl Rendered {
                             p.host_ip = http_host_ip.map(str::to_owned);
                         }
                     }
+                    // The engine pulled the image already, with the lease's login, and pinned
+                    // it to the digest it got: kube play must not pull again (without one).
+                    c.image_pull_policy = Some("IfNotPresent".into());
                     // podman secrets are host-wide too.
                     for e in c.env.iter_mut().flatten() {
                         if let Some(r) = e

@@ -71,6 +71,9 @@ pub struct Service {
     /// Environment variables set from the manifest's secrets: variable → secret name.
     #[serde(default)]
     pub secret_env: BTreeMap<String, String>,
+    /// The secret holding `username:password` for the image's registry.
+    #[serde(default)]
+    pub pull_secret: Option<String>,
     /// Ports the container listens on.
     #[serde(default)]
     pub ports: Vec<Port>,

@@ -85,12 +85,22 @@ impl Manifest {
             .map(|s| s.names.iter().collect())
             .unwrap_or_default();
         for (service, s) in &self.services {
-            check_secret_env(
-                &format!("services.{}", service.escape_debug()),
-                &s.secret_env,
-                &s.env,
-                &names,
-            )?;
+            let at = format!("services.{}", service.escape_debug());
+            check_secret_env(&at, &s.secret_env, &s.env, &names)?;
+            if let Some(secret) = &s.pull_secret {
+                if !names.contains(secret) {
+                    return Err(field(
+                        format!("{at}.pull_secret"),
+                        format!("`{}` is not in secrets.names", secret.escape_debug()),
+                    ));
+                }
+                if s.image.starts_with("localhost/") {
+                    return Err(field(
+                        format!("{at}.pull_secret"),
+                        "a localhost/ image is never pulled",
+                    ));
+                }
+            }
         }
         Ok(())
     }

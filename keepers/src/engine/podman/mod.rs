@@ -12,6 +12,7 @@ use http_body_util::Full;
 use hyper::{Method, Request, StatusCode, body::Bytes};
 use serde::Deserialize;
 
+mod images;
 mod secrets;
 
 use super::{ContainerStats, EngineError, Workload};
@@ -274,10 +275,25 @@ impl PodmanEngine {
         body: Option<String>,
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), EngineError> {
+        self.call_with(method, path, body, timeout, None).await
+    }
+
+    /// [`Self::call`] with an `X-Registry-Auth` header (a pull with a registry login).
+    async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+        timeout: Duration,
+        registry_auth: Option<String>,
+    ) -> Result<(StatusCode, Bytes), EngineError> {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("http://podman{API}{path}"))
             .header(hyper::header::HOST, "podman");
+        if let Some(auth) = registry_auth {
+            req = req.header("X-Registry-Auth", auth);
+        }
         if let Some(b) = &body {
             // Objects go as YAML (kube play), settings as JSON.
             let kind = if b.starts_with('{') {
@@ -336,38 +352,6 @@ impl PodmanEngine {
         f
     }
 
-    /// Makes sure every image of the lease is present, pulling what is missing.
-    async fn ensure_images(&self, rendered: &Rendered) -> Result<(), EngineError> {
-        for d in &rendered.deployments {
-            let containers = d
-                .spec
-                .as_ref()
-                .and_then(|s| s.template.spec.as_ref())
-                .map(|s| s.containers.clone())
-                .unwrap_or_default();
-            for image in containers.into_iter().filter_map(|c| c.image) {
-                let exists = format!("/images/{}/exists", url_encode(&image));
-                let (status, _) = self.call(Method::GET, &exists, None, self.timeout).await?;
-                if status == StatusCode::NO_CONTENT {
-                    continue;
-                }
-                let pull = format!("/images/pull?reference={}&quiet=true", url_encode(&image));
-                let (status, body) = self
-                    .call(Method::POST, &pull, None, self.pull_timeout)
-                    .await
-                    .map_err(|e| EngineError::Refused(format!("image {image}: {e}")))?;
-                let text = String::from_utf8_lossy(&body);
-                if !status.is_success() || text.contains("\"error\"") {
-                    return Err(EngineError::Refused(format!(
-                        "image {image} is not present and cannot be pulled: {}",
-                        text.trim()
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Plays the deployments that have no pod yet and starts pods that stopped.
     pub async fn apply(&self, rendered: &Rendered) -> Result<(), EngineError> {
         let existing = self.pods(&Self::lease_filters(&rendered.key)).await?;
@@ -383,7 +367,7 @@ impl PodmanEngine {
         if missing.deployments.is_empty() {
             return Ok(());
         }
-        self.ensure_images(&missing).await?;
+        let missing = self.pull_images(&missing).await?;
         self.put_secret(rendered).await?;
         let yaml = missing
             .to_podman_yaml(self.http_host_ip.as_deref())
