@@ -252,6 +252,7 @@ async fn status(State(g): State<Arc<Gateway>>, Path(raw): Path<String>) -> Respo
                 running: w.running(),
                 manifest_version: w.manifest_version,
                 services: w.services,
+                images: w.images,
             })),
         },
     })

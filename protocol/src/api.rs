@@ -130,6 +130,10 @@ pub enum WorkloadAnswer {
 pub struct WorkloadState {
     /// Every service runs.
     pub running: bool,
+    /// The image each service runs, pinned to the digest the provider pulled
+    /// (`repository@sha256:…`; images built on the provider's host are not listed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, String>,
     /// Running state by manifest service.
     pub services: BTreeMap<String, bool>,
     /// The manifest version all its objects run (`null` while they disagree).

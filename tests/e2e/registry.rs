@@ -87,6 +87,18 @@ async fn a_private_image_runs_only_with_the_leases_registry_login(
         "the image is pinned to its digest:\n{log}"
     );
     ensure!(!log.contains("pull-pw-1"), "the login reached the log");
+    // The lease's status names the digest it runs.
+    let status = berth_e2e::keeper::fetch(&format!("{}/v1/leases/{good}", w.setup.gateway()))
+        .await
+        .unwrap_or_default();
+    let status: serde_json::Value = serde_json::from_str(&status)?;
+    let running = status["workload"]["images"]["web"]
+        .as_str()
+        .unwrap_or_default();
+    ensure!(
+        running.starts_with(&format!("{}/berth/hello@sha256:", registry.host)),
+        "the status reports the pinned image: {status}"
+    );
 
     // The image is on the host now; still no way in without the lease's own login.
     let anonymous = format!("version: 1\nservices:\n{}", service(&image, false));

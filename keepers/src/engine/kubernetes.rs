@@ -444,6 +444,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn secrets_are_applied_as_secrets_before_the_pods_that_read_them() {
+        let (engine, mut handle) = engine();
+        let manifest = Manifest::parse(
+            b"version: 1\nsecrets: {key_version: 1, names: [db, login], sealed: QUJD}\nservices:\n  web:\n    image: ghcr.io/o/app:v1\n    pull_secret: login\n    secret_env: {DB_PASSWORD: db}\n    resources: {cpu: 100m, memory: 16Mi}\n",
+        )
+        .expect("parses");
+        let values = berth_protocol::secrets::SecretValues(
+            [
+                ("db".to_owned(), "pw-1".to_owned()),
+                ("login".to_owned(), "ci:pw-2".to_owned()),
+            ]
+            .into(),
+        );
+        let rendered =
+            render(key(), &manifest, &PortMap::new()).with_secrets(&manifest, Some(values));
+        assert!(
+            !format!("{rendered:?}").contains("pw-1"),
+            "Debug shows no value"
+        );
+        let server = tokio::spawn(async move {
+            let (_, _, ns, send) = next(&mut handle).await;
+            respond(send, 200, &ns);
+            let (_, _, policy, send) = next(&mut handle).await;
+            respond(send, 200, &policy);
+            let (line, _, secret, send) = next(&mut handle).await;
+            assert!(line.contains("/secrets/berth-secrets?"), "{line}");
+            assert_eq!(secret["stringData"]["db"], "pw-1");
+            respond(send, 200, &secret);
+            let (line, _, pull, send) = next(&mut handle).await;
+            assert!(line.contains("/secrets/berth-pull-login?"), "{line}");
+            assert_eq!(pull["type"], "kubernetes.io/dockerconfigjson");
+            respond(send, 200, &pull);
+            let (_, _, deployment, send) = next(&mut handle).await;
+            let pod = &deployment["spec"]["template"]["spec"];
+            assert_eq!(
+                pod["imagePullSecrets"],
+                json!([{"name": "berth-pull-login"}])
+            );
+            let c = &pod["containers"][0];
+            assert_eq!(c["imagePullPolicy"], "Always");
+            assert_eq!(
+                c["env"][0]["valueFrom"]["secretKeyRef"],
+                json!({"name": "berth-secrets", "key": "db", "optional": false})
+            );
+            respond(send, 200, &deployment);
+        });
+        engine.apply(&rendered).await.expect("apply");
+        server.await.expect("server assertions");
+    }
+
+    #[tokio::test]
     async fn stop_scales_every_deployment_of_the_lease_to_zero() {
         let (engine, mut handle) = engine();
         let server = tokio::spawn(async move {

@@ -29,6 +29,9 @@ pub struct Workload {
     /// Services the keeper scaled to zero that are still stopped, with the id of their sleep
     /// (filled in by the reconciler from its store, not by the engine).
     pub asleep: BTreeMap<String, u64>,
+    /// The image each service runs, pinned to the digest pulled (`repository@sha256:…`),
+    /// where the engine records it.
+    pub images: BTreeMap<String, String>,
 }
 
 impl Workload {
@@ -60,6 +63,9 @@ impl Workload {
         };
         let entry = w.services.entry(service.clone()).or_insert(true);
         *entry &= running;
+        if let Some(image) = labels.get(crate::render::LABEL_IMAGE) {
+            w.images.insert(service.clone(), image.clone());
+        }
         for (k, v) in labels {
             if let (Some(port), Ok(public)) = (k.strip_prefix(LABEL_PORT_PREFIX), v.parse::<u16>())
                 && let Ok(port) = port.parse::<u16>()

@@ -43,6 +43,9 @@ pub const LABEL_LEASE: &str = "berth.dev/lease-id";
 pub const LABEL_SERVICE: &str = "berth.dev/service";
 /// Label: the version of the lease's manifest the objects run (0 for the opening one).
 pub const LABEL_MANIFEST_VERSION: &str = "berth.dev/manifest-version";
+/// Label (podman only: a digest reference is longer than Kubernetes allows a label value):
+/// the image the service runs, pinned to the digest pulled.
+pub const LABEL_IMAGE: &str = "berth.dev/image";
 /// Name prefix of container ports exposed as HTTP (`http-8080`).
 pub const HTTP_PORT_PREFIX: &str = "http-";
 

@@ -108,15 +108,25 @@ impl PodmanEngine {
         }
         let mut out = rendered.clone();
         for d in &mut out.deployments {
-            let containers = d
+            let Some(template) = d.spec.as_mut().map(|s| &mut s.template) else {
+                continue;
+            };
+            let mut image = None;
+            for c in template
                 .spec
-                .as_mut()
-                .and_then(|s| s.template.spec.as_mut())
-                .map(|p| p.containers.iter_mut());
-            for c in containers.into_iter().flatten() {
+                .iter_mut()
+                .flat_map(|p| p.containers.iter_mut())
+            {
                 if let Some(digest) = c.image.as_ref().and_then(|i| pinned.get(i)) {
                     c.image = Some(digest.clone());
+                    image = Some(digest.clone());
                 }
+            }
+            // On the pods, so the lease's status reports what runs.
+            if let (Some(image), Some(meta)) = (image, template.metadata.as_mut()) {
+                meta.labels
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(crate::render::LABEL_IMAGE.into(), image);
             }
         }
         Ok(out)
