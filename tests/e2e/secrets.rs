@@ -95,6 +95,47 @@ pub(crate) fn key_file(dir: &std::path::Path, keys: &[[u8; 32]]) -> Result<std::
     Ok(path)
 }
 
+/// Runs `berth-indexer` on the world's chain into `pool`'s database until it holds every log.
+async fn index_to_head(w: &World, pool: &sqlx::PgPool) -> Result<()> {
+    use alloy::{providers::Provider, rpc::types::Filter};
+    let logs = w
+        .chain
+        .wallet(0)?
+        .get_logs(
+            &Filter::new()
+                .address(vec![w.c.registry, w.c.escrow])
+                .from_block(0u64),
+        )
+        .await?
+        .len();
+    let mut indexer = std::process::Command::new(berth_e2e::indexer_binary()?)
+        .env_clear()
+        .env("BERTH_DATABASE_URL", database_url(&pool.connect_options()))
+        .env("BERTH_RPC_URL", w.chain.rpc_url())
+        .env("BERTH_DEPLOYMENT", &w.setup.deployment)
+        .env("BERTH_METRICS_ADDR", "")
+        .env("BERTH_POLL_INTERVAL_MS", "50")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let indexed = berth_e2e::keeper::wait_for(
+        "the indexer to reach the head",
+        std::time::Duration::from_secs(60),
+        || async {
+            let have: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM berth.raw_logs")
+                .fetch_one(pool)
+                .await
+                .unwrap_or(0);
+            Ok((usize::try_from(have).unwrap_or(0) >= logs).then_some(()))
+        },
+    )
+    .await;
+    let _ = indexer.kill();
+    let _ = indexer.wait();
+    indexed
+}
+
 fn sha256_hex(text: &str) -> String {
     alloy::hex::encode(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()))
 }
@@ -217,8 +258,24 @@ async fn sealed_secrets_reach_the_container_and_nowhere_else(pool: sqlx::PgPool)
         "the lease on the old key still runs"
     );
 
-    // Nowhere else: the keeper's database and its debug log hold neither value, plain or in
-    // base64 (the form podman stores).
+    // Nowhere else: not in the keeper's answers, nor in the keeper's database, the indexer's
+    // tables (indexed into the same database up to the head) or the keeper's debug log,
+    // plain or in base64 (the form podman stores).
+    let mut answers = String::new();
+    for lease in [a, b, replayed_lease] {
+        for path in [
+            format!("/v1/leases/{lease}"),
+            format!("/v1/leases/{lease}/reports"),
+        ] {
+            let url = format!("{}{path}", w.setup.gateway());
+            answers.push_str(&berth_e2e::keeper::fetch(&url).await.unwrap_or_default());
+        }
+    }
+    ensure!(
+        answers.contains("\"status\""),
+        "the keeper answered: {answers}"
+    );
+    index_to_head(&w, &pool).await?;
     let dump = std::process::Command::new("pg_dump")
         .args(["--data-only", &database_url(&pool.connect_options())])
         .output()?;
@@ -235,7 +292,11 @@ async fn sealed_secrets_reach_the_container_and_nowhere_else(pool: sqlx::PgPool)
     let log = keeper.log_text();
     for v in [&value, &second_value] {
         let encoded = base64::engine::general_purpose::STANDARD.encode(v);
-        for (what, text) in [("database", &dump), ("keeper log", &log)] {
+        for (what, text) in [
+            ("database", &dump),
+            ("keeper log", &log),
+            ("keeper's answers", &answers),
+        ] {
             ensure!(
                 !text.contains(v.as_str()),
                 "the {what} holds a secret value"
