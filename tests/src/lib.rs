@@ -281,6 +281,33 @@ pub fn workspace_binary(package: &str, bin: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Waits until `child` (a test's server, logging to `log`) accepts TCP on loopback `port`;
+/// fails at once with its log if it exits, or after 30 s.
+pub async fn wait_listening(
+    child: &mut std::process::Child,
+    port: u16,
+    what: &str,
+    log: &Path,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let log_text = || std::fs::read_to_string(log).unwrap_or_default();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if let Some(status) = child.try_wait()? {
+            eyre::bail!("{what} exited with {status}:\n{}", log_text());
+        }
+        ensure!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{what} never listened:\n{}",
+            log_text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 /// The `berth-indexer` binary of this build.
 pub fn indexer_binary() -> Result<PathBuf> {
     workspace_binary("berth-indexer", "berth-indexer")

@@ -7,10 +7,9 @@ use std::{
     path::Path,
     process::{Child, Command, Stdio},
     sync::Arc,
-    time::{Duration, Instant},
 };
 
-use eyre::{Context, Result, bail, ensure};
+use eyre::{Context, Result, ensure};
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 
 use crate::{
@@ -75,21 +74,7 @@ impl Pebble {
             management: SocketAddr::from(([127, 0, 0, 1], management)),
             log,
         };
-        let start = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            if let Some(status) = pebble.child.try_wait()? {
-                bail!("pebble exited with {status}:\n{}", pebble.log_text());
-            }
-            ensure!(
-                start.elapsed() < Duration::from_secs(30),
-                "pebble never listened:\n{}",
-                pebble.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::wait_listening(&mut pebble.child, port, "pebble", &pebble.log).await?;
         Ok(pebble)
     }
 

@@ -5,10 +5,9 @@
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
 };
 
-use eyre::{Context, Result, bail, ensure};
+use eyre::{Context, Result, ensure};
 
 use crate::keeper::{containers_conf, free_port};
 
@@ -63,24 +62,7 @@ impl Registry {
             registries_conf,
             log,
         };
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            if let Some(status) = registry.child.try_wait()? {
-                bail!(
-                    "docker-registry exited with {status}:\n{}",
-                    registry.log_text()
-                );
-            }
-            ensure!(
-                started.elapsed() < Duration::from_secs(30),
-                "docker-registry never listened:\n{}",
-                registry.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::wait_listening(&mut registry.child, port, "docker-registry", &registry.log).await?;
         Ok(registry)
     }
 
