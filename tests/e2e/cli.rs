@@ -9,127 +9,18 @@ use alloy::{
     providers::Provider,
 };
 use berth_bindings::{LeaseEscrow, LeaseStatus, TestToken};
-use berth_e2e::{
-    Chain, Contracts, Settings, deploy, keeper::*, mined, workspace_binary, write_deployment,
-};
-use eyre::{Result, WrapErr, ensure};
+use berth_e2e::{Chain, Settings, deploy, keeper::*, mined, write_deployment};
+use eyre::{Result, ensure};
 use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::keeper::{HELLO_BODY, TENANT, WAIT, serves};
 
-pub(crate) const OWNER: usize = 2;
-pub(crate) const OPERATOR: usize = 3;
+use crate::cli_harness::{
+    Cli, OPERATOR, OWNER, PodsOf, Run, manifest_file, settings, str_of, token_balance,
+};
 /// A second provider's owner (more expensive, in another region).
 const OTHER_OWNER: usize = 5;
-
-pub(crate) fn settings() -> Settings {
-    Settings {
-        min_stake: 0,
-        challenge_window: 30,
-        final_report_window: 30,
-        min_runway: 60,
-        grace_period: 30,
-        min_open_runway: 120,
-        ..Settings::default()
-    }
-}
-
-/// One run of the CLI.
-#[derive(Debug)]
-pub(crate) struct Run {
-    pub(crate) code: i32,
-    pub(crate) stdout: String,
-    pub(crate) stderr: String,
-}
-
-impl Run {
-    pub(crate) fn json(&self) -> Result<Value> {
-        serde_json::from_str(&self.stdout).wrap_err_with(|| format!("stdout is not JSON: {self:?}"))
-    }
-
-    pub(crate) fn ok(self) -> Result<Self> {
-        ensure!(self.code == 0, "berth failed: {self:?}");
-        Ok(self)
-    }
-}
-
-/// The CLI against one chain and deployment.
-pub(crate) struct Cli {
-    pub(crate) rpc_url: String,
-    pub(crate) deployment: PathBuf,
-}
-
-impl Cli {
-    /// Runs `berth <args>`, signing with anvil account `key` when given.
-    pub(crate) fn run(&self, chain: &Chain, key: Option<usize>, args: &[&str]) -> Result<Run> {
-        let mut cmd = Command::new(workspace_binary("berth-cli", "berth")?);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("BERTH_RPC_URL", &self.rpc_url)
-            .env("BERTH_DEPLOYMENT", &self.deployment)
-            .args(args);
-        if let Some(k) = key {
-            cmd.env(
-                "BERTH_PRIVATE_KEY",
-                format!("{}", chain.signer(k)?.to_bytes()),
-            );
-        }
-        let out = cmd.output().wrap_err("running berth")?;
-        Ok(Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
-    }
-}
-
-impl Cli {
-    /// Runs `berth <args>` with stdout a pipe whose reading end is closed before it writes.
-    fn run_closed_stdout(&self, args: &[&str]) -> Result<Run> {
-        let mut child = Command::new(workspace_binary("berth-cli", "berth")?)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("BERTH_RPC_URL", &self.rpc_url)
-            .env("BERTH_DEPLOYMENT", &self.deployment)
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .wrap_err("running berth")?;
-        drop(child.stdout.take());
-        let out = child.wait_with_output()?;
-        Ok(Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::new(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
-    }
-}
-
-pub(crate) fn str_of(v: &Value, field: &str) -> String {
-    match &v[field] {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-async fn token_balance(chain: &Chain, c: &Contracts, who: Address) -> Result<U256> {
-    Ok(TestToken::new(c.token, chain.wallet(0)?)
-        .balanceOf(who)
-        .call()
-        .await?)
-}
-
-pub(crate) fn manifest_file(name: &str, bytes: &[u8]) -> Result<PathBuf> {
-    let path = std::env::temp_dir().join(format!(
-        "berth-cli-{}-{}-{name}",
-        std::process::id(),
-        berth_e2e::unique_suffix()
-    ));
-    std::fs::write(&path, bytes)?;
-    Ok(path)
-}
 
 #[sqlx::test(migrations = false)]
 async fn a_tenant_and_a_provider_run_a_lease_from_register_to_withdraw_with_the_cli(
@@ -416,15 +307,6 @@ async fn a_tenant_and_a_provider_run_a_lease_from_register_to_withdraw_with_the_
             == Some(LeaseStatus::Closed)
     );
     Ok(())
-}
-
-/// Removes the chain's pods when the test ends, however it ends.
-pub(crate) struct PodsOf(pub(crate) u64);
-
-impl Drop for PodsOf {
-    fn drop(&mut self) {
-        remove_pods_of_chain(self.0);
-    }
 }
 
 #[tokio::test]

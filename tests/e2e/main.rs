@@ -2,6 +2,7 @@
 
 mod analyst_queries;
 mod cli;
+mod cli_harness;
 mod domains;
 mod gated;
 mod gateway;

@@ -324,7 +324,7 @@ async fn sealed_secrets_reach_the_container_and_nowhere_else(pool: sqlx::PgPool)
 async fn the_cli_seals_shows_and_reseals_secrets_across_a_key_rotation(
     pool: sqlx::PgPool,
 ) -> Result<()> {
-    use crate::cli::{Cli, OPERATOR, OWNER, PodsOf, manifest_file, settings, str_of};
+    use crate::cli_harness::{Cli, OPERATOR, OWNER, PodsOf, manifest_file, settings, str_of};
     use berth_e2e::keeper::{KeeperSetup, PodmanService, hello_image, hello_manifest};
 
     hello_image()?;

@@ -14,8 +14,9 @@ use serde::Deserialize;
 
 mod images;
 mod secrets;
+mod stats;
 
-use super::{ContainerStats, EngineError, Workload};
+use super::{EngineError, Workload};
 use crate::render::{LABEL_LEASE, LABEL_SERVICE, LeaseKey, Rendered};
 
 /// libpod API version in request paths (podman 4.0 and later).
@@ -70,23 +71,6 @@ struct ContainerSummary {
     /// Unix seconds of the container's last start.
     #[serde(default)]
     started_at: i64,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct StatsReport {
-    #[serde(default)]
-    stats: Vec<StatsEntry>,
-}
-
-#[derive(Debug, Deserialize)]
-struct StatsEntry {
-    #[serde(rename = "ContainerID")]
-    container_id: String,
-    #[serde(rename = "CPUNano", default)]
-    cpu_nano: u64,
-    #[serde(rename = "MemUsage", default)]
-    mem_usage: u64,
 }
 
 impl PodmanEngine {
@@ -154,46 +138,6 @@ impl PodmanEngine {
         }
         self.network_ready.store(true, Ordering::Relaxed);
         Ok(())
-    }
-
-    /// The container's cgroup path, asked of podman once and remembered.
-    async fn cgroup_path(&self, id: &str) -> Option<String> {
-        if let Some(p) = self.paths().get(id) {
-            return Some(p.clone());
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct Inspect {
-            state: InspectState,
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "PascalCase")]
-        struct InspectState {
-            #[serde(default)]
-            cgroup_path: String,
-        }
-        let path = format!("/containers/{}/json", url_encode(id));
-        let (status, body) = self
-            .call(Method::GET, &path, None, self.timeout)
-            .await
-            .ok()?;
-        if !status.is_success() {
-            return None;
-        }
-        let found = serde_json::from_slice::<Inspect>(&body)
-            .ok()?
-            .state
-            .cgroup_path;
-        (!found.is_empty()).then(|| {
-            self.paths().insert(id.to_owned(), found.clone());
-            found
-        })
-    }
-
-    fn paths(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
-        self.cgroup_paths
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Containers matching `filters` (libpod's filter object); stopped ones too with `all`.
@@ -388,99 +332,6 @@ impl PodmanEngine {
         // pods and report; a refusal rejects the lease, an outage is tried again.
         let _ = self.delete(&rendered.key).await;
         verdict
-    }
-
-    /// CPU (cumulative ns) and memory (bytes) of every running container of `escrow`.
-    pub async fn stats(
-        &self,
-        chain_id: u64,
-        escrow: Address,
-    ) -> Result<Vec<ContainerStats>, EngineError> {
-        let filters: Vec<String> = LeaseKey::escrow_selector(chain_id, escrow)
-            .split(',')
-            .map(str::to_string)
-            .collect();
-        let filter = serde_json::json!({ "label": filters, "status": ["running"] });
-        let containers = self.containers(&filter, false).await?;
-        let mut leases = BTreeMap::new();
-        for c in &containers {
-            if let Some(lease) = c
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_LEASE))
-                .and_then(|v| v.parse::<U256>().ok())
-            {
-                // Each start begins a new series (`name@start`): the time a container was
-                // stopped (scaled to zero, crashed) bills no memory, and its CPU counter,
-                // which starts again from zero, is never compared with the old one's.
-                let name = c.names.first().unwrap_or(&c.id);
-                leases.insert(c.id.clone(), (lease, format!("{name}@{}", c.started_at)));
-            }
-        }
-        if leases.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<&String> = leases.keys().collect();
-        let entries = match self.stats_of(&ids).await {
-            Ok(entries) => entries,
-            Err(e) => {
-                // One container that cannot be read (it stopped, it crash-loops) fails the
-                // whole request: read each alone, so the failure costs only its own sample.
-                tracing::debug!(error = %e, "batched container stats failed; reading one by one");
-                let mut entries = Vec::with_capacity(ids.len());
-                for id in &ids {
-                    match self.stats_of(&[*id]).await {
-                        Ok(mut one) => entries.append(&mut one),
-                        Err(e) => {
-                            tracing::warn!(container = %id, error = %e, "container not sampled this round")
-                        }
-                    }
-                }
-                entries
-            }
-        };
-        // Billed memory is the working set, read from the container's cgroup; podman's
-        // MemUsage counts the page cache too. Where the cgroup cannot be read (the keeper on
-        // another host), MemUsage it is, and the log says so.
-        let live: std::collections::HashSet<&String> = leases.keys().collect();
-        self.paths().retain(|id, _| live.contains(id));
-        let mut out = Vec::with_capacity(entries.len());
-        for s in entries {
-            let Some((lease, name)) = leases.get(&s.container_id).cloned() else {
-                continue;
-            };
-            let working_set = match self.cgroup_path(&s.container_id).await {
-                Some(path) => super::cgroup::working_set(&self.cgroup_root, &path),
-                None => None,
-            };
-            let memory_bytes = working_set.unwrap_or_else(|| {
-                tracing::warn!(container = %name, "cgroup not readable: billing podman's MemUsage (includes page cache)");
-                s.mem_usage
-            });
-            out.push(ContainerStats {
-                lease,
-                container: name,
-                cpu_ns: s.cpu_nano,
-                memory_bytes,
-            });
-        }
-        Ok(out)
-    }
-
-    /// One stats request for `ids`.
-    async fn stats_of(&self, ids: &[&String]) -> Result<Vec<StatsEntry>, EngineError> {
-        let query: Vec<String> = ids.iter().map(|id| format!("containers={id}")).collect();
-        let path = format!("/containers/stats?stream=false&{}", query.join("&"));
-        let (status, body) = self.call(Method::GET, &path, None, self.timeout).await?;
-        if !status.is_success() {
-            return Err(EngineError::Unavailable(format!(
-                "container stats: {status}: {}",
-                String::from_utf8_lossy(&body).trim()
-            )));
-        }
-        let report: StatsReport = serde_json::from_slice(&body)
-            .map_err(|e| EngineError::Unavailable(format!("container stats: bad JSON: {e}")))?;
-        Ok(report.stats)
     }
 
     /// Removes every pod of the lease (its containers with it). The lease is over on chain, so
@@ -683,51 +534,4 @@ fn url_encode(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn url_encoding_keeps_unreserved_characters() {
-        assert_eq!(url_encode("localhost/a:b"), "localhost%2Fa%3Ab");
-        assert_eq!(url_encode("a-b_c.d~"), "a-b_c.d~");
-    }
-
-    #[test]
-    fn container_errors_in_a_200_are_a_refusal_and_only_5xx_an_outage() {
-        let ok = br#"{"Pods":[{"ID":"p","Containers":["c"],"ContainerErrors":null}]}"#;
-        assert!(play_verdict(StatusCode::OK, ok).is_ok());
-        let bad = br#"{"Pods":[{"ID":"p","ContainerErrors":["starting container c: bind: address already in use"]}]}"#;
-        let err = play_verdict(StatusCode::OK, bad).expect_err("container error");
-        assert!(
-            matches!(err, EngineError::Refused(ref m) if m.contains("address already in use")),
-            "{err}"
-        );
-        assert!(matches!(
-            play_verdict(StatusCode::BAD_REQUEST, b"{}"),
-            Err(EngineError::Refused(_))
-        ));
-        let full = br#"{"Pods":[{"ID":"p","ContainerErrors":["starting container c: IPAM error: failed to find free IP in range: 10.89.0.1 - 10.89.0.254"]}]}"#;
-        assert!(
-            matches!(
-                play_verdict(StatusCode::OK, full),
-                Err(EngineError::Full(_))
-            ),
-            "a full pod network is the host's capacity"
-        );
-        assert!(matches!(
-            play_verdict(StatusCode::INTERNAL_SERVER_ERROR, b"oops"),
-            Err(EngineError::Unavailable(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn a_missing_socket_is_unavailable_not_refused() {
-        let engine = PodmanEngine::new(
-            "/nonexistent/podman.sock",
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-        );
-        let err = engine.list(1, Address::ZERO).await.expect_err("no socket");
-        assert!(matches!(err, EngineError::Unavailable(_)), "{err}");
-    }
-}
+mod tests;
