@@ -301,22 +301,33 @@ async fn leases_naming_the_same_volume_never_share_it(pool: PgPool) -> Result<()
             .is_none_or(|body| !body.contains("s3cret")),
         "lease {b} read lease {a}'s file"
     );
-    // Teardown removes the lease's volume with its pods.
+    // Teardown removes the lease's volume with its pods (right after them: waited for).
     crate::keeper::close_and_wait_gone(&w, a).await?;
-    let out = std::process::Command::new("podman")
-        .env("CONTAINERS_CONF", containers_conf())
-        .args(["volume", "ls", "--format", "{{.Name}}"])
-        .output()?;
-    let names = String::from_utf8_lossy(&out.stdout).into_owned();
     let key = berth_keepers::render::LeaseKey {
         chain_id: w.chain.chain_id(),
         escrow: w.c.escrow,
         lease_id: a,
     };
-    ensure!(
-        !names.lines().any(|n| n.starts_with(&key.volume_prefix())),
-        "lease {a}'s volume outlived it: {names}"
-    );
+    let volumes = || -> Result<String> {
+        let out = std::process::Command::new("podman")
+            .env("CONTAINERS_CONF", containers_conf())
+            .args(["volume", "ls", "--format", "{{.Name}}"])
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let gone = wait_for(
+        "lease a's volume to go",
+        Duration::from_secs(10),
+        || async {
+            Ok((!volumes()?
+                .lines()
+                .any(|n| n.starts_with(&key.volume_prefix())))
+            .then_some(()))
+        },
+    )
+    .await;
+    let names = volumes()?;
+    ensure!(gone.is_ok(), "lease {a}'s volume outlived it: {names}");
     Ok(())
 }
 

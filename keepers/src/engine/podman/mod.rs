@@ -339,8 +339,8 @@ impl PodmanEngine {
     /// second even for a process that ignores SIGTERM as PID 1.
     pub async fn delete(&self, key: &LeaseKey) -> Result<(), EngineError> {
         self.remove_pods(key).await?;
-        self.delete_secret(key).await?;
-        self.delete_volumes(key).await
+        self.delete_volumes(key).await?;
+        self.delete_secret(key).await
     }
 
     /// Replaces the lease's pods with `rendered`; named volumes outlive their pods.
