@@ -105,9 +105,26 @@ pub struct Draft {
 
 /// Reads a manifest and its `--secret` values; with secrets it is validated as it will be
 /// once sealed.
-pub fn read_draft(path: &PathBuf, args: &SecretArgs) -> Result<Draft> {
-    if args.secrets.is_empty() && args.secrets_from.is_none() {
-        let (bytes, manifest) = read_manifest(path)?;
+/// `secrets_from`: an earlier sealed manifest whose secret names are kept (update).
+pub fn read_draft(
+    path: &PathBuf,
+    args: &SecretArgs,
+    secrets_from: Option<&PathBuf>,
+) -> Result<Draft> {
+    if args.secrets.is_empty() && secrets_from.is_none() {
+        let (bytes, manifest) = read_manifest(path).map_err(|e| {
+            if e.to_string().contains("is not in secrets.names") {
+                fail(
+                    Kind::Input,
+                    format!(
+                        "{}; give its value with --secret NAME=file:PATH or NAME=env:VAR",
+                        failure::one_line(&e)
+                    ),
+                )
+            } else {
+                e
+            }
+        })?;
         return Ok(Draft {
             bytes,
             manifest,
@@ -133,7 +150,7 @@ pub fn read_draft(path: &PathBuf, args: &SecretArgs) -> Result<Draft> {
     }
     let values = secrets::read_values(args)?;
     let mut names: Vec<&String> = values.0.keys().collect();
-    let earlier = match &args.secrets_from {
+    let earlier = match secrets_from {
         Some(p) => {
             let (_, m) = read_manifest(p)?;
             m.secrets.map(|s| s.names).unwrap_or_default()
@@ -176,12 +193,6 @@ fn reservation(d: &Deploy, m: &Manifest) -> Result<Reservation> {
 /// connection: a bad manifest is reported as such even with the chain unreachable).
 pub async fn run(ctx: &Ctx, d: Deploy, draft: Draft) -> Result<()> {
     let json = ctx.global.json;
-    if d.secrets.secrets_from.is_some() {
-        return Err(fail(
-            Kind::Input,
-            "--secrets-from re-seals an earlier manifest of the same lease: use it with update",
-        ));
-    }
     let Draft {
         bytes,
         manifest,

@@ -212,8 +212,12 @@ async fn providers(ctx: &Ctx, p: Providers) -> Result<()> {
 async fn run(cli: Cli) -> Result<()> {
     // Local checks first: a bad manifest is the user's first problem, whatever the chain does.
     let manifest = match &cli.command {
-        Command::Deploy(d) => Some(deploy::read_draft(&d.manifest, &d.secrets)?),
-        Command::Update(u) => Some(deploy::read_draft(&u.manifest, &u.secrets)?),
+        Command::Deploy(d) => Some(deploy::read_draft(&d.manifest, &d.secrets, None)?),
+        Command::Update(u) => Some(deploy::read_draft(
+            &u.manifest,
+            &u.secrets,
+            u.secrets_from.as_ref(),
+        )?),
         _ => None,
     };
     let ctx = Ctx::connect(&cli.global).await?;

@@ -31,15 +31,11 @@ use crate::{
 /// Where secret values come from.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SecretArgs {
-    /// A value for the manifest's `secret_env`: `NAME=file:PATH` (the file's contents, one
-    /// trailing newline dropped) or `NAME=env:VAR` (repeatable). Values never come from
-    /// arguments.
+    /// A value the manifest's `secret_env` or `pull_secret` names: `NAME=file:PATH` (the
+    /// file's contents, one trailing newline dropped) or `NAME=env:VAR` (repeatable). Values
+    /// never come from arguments.
     #[arg(long = "secret", value_name = "NAME=file:PATH|NAME=env:VAR")]
     pub secrets: Vec<String>,
-    /// Keep the values of an earlier sealed manifest of the same lease (its tenant copy,
-    /// opened with your wallet's key); `--secret` adds or replaces names.
-    #[arg(long, value_name = "SEALED_MANIFEST")]
-    pub secrets_from: Option<PathBuf>,
 }
 
 /// Reads every `--secret` value now (a missing file or variable is the user's first problem).

@@ -35,6 +35,10 @@ pub struct Update {
     /// Secret values, sealed to the provider's current key.
     #[command(flatten)]
     pub secrets: crate::secrets::SecretArgs,
+    /// Keep the values of an earlier sealed manifest of this lease (its tenant copy, opened
+    /// with your wallet's key); `--secret` adds or replaces names.
+    #[arg(long, value_name = "SEALED_MANIFEST")]
+    pub secrets_from: Option<PathBuf>,
 }
 
 /// `auto-top-up` subcommands.
@@ -123,7 +127,7 @@ pub async fn update(ctx: &Ctx, u: Update, draft: crate::deploy::Draft) -> Result
     let w = ctx.wallet()?;
     let bytes = match &draft.values {
         Some(given) => {
-            let mut values = match &u.secrets.secrets_from {
+            let mut values = match &u.secrets_from {
                 Some(p) => crate::secrets::open_copy(ctx, &w, p, l.raw.providerId)?,
                 None => berth_protocol::secrets::SecretValues::default(),
             };

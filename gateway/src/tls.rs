@@ -259,3 +259,26 @@ fn load_all(files: &[CertFiles]) -> Result<Vec<Loaded>, TlsError> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_hello_offering_acme_tls_alone_is_a_validation() {
+        let offered = |protos: &[&'static [u8]]| is_acme_validation(Some(protos.iter().copied()));
+        for (protos, validation) in [
+            (&[ACME_TLS_ALPN][..], true),
+            (&[b"h2".as_slice(), ACME_TLS_ALPN][..], false),
+            (&[ACME_TLS_ALPN, b"http/1.1".as_slice()][..], false),
+            (&[b"h2".as_slice(), b"http/1.1".as_slice()][..], false),
+            (&[][..], false),
+        ] {
+            assert_eq!(offered(protos), validation, "{protos:?}");
+        }
+        assert!(
+            !is_acme_validation(None::<std::iter::Empty<&[u8]>>),
+            "no ALPN at all"
+        );
+    }
+}

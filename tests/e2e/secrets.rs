@@ -415,7 +415,9 @@ async fn the_cli_seals_shows_and_reseals_secrets_across_a_key_rotation(
     );
     let missing = cli.run(&chain, Some(TENANT), &["deploy", &m, "--hours", "1"])?;
     ensure!(
-        missing.code != 0 && missing.stderr.contains("not in secrets.names"),
+        missing.code != 0
+            && missing.stderr.contains("not in secrets.names")
+            && missing.stderr.contains("--secret NAME=file:PATH"),
         "a secret_env without its secret: {missing:?}"
     );
 

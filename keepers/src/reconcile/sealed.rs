@@ -55,6 +55,6 @@ impl Reconciler {
                 )));
             }
         }
-        Ok(values.map_or(Ok(None), |v| Ok(Some(v))))
+        Ok(Ok(values))
     }
 }
