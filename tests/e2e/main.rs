@@ -19,4 +19,5 @@ mod registry;
 mod runway;
 mod scale;
 mod secrets;
+mod volumes;
 mod wallet;

@@ -12,9 +12,9 @@ use sqlx::PgPool;
 use crate::keeper::{HELLO_BODY, TENANT, WAIT, World, serves, world_with};
 
 /// One token base unit per lease-second and nothing per unit: runways are exact seconds.
-const PER_SECOND: [u128; 4] = [1_000_000_000, 0, 0, 0];
+pub(crate) const PER_SECOND: [u128; 4] = [1_000_000_000, 0, 0, 0];
 
-fn settings() -> Settings {
+pub(crate) fn settings() -> Settings {
     Settings {
         min_stake: 0,
         min_runway: 60,
@@ -24,7 +24,7 @@ fn settings() -> Settings {
     }
 }
 
-const KEEPER_ENV: &[(&str, &str)] = &[
+pub(crate) const KEEPER_ENV: &[(&str, &str)] = &[
     ("BERTH_SAMPLE_INTERVAL_MS", "500"),
     ("BERTH_REPORT_INTERVAL_S", "1"),
     ("BERTH_MIN_RUNWAY_S", "0"),
@@ -60,7 +60,7 @@ async fn events<E: SolEvent>(w: &World, lease: U256) -> Result<Vec<E>> {
 }
 
 /// Volumes podman holds for the lease (named `<namespace>-<volume>`).
-fn volumes_of(w: &World, lease: U256) -> Result<Vec<String>> {
+pub(crate) fn volumes_of(w: &World, lease: U256) -> Result<Vec<String>> {
     let key = berth_keepers::render::LeaseKey {
         chain_id: w.chain.chain_id(),
         escrow: w.c.escrow,
@@ -79,7 +79,12 @@ fn volumes_of(w: &World, lease: U256) -> Result<Vec<String>> {
         .collect())
 }
 
-async fn wait_running(w: &World, lease: U256, running: bool, keeper: &KeeperProcess) -> Result<()> {
+pub(crate) async fn wait_running(
+    w: &World,
+    lease: U256,
+    running: bool,
+    keeper: &KeeperProcess,
+) -> Result<()> {
     wait_for(
         &format!("lease {lease}'s workload to be running={running}"),
         WAIT,
@@ -98,7 +103,7 @@ async fn wait_running(w: &World, lease: U256, running: bool, keeper: &KeeperProc
 
 /// Moves the chain clock forward `step` seconds at a time until the lease is `want` (anvil's
 /// clock follows the wall clock plus an offset, so one big jump lands less exactly).
-async fn advance_until(
+pub(crate) async fn advance_until(
     w: &World,
     lease: U256,
     want: LeaseStatus,

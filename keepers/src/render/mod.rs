@@ -10,9 +10,9 @@ use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec},
         core::v1::{
-            Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, Namespace,
-            PodSpec, PodTemplateSpec, ResourceRequirements, SecurityContext,
-            Service as KubeService, ServicePort, ServiceSpec, Volume as KubeVolume, VolumeMount,
+            Capabilities, Container, ContainerPort, EnvVar, Namespace, PodSpec, PodTemplateSpec,
+            ResourceRequirements, SecurityContext, Service as KubeService, ServicePort,
+            ServiceSpec, VolumeMount,
         },
         networking::v1::{
             NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
@@ -30,6 +30,7 @@ use berth_protocol::manifest::{Expose, Manifest, Service};
 
 mod isolation;
 mod secrets;
+pub mod volumes;
 pub use isolation::{GatewayPeers, service_upstream};
 pub use secrets::{PullAuth, RegistryLogin, SECRETS_NAME, registry_of};
 
@@ -132,6 +133,8 @@ pub struct Rendered {
     pub secrets: Option<berth_protocol::secrets::SecretValues>,
     /// Registry credentials by image, from the services' `pull_secret`.
     pub pull_auth: PullAuth,
+    /// One per persistent volume.
+    pub claims: Vec<k8s_openapi::api::core::v1::PersistentVolumeClaim>,
 }
 
 impl Rendered {
@@ -241,6 +244,7 @@ pub fn render(key: LeaseKey, manifest: &Manifest, ports: &PortMap) -> Rendered {
                     }),
                     spec: Some(pod_spec(name, svc)),
                 },
+                strategy: volumes::strategy(svc),
                 ..DeploymentSpec::default()
             }),
             ..Deployment::default()
@@ -282,13 +286,14 @@ pub fn render(key: LeaseKey, manifest: &Manifest, ports: &PortMap) -> Rendered {
     };
 
     Rendered {
-        key,
         namespace,
         network_policy,
         services,
         deployments,
         secrets: None,
         pull_auth: PullAuth::default(),
+        claims: volumes::claims(&key, manifest),
+        key,
     }
 }
 
@@ -381,16 +386,7 @@ fn pod_spec(name: &str, svc: &Service) -> PodSpec {
         }),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
-        volumes: (!svc.volumes.is_empty()).then(|| {
-            svc.volumes
-                .iter()
-                .map(|v| KubeVolume {
-                    name: v.name.clone(),
-                    empty_dir: Some(EmptyDirVolumeSource::default()),
-                    ..KubeVolume::default()
-                })
-                .collect()
-        }),
+        volumes: volumes::pod_volumes(name, svc),
         ..PodSpec::default()
     }
 }
@@ -442,14 +438,8 @@ impl Rendered {
                             r.name = self.podman_secret_name();
                         }
                     }
-                    // podman makes each volume a host-wide named volume: scope it to the lease.
-                    for m in c.volume_mounts.iter_mut().flatten() {
-                        m.name = self.key.volume_name(&m.name);
-                    }
                 }
-                for v in spec.volumes.iter_mut().flatten() {
-                    v.name = self.key.volume_name(&v.name);
-                }
+                volumes::scope_to_lease(&self.key, spec);
             }
             docs.push(serde_yaml::to_string(&d)?);
         }

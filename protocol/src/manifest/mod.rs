@@ -167,6 +167,59 @@ pub struct Volume {
     /// A directory of the host (refused by policy).
     #[serde(default)]
     pub host_path: Option<String>,
+    /// Kept across container restarts, updates and suspension until the lease ends (a
+    /// PersistentVolumeClaim, a named podman volume); scratch (emptyDir) otherwise.
+    #[serde(default)]
+    pub persistent: bool,
+    /// The persistent volume's size (`10Gi`), counted in the lease's storage reservation.
+    #[serde(default)]
+    pub size: Option<String>,
+}
+
+/// The largest persistent volume: 16 TiB.
+pub const MAX_VOLUME_BYTES: u64 = 16 << 40;
+
+impl Volume {
+    /// The persistent volume's size in bytes, when it has a valid one.
+    pub fn size_bytes(&self) -> Option<u64> {
+        self.size.as_deref().and_then(|s| quantity::bytes(s).ok())
+    }
+
+    fn validate_persistence(&self, at: &str, replicas: u32) -> Result<(), SchemaError> {
+        match (&self.size, self.persistent) {
+            (Some(_), false) => Err(field(
+                format!("{at}.size"),
+                "only a persistent volume has a size (scratch volumes count in resources.storage)",
+            )),
+            (None, true) => Err(field(
+                format!("{at}.size"),
+                "a persistent volume needs a size, e.g. `1Gi`",
+            )),
+            (None, false) => Ok(()),
+            (Some(size), true) => {
+                let bytes = quantity::bytes(size).map_err(|e| field(format!("{at}.size"), e))?;
+                if bytes == 0 || bytes > MAX_VOLUME_BYTES {
+                    return Err(field(
+                        format!("{at}.size"),
+                        "must be more than 0 and at most 16Ti",
+                    ));
+                }
+                if self.host_path.is_some() {
+                    return Err(field(
+                        format!("{at}.host_path"),
+                        "a persistent volume is the provider's, not a host directory",
+                    ));
+                }
+                if replicas != 1 {
+                    return Err(field(
+                        format!("{at}.persistent"),
+                        "a service with a persistent volume has one replica (the volume is mounted by one pod)",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// What the manifest asks for in total, in the units of a lease reservation.
@@ -263,7 +316,7 @@ impl Manifest {
             let (cpu, mem, sto) = s.per_replica();
             t.cpu_millis += u64::from(cpu) * r;
             t.memory_mib += mem * r;
-            t.storage_gib += sto * r;
+            t.storage_gib += sto * r + s.persistent_gib();
         }
         t
     }
@@ -351,6 +404,7 @@ impl Service {
                     "an absolute path without `..` is required",
                 ));
             }
+            v.validate_persistence(&format!("{at}.volumes[{i}]"), self.replicas)?;
         }
         Ok(())
     }
@@ -454,6 +508,17 @@ impl Service {
             }
         }
         Ok(())
+    }
+
+    /// GiB of the service's persistent volumes (each rounded up; one replica holds them);
+    /// call after validation.
+    pub fn persistent_gib(&self) -> u64 {
+        self.volumes
+            .iter()
+            .filter(|v| v.persistent)
+            .filter_map(|v| v.size_bytes())
+            .map(quantity::gib_ceil)
+            .sum()
     }
 
     /// (CPU millicores, memory MiB, storage GiB) of one replica; call after validation.

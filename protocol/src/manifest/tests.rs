@@ -255,3 +255,76 @@ fn secret_rules_name_their_field() {
     );
     assert!(err(&without).contains("not in secrets.names"));
 }
+
+#[test]
+fn persistent_volumes_count_once_in_the_storage_reservation() {
+    let m = Manifest::parse(
+        b"version: 1\nservices:\n  db:\n    image: x\n    resources: {cpu: 1, memory: 1Mi, storage: 1Gi}\n    volumes:\n      - {name: data, mount: /data, persistent: true, size: 1500Mi}\n      - {name: tmp, mount: /tmp}\n",
+    )
+    .expect("parses");
+    // 1 GiB ephemeral + 1500 MiB rounded up to 2 GiB.
+    assert_eq!(m.totals().storage_gib, 3);
+    assert_eq!(m.services["db"].persistent_gib(), 2);
+}
+
+#[test]
+fn persistent_volume_rules_name_the_field() {
+    let with = |volume: &str, replicas: u32| {
+        err(&format!(
+            "version: 1\nservices:\n  db:\n    image: x\n    replicas: {replicas}\n    resources: {{cpu: 1, memory: 1Mi}}\n    volumes: [{volume}]\n"
+        ))
+    };
+    for (volume, replicas, field, words) in [
+        (
+            "{name: d, mount: /d, persistent: true}",
+            1,
+            "services.db.volumes[0].size",
+            "needs a size",
+        ),
+        (
+            "{name: d, mount: /d, size: 1Gi}",
+            1,
+            "services.db.volumes[0].size",
+            "only a persistent volume",
+        ),
+        (
+            "{name: d, mount: /d, persistent: true, size: lots}",
+            1,
+            "services.db.volumes[0].size",
+            "not a size",
+        ),
+        (
+            "{name: d, mount: /d, persistent: true, size: 0}",
+            1,
+            "services.db.volumes[0].size",
+            "above zero",
+        ),
+        (
+            "{name: d, mount: /d, persistent: true, size: 17Ti}",
+            1,
+            "services.db.volumes[0].size",
+            "at most 16Ti",
+        ),
+        (
+            "{name: d, mount: /d, persistent: true, size: 1Gi}",
+            2,
+            "services.db.volumes[0].persistent",
+            "one replica",
+        ),
+        (
+            "{name: d, mount: /d, persistent: true, size: 1Gi, host_path: /srv}",
+            1,
+            "services.db.volumes[0].host_path",
+            "not a host directory",
+        ),
+        (
+            "{name: d, mount: /d, persistent: yes please, size: 1Gi}",
+            1,
+            "",
+            "persistent",
+        ),
+    ] {
+        let e = with(volume, replicas);
+        assert!(e.contains(field) && e.contains(words), "{volume}: {e}");
+    }
+}

@@ -7,8 +7,8 @@ use alloy::primitives::{Address, U256};
 use k8s_openapi::{
     NamespaceResourceScope,
     api::{
-        apps::v1::Deployment, core::v1::Namespace, core::v1::Secret, core::v1::Service,
-        networking::v1::NetworkPolicy,
+        apps::v1::Deployment, core::v1::Namespace, core::v1::PersistentVolumeClaim,
+        core::v1::Secret, core::v1::Service, networking::v1::NetworkPolicy,
     },
 };
 use kube::{
@@ -146,6 +146,10 @@ impl KubeEngine {
             .await?;
         for secret in r.kube_secret().into_iter().chain(r.kube_pull_secrets()) {
             self.apply_one(self.namespaced::<Secret>(&ns), &secret)
+                .await?;
+        }
+        for claim in &r.claims {
+            self.apply_one(self.namespaced::<PersistentVolumeClaim>(&ns), claim)
                 .await?;
         }
         for s in &r.services {

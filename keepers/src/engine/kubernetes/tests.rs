@@ -444,3 +444,57 @@ async fn real_cluster_round_trip_when_kubeconfig_is_set() {
     assert!(found.contains_key(&k.lease_id));
     engine.delete(&k).await.expect("delete");
 }
+
+#[tokio::test]
+async fn a_persistent_volume_is_a_claim_applied_before_its_deployment() {
+    let (engine, mut handle) = engine();
+    let manifest = Manifest::parse(
+        b"version: 1\nservices:\n  db:\n    image: x\n    resources: {cpu: 1, memory: 1Mi}\n    volumes: [{name: data, mount: /var/lib/db, persistent: true, size: 2Gi}]\n",
+    )
+    .expect("parses");
+    let rendered = render(key(), &manifest, &PortMap::new());
+    let server = tokio::spawn(async move {
+        let mut kinds = Vec::new();
+        loop {
+            let (line, _, body, send) = next(&mut handle).await;
+            let kind = body["kind"].as_str().unwrap_or_default().to_string();
+            if kind == "PersistentVolumeClaim" {
+                assert!(line.starts_with(&format!(
+                    "PATCH /api/v1/namespaces/{NS}/persistentvolumeclaims/db.data?"
+                )));
+                assert_eq!(body["spec"]["accessModes"], json!(["ReadWriteOnce"]));
+                assert_eq!(
+                    body["spec"]["resources"]["requests"]["storage"],
+                    (2u64 << 30).to_string()
+                );
+                assert_eq!(body["metadata"]["labels"]["berth.dev/lease-id"], "7");
+            }
+            if kind == "Deployment" {
+                let spec = &body["spec"]["template"]["spec"];
+                assert_eq!(
+                    spec["volumes"],
+                    json!([{"name": "data", "persistentVolumeClaim": {"claimName": "db.data"}}])
+                );
+                assert_eq!(body["spec"]["strategy"], json!({"type": "Recreate"}));
+            }
+            kinds.push(kind);
+            let done = kinds.last().is_some_and(|k| k == "Deployment");
+            respond(send, 200, &body);
+            if done {
+                break;
+            }
+        }
+        kinds
+    });
+    engine.apply(&rendered).await.expect("applies");
+    let kinds = server.await.expect("server");
+    assert_eq!(
+        kinds,
+        [
+            "Namespace",
+            "NetworkPolicy",
+            "PersistentVolumeClaim",
+            "Deployment"
+        ]
+    );
+}
