@@ -13,6 +13,7 @@ mod gateway;
 mod history;
 mod keys;
 mod lease;
+mod logs;
 mod market;
 mod output;
 mod provider;
@@ -77,6 +78,8 @@ enum Command {
     /// A lease's sealed secrets.
     #[command(subcommand)]
     Secrets(SecretsCmd),
+    /// Print what a lease's workload writes to stdout and stderr (-f to follow).
+    Logs(logs::Logs),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -241,6 +244,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Dispute(a) => lease::dispute(&ctx, a.lease).await,
         Command::Upload(u) => lease::upload(&ctx, u.lease, &u.manifest).await,
         Command::Secrets(SecretsCmd::Show(s)) => secrets::show(&ctx, s).await,
+        Command::Logs(l) => logs::run(&ctx, l).await,
     }
 }
 

@@ -6,6 +6,7 @@
 //!   422 when stored but invalid (the keeper will reject the lease with the reason given);
 //!   401/403/404/409 when nothing is stored.
 //! - `GET /v1/leases/{id}`: the lease's state on chain and its workload.
+//! - `GET /v1/leases/{id}/logs`: a replica's logs as Server-Sent Events, for the tenant ([`crate::logs`]).
 //! - `GET /metrics`: Prometheus text. `GET /healthz`: 200.
 
 use std::{sync::Arc, time::Duration};
@@ -56,6 +57,8 @@ pub struct Gateway {
     /// Longest sample gap billed for memory (see `metering::units`), served with each report
     /// so a tenant can recompute it.
     pub max_sample_gap_ms: u64,
+    /// Open log streams and their limits.
+    pub log_streams: crate::logs::LogStreams,
 }
 
 pub use berth_runtime::http::{ServeLimits, serve};
@@ -68,6 +71,7 @@ pub fn router(g: Gateway) -> Router {
         .route(routes::REPORTS, get(reports))
         .route(routes::REPORT, get(report))
         .route(routes::PROOF, get(proof))
+        .route(routes::LOGS, get(crate::logs::logs))
         .route(routes::METRICS, get(metrics))
         .route(routes::HEALTH, get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -89,7 +93,7 @@ fn bad_lease_id(raw: &str) -> Response {
 }
 
 /// The lease at the latest block, if it is one of this provider's.
-async fn lease_of_provider(
+pub(crate) async fn lease_of_provider(
     g: &Gateway,
     id: U256,
 ) -> Result<crate::chain::LeaseView, Box<Response>> {

@@ -2,6 +2,7 @@
 //! back) and its gateway (the provider's HTTP entry for tenants). See DESIGN.md, "Keeper
 //! rules".
 
+pub mod access;
 pub mod chain;
 pub mod config;
 pub mod control;
@@ -9,6 +10,7 @@ pub mod domains;
 pub mod engine;
 pub mod gateway;
 pub mod intake;
+pub mod logs;
 pub mod metering;
 pub mod metrics;
 pub mod reconcile;

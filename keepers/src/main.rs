@@ -153,6 +153,11 @@ async fn main() -> Result<()> {
         wake: reconciler.waker(),
         policy: cfg.policy(),
         max_sample_gap_ms: max_sample_gap_ms(&cfg),
+        log_streams: berth_keepers::logs::LogStreams::new(
+            cfg.logs_max_streams as usize,
+            cfg.logs_ping_s,
+            cfg.logs_max_stream_s,
+        ),
     };
     let listener = tokio::net::TcpListener::bind(cfg.gateway_addr)
         .await

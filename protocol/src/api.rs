@@ -28,6 +28,11 @@ pub mod routes {
     pub const REPORT: &str = "/v1/leases/{id}/reports/{sequence}";
     /// `GET`: the Merkle proof of one sample of a report ([`super::ProofAnswer`]).
     pub const PROOF: &str = "/v1/leases/{id}/reports/{sequence}/proof/{index}";
+    /// `GET`: the workload's logs as Server-Sent Events ([`crate::logs`]), with a tenant's
+    /// access token ([`crate::access`]).
+    pub const LOGS: &str = "/v1/leases/{id}/logs";
+    /// `GET`: the lease's events ([`super::EventsAnswer`]), with a tenant's access token.
+    pub const EVENTS: &str = "/v1/leases/{id}/events";
     /// `GET`: Prometheus metrics.
     pub const METRICS: &str = "/metrics";
     /// `GET`: 200 while the gateway serves.
@@ -59,6 +64,16 @@ pub mod routes {
             "{}/v1/leases/{lease}/reports/{sequence}/proof/{index}",
             trim(base)
         )
+    }
+
+    /// The URL of [`LOGS`] (without a query).
+    pub fn logs(base: &str, lease: U256) -> String {
+        format!("{}/v1/leases/{lease}/logs", trim(base))
+    }
+
+    /// The URL of [`EVENTS`] (without a query).
+    pub fn events(base: &str, lease: U256) -> String {
+        format!("{}/v1/leases/{lease}/events", trim(base))
     }
 
     fn trim(base: &str) -> &str {

@@ -7,8 +7,10 @@
 //! Pure code: no async runtime, no network, no files. The provider's keeper and the `berth`
 //! CLI both depend on it; the CLI does not depend on the keeper.
 
+pub mod access;
 pub mod api;
 pub mod lease;
+pub mod logs;
 pub mod manifest;
 pub mod metering;
 pub mod pricing;

@@ -224,6 +224,42 @@ pub enum UnixCallError {
     },
 }
 
+/// Sends `req` over a fresh HTTP/1.1 connection to the Unix socket `socket` and returns the
+/// answer's status and body unread once its head arrives within `timeout` (for streams:
+/// the caller bounds the reading, and dropping the body closes the connection).
+pub async fn unix_stream(
+    socket: &std::path::Path,
+    req: hyper::Request<http_body_util::Full<bytes::Bytes>>,
+    timeout: Duration,
+) -> Result<(StatusCode, hyper::body::Incoming), UnixCallError> {
+    let failed = |stage, source: Box<dyn std::error::Error + Send + Sync>| UnixCallError::Failed {
+        socket: socket.display().to_string(),
+        stage,
+        source,
+    };
+    let exchange = async {
+        let stream = tokio::net::UnixStream::connect(socket)
+            .await
+            .map_err(|e| failed("connect", e.into()))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| failed("handshake", e.into()))?;
+        tokio::spawn(conn);
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| failed("send", e.into()))?;
+        Ok((resp.status(), resp.into_body()))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| UnixCallError::Timeout {
+            socket: socket.display().to_string(),
+            timeout,
+        })?
+}
+
 /// Sends `req` over a fresh HTTP/1.1 connection to the Unix socket `socket` and reads the
 /// whole answer, all within `timeout`.
 pub async fn unix_call(

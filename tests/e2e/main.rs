@@ -12,6 +12,7 @@ mod indexer_process;
 mod isolation;
 mod keeper;
 mod lease_lifecycle;
+mod logs;
 mod metering;
 mod private;
 mod protocol;

@@ -84,6 +84,15 @@ pub struct Config {
     /// again; a record that goes away takes the route within this time.
     #[serde(default = "defaults::domain_recheck_s", deserialize_with = "seconds")]
     pub domain_recheck_s: Duration,
+    /// How often a quiet logs stream is pinged, so that no proxy closes it.
+    #[serde(default = "defaults::logs_ping_s", deserialize_with = "seconds")]
+    pub logs_ping_s: Duration,
+    /// The longest a logs stream stays open (the client resumes with its cursor).
+    #[serde(default = "defaults::logs_max_stream_s", deserialize_with = "seconds")]
+    pub logs_max_stream_s: Duration,
+    /// Most log streams open at once (4 per lease at most).
+    #[serde(default = "defaults::logs_max_streams")]
+    pub logs_max_streams: u32,
     /// The address the gateway reaches published HTTP ports on; with `apps_domain` set,
     /// podman publishes HTTP ports on this address only, so no app is reachable around the
     /// gateway (TCP ports stay on every address).
@@ -301,6 +310,15 @@ mod defaults {
     pub fn domain_recheck_s() -> Duration {
         Duration::from_secs(300)
     }
+    pub fn logs_ping_s() -> Duration {
+        Duration::from_secs(15)
+    }
+    pub fn logs_max_stream_s() -> Duration {
+        Duration::from_secs(3600)
+    }
+    pub fn logs_max_streams() -> u32 {
+        64
+    }
     pub fn control_socket() -> PathBuf {
         "/run/berth/keeper.sock".into()
     }
@@ -401,10 +419,20 @@ impl ServiceConfig for Config {
                 "gateway_request_timeout_ms",
                 self.gateway_request_timeout_ms,
             ),
+            ("logs_ping_s", self.logs_ping_s),
+            ("logs_max_stream_s", self.logs_max_stream_s),
         ] {
             if v.is_zero() {
                 return Err(ConfigError::invalid(field, "must be above zero"));
             }
+        }
+        if self.logs_max_streams == 0
+            || u64::from(self.logs_max_streams) > self.gateway_max_connections / 2
+        {
+            return Err(ConfigError::invalid(
+                "logs_max_streams",
+                "must be 1 to half of gateway_max_connections (streams hold connections)",
+            ));
         }
         if self.gateway_max_connections == 0 {
             return Err(ConfigError::invalid(

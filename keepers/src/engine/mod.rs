@@ -3,6 +3,7 @@
 
 pub mod cgroup;
 pub mod kubernetes;
+pub mod logs;
 pub mod podman;
 
 use std::collections::BTreeMap;
@@ -108,6 +109,9 @@ pub enum EngineError {
     /// credentials (or their absence).
     #[error("image unavailable: {0}")]
     ImageUnavailable(String),
+    /// What was asked for does not exist (a service or replica the lease does not run).
+    #[error("not found: {0}")]
+    Missing(String),
 }
 
 /// The configured engine.
@@ -198,6 +202,18 @@ impl Engine {
         match self {
             Self::Podman(e) => e.stats(chain_id, escrow).await,
             Self::Kubernetes(e) => e.stats(chain_id, escrow).await,
+        }
+    }
+
+    /// The logs of one replica of one of the lease's services.
+    pub async fn logs(
+        &self,
+        key: &LeaseKey,
+        q: &logs::LogQuery,
+    ) -> Result<logs::LogStream, EngineError> {
+        match self {
+            Self::Podman(e) => e.logs(key, q).await,
+            Self::Kubernetes(e) => e.logs(key, q).await,
         }
     }
 

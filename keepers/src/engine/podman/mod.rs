@@ -13,6 +13,7 @@ use hyper::{Method, Request, StatusCode, body::Bytes};
 use serde::Deserialize;
 
 mod images;
+mod logs;
 mod secrets;
 mod stats;
 
@@ -71,6 +72,9 @@ struct ContainerSummary {
     /// Unix seconds of the container's last start.
     #[serde(default)]
     started_at: i64,
+    /// A pod's infra container (no workload of its own).
+    #[serde(default)]
+    is_infra: bool,
 }
 
 impl PodmanEngine {
