@@ -498,3 +498,56 @@ async fn a_persistent_volume_is_a_claim_applied_before_its_deployment() {
         ]
     );
 }
+
+#[tokio::test]
+async fn logs_read_the_chosen_replicas_pod_with_timestamps_from_the_cursors_second() {
+    use futures::StreamExt;
+    let (engine, mut handle) = engine();
+    let server = tokio::spawn(async move {
+        let (line, _, _, send) = next(&mut handle).await;
+        assert_eq!(
+            line,
+            format!(
+                "GET /api/v1/namespaces/{NS}/pods?&labelSelector=berth.dev%2Flease-id%3D7%2Cberth.dev%2Fservice%3Dweb"
+            )
+        );
+        respond(
+            send,
+            200,
+            &json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+                {"metadata": {"name": "web-b"}}, {"metadata": {"name": "web-a"}}
+            ]}),
+        );
+        let (line, _, _, send) = next(&mut handle).await;
+        assert!(line.starts_with(&format!("GET /api/v1/namespaces/{NS}/pods/web-b/log?")), "{line}");
+        for part in ["container=web", "follow=true", "timestamps=true", "sinceSeconds="] {
+            assert!(line.contains(part), "{part} in {line}");
+        }
+        send.send_response(
+            Response::builder()
+                .body(Body::from(
+                    b"2026-12-07T00:54:20.1Z one\n2026-12-07T00:54:21.2Z two\n".to_vec(),
+                ))
+                .expect("response"),
+        );
+    });
+    let q = crate::engine::logs::LogQuery {
+        service: "web".into(),
+        replica: 1,
+        tail: None,
+        follow: true,
+        after: Some(berth_protocol::logs::Cursor { second: 1_796_604_860, count: 1 }),
+    };
+    let lines: Vec<_> = engine.logs(&key(), &q).await.expect("a stream").collect().await;
+    server.await.expect("server assertions");
+    let texts: Vec<String> = lines.into_iter().map(|l| l.expect("a line").text).collect();
+    assert_eq!(texts, ["one", "two"]);
+
+    let (engine, mut handle) = self::engine();
+    tokio::spawn(async move {
+        let (_, _, _, send) = next(&mut handle).await;
+        respond(send, 200, &json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}));
+    });
+    let missing = engine.logs(&key(), &q).await.err().expect("no replica 1");
+    assert!(matches!(missing, EngineError::Missing(_)), "{missing}");
+}
