@@ -4,6 +4,7 @@
 //! Results go to stdout (text, or JSON with `--json`), progress and errors to stderr; the
 //! exit code says what kind of failure happened (see `failure::Kind` and cli/README.md).
 
+mod alerts;
 mod amounts;
 mod context;
 mod deploy;
@@ -80,6 +81,8 @@ enum Command {
     Secrets(SecretsCmd),
     /// Print what a lease's workload writes to stdout and stderr (-f to follow).
     Logs(logs::Logs),
+    /// A tenant's alerts from an indexer: runway running low, suspension, failed auto top-ups.
+    Alerts(alerts::Alerts),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -245,6 +248,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Upload(u) => lease::upload(&ctx, u.lease, &u.manifest).await,
         Command::Secrets(SecretsCmd::Show(s)) => secrets::show(&ctx, s).await,
         Command::Logs(l) => logs::run(&ctx, l).await,
+        Command::Alerts(a) => alerts::run(&ctx, a).await,
     }
 }
 

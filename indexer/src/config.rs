@@ -53,10 +53,71 @@ pub struct Config {
     /// `text` or `json` logs (`BERTH_LOG_FORMAT`).
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Runway thresholds that raise a tenant alert, seconds (`BERTH_ALERT_THRESHOLDS_S`,
+    /// e.g. `[86400, 7200]`); empty for no runway alerts.
+    #[serde(
+        default = "defaults::alert_thresholds_s",
+        deserialize_with = "list_of_seconds"
+    )]
+    pub alert_thresholds_s: Vec<u64>,
+    /// Time between alert passes and webhook rounds (`BERTH_ALERT_INTERVAL_MS`).
+    #[serde(default = "defaults::alert_interval_ms", deserialize_with = "millis")]
+    pub alert_interval_ms: Duration,
+    /// Where alerts are POSTed as JSON; unset for none (`BERTH_ALERT_WEBHOOK_URL`).
+    #[serde(default, deserialize_with = "optional")]
+    pub alert_webhook_url: Option<Url>,
+    /// Timeout of one webhook request (`BERTH_ALERT_WEBHOOK_TIMEOUT_MS`).
+    #[serde(
+        default = "defaults::alert_webhook_timeout_ms",
+        deserialize_with = "millis"
+    )]
+    pub alert_webhook_timeout_ms: Duration,
+    /// Attempts per alert before the webhook gives it up (`BERTH_ALERT_WEBHOOK_MAX_ATTEMPTS`).
+    #[serde(default = "defaults::alert_webhook_max_attempts")]
+    pub alert_webhook_max_attempts: u32,
+}
+
+/// A list of seconds: a TOML array, or text like `86400, 7200` or `[60, 20]` (the environment).
+fn list_of_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        List(Vec<u64>),
+        Text(String),
+    }
+    match Given::deserialize(d)? {
+        Given::List(v) => Ok(v),
+        Given::Text(t) => t
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<u64>().map_err(|_| {
+                    serde::de::Error::custom(format!("`{p}` is not a number of seconds"))
+                })
+            })
+            .collect(),
+    }
 }
 
 mod defaults {
     use std::{net::SocketAddr, time::Duration};
+
+    pub fn alert_thresholds_s() -> Vec<u64> {
+        vec![24 * 3600, 2 * 3600]
+    }
+    pub fn alert_interval_ms() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn alert_webhook_timeout_ms() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn alert_webhook_max_attempts() -> u32 {
+        50
+    }
 
     pub fn confirmations() -> u64 {
         0
@@ -110,6 +171,21 @@ impl ServiceConfig for Config {
         if self.reorg_window < 2 {
             return bad("reorg_window", "must be at least 2");
         }
+        if self.alert_interval_ms.is_zero() {
+            return bad("alert_interval_ms", "must be above zero");
+        }
+        if self.alert_thresholds_s.len() > 8 {
+            return bad("alert_thresholds_s", "at most 8 thresholds");
+        }
+        if let Some(url) = &self.alert_webhook_url {
+            require_scheme("alert_webhook_url", url, &["http", "https"])?;
+        }
+        if self.alert_webhook_timeout_ms.is_zero() {
+            return bad("alert_webhook_timeout_ms", "must be above zero");
+        }
+        if self.alert_webhook_max_attempts == 0 {
+            return bad("alert_webhook_max_attempts", "must be above zero");
+        }
         Ok(())
     }
 
@@ -158,6 +234,27 @@ mod tests {
         assert_eq!(cfg.ws_url, None);
         assert_eq!(cfg.metrics_addr, Some(([127, 0, 0, 1], 9464).into()));
         assert_eq!(cfg.poll_interval(), Duration::from_secs(1));
+        assert_eq!(cfg.alert_thresholds_s, [86_400, 7200]);
+        assert_eq!(cfg.alert_webhook_url, None);
+    }
+
+    #[test]
+    fn alert_settings_from_the_environment() {
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("BERTH_ALERT_THRESHOLDS_S", "[60, 20]"),
+            ("BERTH_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+            ("BERTH_ALERT_INTERVAL_MS", "1s"),
+        ]);
+        let cfg = Config::load(None, env(&pairs)).expect("valid");
+        assert_eq!(cfg.alert_thresholds_s, [60, 20]);
+        assert_eq!(cfg.alert_interval_ms, Duration::from_secs(1));
+        let mut pairs = BASE.to_vec();
+        pairs.push(("BERTH_ALERT_WEBHOOK_URL", "ftp://x/"));
+        let err = Config::load(None, env(&pairs))
+            .expect_err("scheme")
+            .to_string();
+        assert!(err.contains("alert_webhook_url"), "{err}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`config`], [`metrics`] and [`rpc`] serve the `berth-indexer` binary.
 
 pub mod abi;
+pub mod alerts;
 pub mod config;
 pub mod copy;
 pub mod events;

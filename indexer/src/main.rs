@@ -3,6 +3,7 @@
 use alloy::providers::Provider;
 use berth_bindings::Deployment;
 use berth_indexer::{
+    alerts::{Alerter, deliver::Webhook, level::Thresholds},
     config::Config,
     events::{Decoder, Watched},
     metrics::Metrics,
@@ -42,7 +43,7 @@ async fn main() -> Result<()> {
         .connect(&cfg.database_url)
         .await
         .wrap_err("connecting to Postgres (database_url)")?;
-    let store = Store::open(pool, chain_id)
+    let store = Store::open(pool.clone(), chain_id)
         .await
         .wrap_err("applying migrations")?;
 
@@ -77,6 +78,31 @@ async fn main() -> Result<()> {
     };
     tracing::info!(chain_id, escrow = %deployment.lease_escrow, start_block = sync.start_block, "indexing");
     let mut indexer = Indexer::new(provider, store, decoder, sync, metrics);
+
+    let thresholds = Thresholds::new(cfg.alert_thresholds_s.clone());
+    tokio::spawn(
+        Alerter {
+            pool: pool.clone(),
+            chain_id,
+            thresholds,
+            interval: cfg.alert_interval_ms,
+        }
+        .run(stopped.clone()),
+    );
+    if let Some(url) = &cfg.alert_webhook_url {
+        tracing::info!(webhook = %url, "alerts are delivered");
+        tokio::spawn(berth_indexer::alerts::deliver::run(
+            pool.clone(),
+            chain_id,
+            Webhook {
+                url: url.to_string(),
+                timeout: cfg.alert_webhook_timeout_ms,
+                interval: cfg.alert_interval_ms,
+                max_attempts: i32::try_from(cfg.alert_webhook_max_attempts).unwrap_or(i32::MAX),
+            },
+            stopped.clone(),
+        ));
+    }
 
     tokio::spawn(async move {
         berth_runtime::shutdown_signal().await;

@@ -1,5 +1,6 @@
 //! Berth's end-to-end tests: one binary, one module per scenario.
 
+mod alerts;
 mod analyst_queries;
 mod cli;
 mod cli_harness;

@@ -519,8 +519,16 @@ async fn logs_read_the_chosen_replicas_pod_with_timestamps_from_the_cursors_seco
             ]}),
         );
         let (line, _, _, send) = next(&mut handle).await;
-        assert!(line.starts_with(&format!("GET /api/v1/namespaces/{NS}/pods/web-b/log?")), "{line}");
-        for part in ["container=web", "follow=true", "timestamps=true", "sinceSeconds="] {
+        assert!(
+            line.starts_with(&format!("GET /api/v1/namespaces/{NS}/pods/web-b/log?")),
+            "{line}"
+        );
+        for part in [
+            "container=web",
+            "follow=true",
+            "timestamps=true",
+            "sinceSeconds=",
+        ] {
             assert!(line.contains(part), "{part} in {line}");
         }
         send.send_response(
@@ -536,9 +544,17 @@ async fn logs_read_the_chosen_replicas_pod_with_timestamps_from_the_cursors_seco
         replica: 1,
         tail: None,
         follow: true,
-        after: Some(berth_protocol::logs::Cursor { second: 1_796_604_860, count: 1 }),
+        after: Some(berth_protocol::logs::Cursor {
+            second: 1_796_604_860,
+            count: 1,
+        }),
     };
-    let lines: Vec<_> = engine.logs(&key(), &q).await.expect("a stream").collect().await;
+    let lines: Vec<_> = engine
+        .logs(&key(), &q)
+        .await
+        .expect("a stream")
+        .collect()
+        .await;
     server.await.expect("server assertions");
     let texts: Vec<String> = lines.into_iter().map(|l| l.expect("a line").text).collect();
     assert_eq!(texts, ["one", "two"]);
@@ -546,7 +562,11 @@ async fn logs_read_the_chosen_replicas_pod_with_timestamps_from_the_cursors_seco
     let (engine, mut handle) = self::engine();
     tokio::spawn(async move {
         let (_, _, _, send) = next(&mut handle).await;
-        respond(send, 200, &json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}));
+        respond(
+            send,
+            200,
+            &json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
+        );
     });
     let missing = engine.logs(&key(), &q).await.err().expect("no replica 1");
     assert!(matches!(missing, EngineError::Missing(_)), "{missing}");
