@@ -167,3 +167,41 @@ pub async fn report(endpoint: &str, lease: U256, sequence: u32) -> Result<Report
 pub async fn lease_status(endpoint: &str, lease: U256) -> Result<LeaseAnswer> {
     get_json(&routes::lease(endpoint, lease), Kind::Unreachable).await
 }
+
+/// A lease's event feed, with an access token the wallet signs.
+pub async fn events(
+    ctx: &Ctx,
+    w: &Wallet,
+    endpoint: &str,
+    lease: U256,
+) -> Result<berth_protocol::api::EventsAnswer> {
+    let url = routes::events(endpoint, lease);
+    let auth = crate::logs::access_token(ctx, w, lease, berth_protocol::access::Operation::Events)?;
+    let resp = client()?
+        .get(&url)
+        .header("authorization", auth)
+        .send()
+        .await
+        .map_err(|e| fail(Kind::Unreachable, format!("gateway {url}: {e}")))?;
+    let status = resp.status();
+    let body = resp
+        .text()
+        .await
+        .map_err(|e| fail(Kind::Unreachable, format!("gateway {url}: {e}")))?;
+    if !status.is_success() {
+        let kind = match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Kind::Refused,
+            _ => Kind::Unreachable,
+        };
+        return Err(fail(
+            kind,
+            format!("gateway {url} answered {status}: {}", said(&body)),
+        ));
+    }
+    serde_json::from_str(&body).map_err(|e| {
+        fail(
+            Kind::Mismatch,
+            format!("gateway {url}: not the answer Berth's API defines: {e}"),
+        )
+    })
+}

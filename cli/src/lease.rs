@@ -56,8 +56,14 @@ pub(crate) async fn token_of(ctx: &Ctx, l: &Lease) -> Result<Token> {
 }
 
 /// `status <lease>`.
-pub async fn status(ctx: &Ctx, id: U256) -> Result<()> {
+pub async fn status(ctx: &Ctx, id: U256, with_events: bool) -> Result<()> {
     let l = load(ctx, id).await?;
+    let events = if with_events {
+        let offer = crate::market::offer(ctx, l.raw.providerId).await?;
+        Some(crate::gateway::events(ctx, &ctx.wallet()?, &offer.endpoint, id).await?)
+    } else {
+        None
+    };
     let token = token_of(ctx, &l).await?;
     let escrow = ctx.escrow();
     let now = ctx.now().await?;
@@ -128,6 +134,7 @@ pub async fn status(ctx: &Ctx, id: U256) -> Result<()> {
             "storage_units": u.storageUnits,
             "charge": u.charge.to_string(),
         })).collect::<Vec<_>>(),
+        "events": events.as_ref().map(|e| &e.events),
     });
     emit(ctx.global.json, &value, || {
         let mut s = format!(
@@ -198,9 +205,43 @@ pub async fn status(ctx: &Ctx, id: U256) -> Result<()> {
                 &rows,
             );
         }
+        if let Some(e) = &events {
+            s += &format!("\n\nevents ({}):\n", e.events.len());
+            let rows: Vec<Vec<String>> = e
+                .events
+                .iter()
+                .map(|ev| {
+                    vec![
+                        crate::output::utc(ev.at),
+                        ev.kind.clone(),
+                        event_detail(&ev.detail),
+                    ]
+                })
+                .collect();
+            s += &table(&["at", "event", "detail"], &rows);
+        }
         s
     });
     Ok(())
+}
+
+/// An event's detail as `key=value` pairs.
+fn event_detail(detail: &serde_json::Value) -> String {
+    detail
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| {
+                    format!(
+                        "{k}={}",
+                        v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
 }
 
 fn duration(secs: u64) -> String {

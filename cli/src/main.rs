@@ -57,8 +57,9 @@ enum Command {
     Providers(Providers),
     /// Deploy a manifest: pick a provider, open and fund a lease, upload, wait for the endpoint.
     Deploy(deploy::Deploy),
-    /// Show a lease: state, endpoint, balance, runway, last reports.
-    Status(LeaseArg),
+    /// Show a lease: state, endpoint, balance, runway, last reports (and, with --events, what
+    /// happened to it: deployed, confirmed, restarted, updated, suspended, ...).
+    Status(StatusArgs),
     /// Add funds to a pending, active or suspended lease (a suspended one resumes).
     TopUp(TopUp),
     /// Commit a running lease to a new manifest; the provider rolls it out in place.
@@ -95,6 +96,15 @@ enum SecretsCmd {
 struct LeaseArg {
     /// Lease id.
     lease: U256,
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    /// Lease id.
+    lease: U256,
+    /// Also the lease's event feed from its provider (signed by this wallet, the tenant).
+    #[arg(long)]
+    events: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -234,7 +244,7 @@ async fn run(cli: Cli) -> Result<()> {
             Some(m) => deploy::run(&ctx, d, m).await,
             None => Err(eyre::eyre!("deploy without its manifest")),
         },
-        Command::Status(a) => lease::status(&ctx, a.lease).await,
+        Command::Status(a) => lease::status(&ctx, a.lease, a.events).await,
         Command::TopUp(t) => lease::top_up(&ctx, t.lease, &t.amount).await,
         Command::Update(u) => match manifest {
             Some(m) => update::update(&ctx, u, m).await,

@@ -6,6 +6,7 @@
 //!   422 when stored but invalid (the keeper will reject the lease with the reason given);
 //!   401/403/404/409 when nothing is stored.
 //! - `GET /v1/leases/{id}`: the lease's state on chain and its workload.
+//! - `GET /v1/leases/{id}/events`: the lease's event feed, for the tenant ([`crate::events`]).
 //! - `GET /v1/leases/{id}/logs`: a replica's logs as Server-Sent Events, for the tenant ([`crate::logs`]).
 //! - `GET /metrics`: Prometheus text. `GET /healthz`: 200.
 
@@ -72,6 +73,7 @@ pub fn router(g: Gateway) -> Router {
         .route(routes::REPORT, get(report))
         .route(routes::PROOF, get(proof))
         .route(routes::LOGS, get(crate::logs::logs))
+        .route(routes::EVENTS, get(crate::events::events))
         .route(routes::METRICS, get(metrics))
         .route(routes::HEALTH, get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_BODY))

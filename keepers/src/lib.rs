@@ -8,6 +8,8 @@ pub mod config;
 pub mod control;
 pub mod domains;
 pub mod engine;
+pub mod events;
+pub mod feed;
 pub mod gateway;
 pub mod intake;
 pub mod logs;

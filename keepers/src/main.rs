@@ -133,6 +133,7 @@ async fn main() -> Result<()> {
 
     let (sampler_engine, sampler_store, sampler_metrics) =
         (engine.clone(), store.clone(), metrics.clone());
+    let (feed_engine, feed_store) = (engine.clone(), store.clone());
     let control_state = berth_keepers::control::Control {
         engine: engine.clone(),
         store: store.clone(),
@@ -199,6 +200,14 @@ async fn main() -> Result<()> {
     };
     tokio::spawn(berth_keepers::metering::sampler::run(
         sampler,
+        stopped.clone(),
+    ));
+    tokio::spawn(berth_keepers::feed::run(
+        feed_engine,
+        feed_store,
+        chain_id,
+        deployment.lease_escrow,
+        std::time::Duration::from_secs(5),
         stopped.clone(),
     ));
     let stop = Arc::new(stop);

@@ -2,6 +2,7 @@
 //! transactions it sent.
 
 mod envelopes;
+pub mod events;
 mod sleeps;
 
 pub use sleeps::Sleep;

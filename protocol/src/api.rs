@@ -280,3 +280,27 @@ mod tests {
         );
     }
 }
+
+/// One event of a lease's feed (`GET /v1/leases/{id}/events`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseEvent {
+    /// Position in the feed (ask for events after it to continue).
+    pub seq: i64,
+    /// Unix seconds.
+    pub at: u64,
+    /// `deployed`, `image_pulled`, `confirmed`, `updated`, `restarted`, `crash_loop`,
+    /// `suspended`, `resumed`, `rejected`, `terminated`.
+    pub kind: String,
+    /// What else is known: `service`, `exit_code`, `image`, `version`, `reason`, `endpoint`.
+    pub detail: serde_json::Value,
+}
+
+/// `GET /v1/leases/{id}/events?after=<seq>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventsAnswer {
+    /// The lease.
+    #[serde(with = "decimal")]
+    pub lease: U256,
+    /// Events after the one asked for, oldest first.
+    pub events: Vec<LeaseEvent>,
+}

@@ -44,23 +44,25 @@ async fn data(url: &str, boots: usize) -> Result<String> {
 fn restart_container(w: &World, lease: U256) -> Result<()> {
     let out = std::process::Command::new("podman")
         .env("CONTAINERS_CONF", containers_conf())
-        .args([
-            "ps",
-            "--quiet",
-            "--filter",
-            &format!("label=berth.dev/lease-id={lease}"),
-            "--filter",
-            &format!("label=berth.dev/chain-id={}", w.chain.chain_id()),
-        ])
+        .args(["ps", "--format", "json"])
         .output()?;
-    let ids = String::from_utf8_lossy(&out.stdout);
-    let id = ids
-        .lines()
-        .next()
-        .ok_or_else(|| eyre::eyre!("no container of lease {lease}"))?;
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
+    // Filters on several labels may match any of them: pick by every label here.
+    let chain = w.chain.chain_id().to_string();
+    let lease_id = lease.to_string();
+    let id = all
+        .iter()
+        .find(|c| {
+            c["IsInfra"] != true
+                && c["Labels"]["berth.dev/chain-id"] == chain.as_str()
+                && c["Labels"]["berth.dev/lease-id"] == lease_id.as_str()
+        })
+        .and_then(|c| c["Id"].as_str())
+        .ok_or_else(|| eyre::eyre!("no container of lease {lease}"))?
+        .to_string();
     let status = std::process::Command::new("podman")
         .env("CONTAINERS_CONF", containers_conf())
-        .args(["restart", "--time", "1", id])
+        .args(["restart", "--time", "1", &id])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()?;
@@ -137,5 +139,98 @@ async fn a_persistent_volume_outlives_restarts_updates_and_suspension_but_not_it
     })
     .await
     .wrap_err_with(|| keeper.log_text())?;
+
+    // The lease's feed tells the same story, each event once.
+    let events = wait_for("the feed to show the teardown", WAIT, || async {
+        let kinds = event_kinds(&w, lease).await?;
+        Ok(kinds.contains(&"terminated".to_string()).then_some(kinds))
+    })
+    .await?;
+    for want in [
+        "deployed",
+        "confirmed",
+        "restarted",
+        "updated",
+        "suspended",
+        "resumed",
+        "terminated",
+    ] {
+        ensure!(
+            events.iter().filter(|k| *k == want).count() == 1,
+            "`{want}` once in {events:?}"
+        );
+    }
+    Ok(())
+}
+
+/// The kinds of a lease's events, in order, read with the tenant's access token.
+pub(crate) async fn events_of(w: &World, lease: U256) -> Result<Vec<serde_json::Value>> {
+    use alloy::signers::SignerSync;
+    use berth_protocol::access::{Operation, Token, signing_hash};
+    let expires_at = w.chain.now().await?.max(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs(),
+    ) + 300;
+    let digest = signing_hash(
+        w.chain.chain_id(),
+        w.c.escrow,
+        lease,
+        Operation::Events,
+        expires_at,
+    );
+    let signature = w.chain.signer(TENANT)?.sign_hash_sync(&digest)?;
+    let token = Token {
+        expires_at,
+        signature,
+    }
+    .encode();
+    let answer: serde_json::Value = alloy::transports::http::reqwest::Client::new()
+        .get(format!("{}/v1/leases/{lease}/events", w.setup.gateway()))
+        .header("authorization", format!("Berth {token}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(answer["events"].as_array().cloned().unwrap_or_default())
+}
+
+async fn event_kinds(w: &World, lease: U256) -> Result<Vec<String>> {
+    Ok(events_of(w, lease)
+        .await?
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or_default().to_string())
+        .collect())
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_crashing_service_shows_its_restarts_with_exit_codes_and_a_crash_loop(
+    pool: PgPool,
+) -> Result<()> {
+    let w = crate::keeper::world(&pool.connect_options(), &[]).await?;
+    let keeper = KeeperProcess::start(&w.setup).await?;
+    let manifest = b"version: 1\nservices:\n  app:\n    image: localhost/berth-hello:latest\n    command: [/bin/busybox, sh, -c, \"sleep 3; exit 3\"]\n    resources: {cpu: 100m, memory: 32Mi}\n";
+    let (lease, status) = w.lease_with(manifest, manifest).await?;
+    ensure!(status == 202, "upload: {status}");
+    w.wait_status(lease, LeaseStatus::Active, &keeper).await?;
+    let events = wait_for("a crash loop in the feed", WAIT, || async {
+        let events = events_of(&w, lease).await?;
+        Ok(events
+            .iter()
+            .any(|e| e["kind"] == "crash_loop")
+            .then_some(events))
+    })
+    .await
+    .wrap_err_with(|| keeper.log_text())?;
+    let restarts: Vec<_> = events.iter().filter(|e| e["kind"] == "restarted").collect();
+    ensure!(
+        restarts.len() >= 3
+            && restarts
+                .iter()
+                .all(|e| e["detail"]["exit_code"] == 3 && e["detail"]["service"] == "app"),
+        "restarts with exit code 3: {events:?}"
+    );
+    let seqs: Vec<i64> = events.iter().filter_map(|e| e["seq"].as_i64()).collect();
+    ensure!(seqs.windows(2).all(|p| p[0] < p[1]), "in order: {seqs:?}");
     Ok(())
 }

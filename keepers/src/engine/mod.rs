@@ -5,6 +5,7 @@ pub mod cgroup;
 pub mod kubernetes;
 pub mod logs;
 pub mod podman;
+pub mod restarts;
 
 use std::collections::BTreeMap;
 
@@ -214,6 +215,19 @@ impl Engine {
         match self {
             Self::Podman(e) => e.logs(key, q).await,
             Self::Kubernetes(e) => e.logs(key, q).await,
+        }
+    }
+
+    /// Containers restarted since `watch` last looked.
+    pub async fn restarts(
+        &self,
+        chain_id: u64,
+        escrow: Address,
+        watch: &mut restarts::RestartWatch,
+    ) -> Result<Vec<restarts::Restart>, EngineError> {
+        match self {
+            Self::Podman(e) => e.restarts(chain_id, escrow, watch).await,
+            Self::Kubernetes(e) => e.restarts(chain_id, escrow, watch).await,
         }
     }
 

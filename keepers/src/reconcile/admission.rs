@@ -193,6 +193,14 @@ impl Reconciler {
                 input: input.into(),
             })
             .await?;
+        let rule = crate::store::db_text(&r.rule).into_owned();
+        self.note(
+            view.id,
+            "rejected",
+            "rejected".into(),
+            serde_json::json!({ "reason": reason_name, "rule": rule }),
+        )
+        .await;
         if let TxOutcome::Sent(tx) = outcome {
             self.metrics.rejected(&reason_name);
             tracing::warn!(lease = %view.id, reason = %reason_name, rule = %r.rule, %tx, "lease rejected");

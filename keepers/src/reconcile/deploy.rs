@@ -96,6 +96,14 @@ impl Reconciler {
                 }
             };
             self.spawn_apply(id, &manifest, ports, Some(view.manifest_version), secrets);
+            let version = view.manifest_version;
+            self.note(
+                id,
+                "deployed",
+                format!("deployed:{version}"),
+                serde_json::json!({ "version": version }),
+            )
+            .await;
             self.metrics.deployed();
             self.started.insert(id, Instant::now());
             tracing::info!(lease = %id, engine = self.engine.name(), "deploying");

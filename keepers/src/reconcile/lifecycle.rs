@@ -74,6 +74,14 @@ impl Reconciler {
             "rolling out the lease's manifest update"
         );
         self.metrics.rolled_out();
+        let version = view.manifest_version;
+        self.note(
+            view.id,
+            "updated",
+            format!("updated:{version}"),
+            serde_json::json!({ "version": version, "from": workload.manifest_version }),
+        )
+        .await;
         self.spawn_replace(view.id, &manifest, ports, view.manifest_version, secrets);
         Ok(())
     }

@@ -6,6 +6,7 @@
 mod admission;
 pub mod decide;
 mod deploy;
+mod feed;
 mod idle;
 mod lifecycle;
 mod observe;
@@ -184,6 +185,8 @@ pub struct Reconciler {
     app_locks: AppLocks,
     /// Custom domains' DNS proofs, when a gateway serves HTTP ports.
     domains: Option<crate::domains::Domains>,
+    /// Lease events recorded already (lease, key), so a pass writes only what is new.
+    noted: std::collections::HashSet<(U256, String)>,
 }
 
 impl Reconciler {
@@ -241,6 +244,7 @@ impl Reconciler {
                 Publisher::new(apps, g.admin_socket, g.upstream, chain_id, escrow_address)
             }),
             app_locks: AppLocks::default(),
+            noted: std::collections::HashSet::new(),
             domains,
         })
     }
@@ -339,6 +343,7 @@ impl Reconciler {
         // Idle services are marked asleep in the table before they stop, so the gateway
         // holds (and wakes them for) any request that comes meanwhile.
         self.learn_manifests(&snap).await;
+        self.note_snapshot(&snap).await;
         let sleepers = self.put_idle_to_sleep(&mut snap, &plan).await;
         self.publish_routes(&snap).await;
         self.stop_sleepers(sleepers).await;
@@ -354,6 +359,18 @@ impl Reconciler {
             self.abandon(*id);
         }
         let removed = self.teardown_all(&ending).await;
+        for ((id, status), result) in ending.iter().zip(&removed) {
+            if result.is_ok() {
+                let status = format!("{status:?}").to_lowercase();
+                self.note(
+                    *id,
+                    "terminated",
+                    "terminated".into(),
+                    serde_json::json!({ "status": status }),
+                )
+                .await;
+            }
+        }
         let running = snap.workloads.len() - removed.iter().filter(|r| r.is_ok()).count();
 
         let mut report = PassReport::default();
@@ -525,6 +542,7 @@ impl Reconciler {
         self.retries.settled(id);
         self.top_up_retry.remove(&id);
         self.refused_updates.retain(|(lease, _)| *lease != id);
+        self.forget_noted(id);
     }
 
     /// The escrow's runway rules, for the settlement decisions.

@@ -95,3 +95,56 @@ where
     tokio::spawn(produce(tx));
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|l| (l, rx)) }).boxed()
 }
+
+impl KubeEngine {
+    /// Restarts of the escrow's containers since `watch` last looked: each container's
+    /// restart count against the count seen before (a container first seen is not reported).
+    pub async fn restarts(
+        &self,
+        chain_id: u64,
+        escrow: alloy::primitives::Address,
+        watch: &mut crate::engine::restarts::RestartWatch,
+    ) -> Result<Vec<crate::engine::restarts::Restart>, EngineError> {
+        let pods: kube::Api<Pod> = kube::Api::all(self.client.clone());
+        let list = pods
+            .list(&ListParams::default().labels(&LeaseKey::escrow_selector(chain_id, escrow)))
+            .await
+            .map_err(|e| classify("listing pods", &e))?;
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashMap::new();
+        for pod in list.items {
+            let labels = pod.metadata.labels.clone().unwrap_or_default();
+            let (Some(lease), Some(service)) = (
+                labels.get(LABEL_LEASE).and_then(|l| l.parse().ok()),
+                labels.get(LABEL_SERVICE),
+            ) else {
+                continue;
+            };
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            for c in pod
+                .status
+                .and_then(|s| s.container_statuses)
+                .unwrap_or_default()
+            {
+                let container = format!("{name}/{}", c.name);
+                if let Some(before) = watch.counts.get(&container)
+                    && c.restart_count > *before
+                {
+                    out.push(crate::engine::restarts::Restart {
+                        lease,
+                        service: service.clone(),
+                        container: container.clone(),
+                        exit_code: c
+                            .last_state
+                            .and_then(|s| s.terminated)
+                            .map(|t| i64::from(t.exit_code)),
+                        mark: i128::from(c.restart_count),
+                    });
+                }
+                seen.insert(container, c.restart_count);
+            }
+        }
+        watch.counts = seen;
+        Ok(out)
+    }
+}

@@ -1,0 +1,80 @@
+//! `GET /v1/leases/{id}/events?after=<seq>&limit=<n>`: a lease's event feed, for its tenant
+//! (an access token for `events`, [`crate::access`]), oldest first.
+
+use std::sync::Arc;
+
+use alloy::primitives::U256;
+use axum::{
+    Json,
+    extract::{Path, Query, RawQuery, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use berth_protocol::{
+    access::Operation,
+    api::{ApiError, EventsAnswer},
+};
+use serde::Deserialize;
+
+use crate::{gateway::Gateway, store::events::MAX_EVENTS};
+
+/// The query.
+#[derive(Debug, Deserialize)]
+pub struct EventsParams {
+    #[serde(default)]
+    after: i64,
+    limit: Option<i64>,
+}
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ApiError {
+            error: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+/// The handler.
+pub async fn events(
+    State(g): State<Arc<Gateway>>,
+    Path(raw): Path<String>,
+    query: Result<Query<EventsParams>, axum::extract::rejection::QueryRejection>,
+    RawQuery(raw_query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(id) = raw.parse::<U256>() else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            format!("`{raw}` is not a lease id"),
+        );
+    };
+    let Query(params) = match query {
+        Ok(q) => q,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let lease = match crate::gateway::lease_of_provider(&g, id).await {
+        Ok(l) => l,
+        Err(response) => return *response,
+    };
+    if let Err((status, why)) = crate::access::authorize(
+        &g,
+        &lease,
+        Operation::Events,
+        &headers,
+        raw_query.as_deref(),
+    )
+    .await
+    {
+        return refuse(status, why);
+    }
+    match g
+        .store
+        .events(id, params.after, params.limit.unwrap_or(MAX_EVENTS))
+        .await
+    {
+        Ok(events) => Json(EventsAnswer { lease: id, events }).into_response(),
+        Err(e) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
