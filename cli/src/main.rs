@@ -19,6 +19,7 @@ mod market;
 mod output;
 mod provider;
 mod secrets;
+mod shell;
 mod token;
 mod update;
 mod verify;
@@ -82,6 +83,8 @@ enum Command {
     Secrets(SecretsCmd),
     /// Print what a lease's workload writes to stdout and stderr (-f to follow).
     Logs(logs::Logs),
+    /// Run a command (a shell by default) in a lease's container; interactive in a terminal.
+    Shell(shell::Shell),
     /// A tenant's alerts from an indexer: runway running low, suspension, failed auto top-ups.
     Alerts(alerts::Alerts),
 }
@@ -259,6 +262,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Secrets(SecretsCmd::Show(s)) => secrets::show(&ctx, s).await,
         Command::Logs(l) => logs::run(&ctx, l).await,
         Command::Alerts(a) => alerts::run(&ctx, a).await,
+        Command::Shell(s) => shell::run(&ctx, s).await,
     }
 }
 

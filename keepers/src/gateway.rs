@@ -6,6 +6,8 @@
 //!   422 when stored but invalid (the keeper will reject the lease with the reason given);
 //!   401/403/404/409 when nothing is stored.
 //! - `GET /v1/leases/{id}`: the lease's state on chain and its workload.
+//! - `GET /v1/leases/{id}/shell`: a command in a container over a WebSocket, for the tenant
+//!   ([`crate::shell`]).
 //! - `GET /v1/leases/{id}/events`: the lease's event feed, for the tenant ([`crate::events`]).
 //! - `GET /v1/leases/{id}/logs`: a replica's logs as Server-Sent Events, for the tenant ([`crate::logs`]).
 //! - `GET /metrics`: Prometheus text. `GET /healthz`: 200.
@@ -60,6 +62,8 @@ pub struct Gateway {
     pub max_sample_gap_ms: u64,
     /// Open log streams and their limits.
     pub log_streams: crate::logs::LogStreams,
+    /// Open shell sessions.
+    pub shells: crate::shell::Sessions,
 }
 
 pub use berth_runtime::http::{ServeLimits, serve};
@@ -74,6 +78,7 @@ pub fn router(g: Gateway) -> Router {
         .route(routes::PROOF, get(proof))
         .route(routes::LOGS, get(crate::logs::logs))
         .route(routes::EVENTS, get(crate::events::events))
+        .route(routes::SHELL, get(crate::shell::shell))
         .route(routes::METRICS, get(metrics))
         .route(routes::HEALTH, get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -19,5 +19,6 @@ pub mod reconcile;
 pub mod render;
 pub mod routes;
 pub mod secrets;
+pub mod shell;
 pub mod signer;
 pub mod store;

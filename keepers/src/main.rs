@@ -159,6 +159,7 @@ async fn main() -> Result<()> {
             cfg.logs_ping_s,
             cfg.logs_max_stream_s,
         ),
+        shells: berth_keepers::shell::Sessions::default(),
     };
     let listener = tokio::net::TcpListener::bind(cfg.gateway_addr)
         .await

@@ -33,6 +33,9 @@ pub mod routes {
     pub const LOGS: &str = "/v1/leases/{id}/logs";
     /// `GET`: the lease's events ([`super::EventsAnswer`]), with a tenant's access token.
     pub const EVENTS: &str = "/v1/leases/{id}/events";
+    /// `GET` (WebSocket): a command in a container ([`crate::shell`]), with a tenant's
+    /// access token.
+    pub const SHELL: &str = "/v1/leases/{id}/shell";
     /// `GET`: Prometheus metrics.
     pub const METRICS: &str = "/metrics";
     /// `GET`: 200 while the gateway serves.
@@ -69,6 +72,19 @@ pub mod routes {
     /// The URL of [`LOGS`] (without a query).
     pub fn logs(base: &str, lease: U256) -> String {
         format!("{}/v1/leases/{lease}/logs", trim(base))
+    }
+
+    /// The URL of [`SHELL`] (without a query), `ws://` or `wss://` for an `http(s)://` base.
+    pub fn shell(base: &str, lease: U256) -> String {
+        let base = trim(base);
+        let base = if let Some(rest) = base.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = base.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            base.to_string()
+        };
+        format!("{base}/v1/leases/{lease}/shell")
     }
 
     /// The URL of [`EVENTS`] (without a query).

@@ -16,6 +16,7 @@ pub mod metering;
 pub mod pricing;
 pub mod routing;
 pub mod secrets;
+pub mod shell;
 pub mod siwe;
 pub mod upload;
 

@@ -62,7 +62,9 @@ pub async fn serve(
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                // WebSockets (a tenant's shell) take the connection over.
+                .with_upgrades();
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended");
             }

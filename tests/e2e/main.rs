@@ -21,5 +21,6 @@ mod registry;
 mod runway;
 mod scale;
 mod secrets;
+mod shell;
 mod volumes;
 mod wallet;

@@ -2,6 +2,7 @@
 //! rendered objects ([`crate::render`]) and report what runs by the labels on them.
 
 pub mod cgroup;
+pub mod exec;
 pub mod kubernetes;
 pub mod logs;
 pub mod podman;
@@ -215,6 +216,18 @@ impl Engine {
         match self {
             Self::Podman(e) => e.logs(key, q).await,
             Self::Kubernetes(e) => e.logs(key, q).await,
+        }
+    }
+
+    /// Runs a command in one replica of one of the lease's services.
+    pub async fn exec(
+        &self,
+        key: &LeaseKey,
+        req: &exec::ExecRequest,
+    ) -> Result<exec::ExecSession, EngineError> {
+        match self {
+            Self::Podman(e) => e.exec(key, req).await,
+            Self::Kubernetes(e) => e.exec(key, req).await,
         }
     }
 

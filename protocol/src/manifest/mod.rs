@@ -106,6 +106,9 @@ pub struct Service {
     /// Addresses besides the tenant's that may sign in to a private service.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// The tenant may open a shell in it (`berth shell`); off by default.
+    #[serde(default)]
+    pub shell: bool,
     /// The tenant's own hostnames for the service's first HTTP port, routed once DNS proves
     /// the tenant holds them (a TXT record at `_berth.<domain>`).
     #[serde(default)]

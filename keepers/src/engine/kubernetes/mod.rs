@@ -287,6 +287,7 @@ fn nanocores(q: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(scale)
 }
 
+mod exec;
 mod logs;
 
 #[cfg(test)]

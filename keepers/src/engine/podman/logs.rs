@@ -16,24 +16,7 @@ use crate::{
 impl PodmanEngine {
     /// The logs of replica `q.replica` of service `q.service` (containers in name order).
     pub async fn logs(&self, key: &LeaseKey, q: &LogQuery) -> Result<LogStream, EngineError> {
-        let mut filters = Self::lease_filters(key);
-        filters.push(format!("{LABEL_SERVICE}={}", q.service));
-        let mut containers: Vec<_> = self
-            .containers(&serde_json::json!({ "label": filters }), true)
-            .await?
-            .into_iter()
-            .filter(|c| !c.is_infra)
-            .collect();
-        containers.sort_by(|a, b| a.names.cmp(&b.names));
-        let Some(container) = containers.get(q.replica) else {
-            return Err(EngineError::Missing(format!(
-                "service {} of lease {} has no replica {} ({} running or stopped)",
-                q.service,
-                key.lease_id,
-                q.replica,
-                containers.len()
-            )));
-        };
+        let container = self.replica(key, &q.service, q.replica).await?;
         let mut path = format!(
             "/containers/{}/logs?stdout=true&stderr=true&timestamps=true&follow={}",
             url_encode(&container.id),

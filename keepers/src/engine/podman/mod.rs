@@ -12,6 +12,7 @@ use http_body_util::Full;
 use hyper::{Method, Request, StatusCode, body::Bytes};
 use serde::Deserialize;
 
+mod exec;
 mod images;
 mod logs;
 mod secrets;

@@ -1,0 +1,298 @@
+//! `GET /v1/leases/{id}/shell` (WebSocket, [`berth_protocol::shell`]): a command in one of
+//! the lease's containers for its tenant, when the manifest enables `shell` for the service.
+//! Sessions are capped (in all and per lease), idle ones end, and each one's start and end
+//! (who, service, exit code) go to the log and the lease's events; what passes through never
+//! does.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use alloy::primitives::{Address, U256};
+use axum::{
+    Json,
+    extract::{
+        Path, Query, RawQuery, State,
+        ws::{Message, WebSocket, WebSocketUpgrade},
+    },
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use berth_protocol::{
+    access::Operation,
+    api::ApiError,
+    manifest::Manifest,
+    shell::{EXIT, Exit, MAX_CMD, MAX_MESSAGE, RESIZE, Resize, STDIN, frame},
+};
+use serde::Deserialize;
+
+use crate::{
+    engine::{EngineError, exec::ExecRequest},
+    gateway::Gateway,
+    render::LeaseKey,
+};
+
+/// A session with nothing passing either way for this long ends.
+const IDLE: Duration = Duration::from_secs(30 * 60);
+/// Sessions of one lease at once.
+const PER_LEASE: usize = 2;
+/// Sessions at once.
+const TOTAL: usize = 16;
+
+/// Open sessions by lease.
+#[derive(Debug, Clone, Default)]
+pub struct Sessions(Arc<Mutex<HashMap<U256, usize>>>);
+
+struct Slot(Sessions, U256);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = (self.0).0.lock()
+            && let Some(n) = open.get_mut(&self.1)
+        {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.1);
+            }
+        }
+    }
+}
+
+impl Sessions {
+    fn enter(&self, lease: U256) -> Option<Slot> {
+        let mut open = self.0.lock().ok()?;
+        if open.values().sum::<usize>() >= TOTAL
+            || open.get(&lease).copied().unwrap_or(0) >= PER_LEASE
+        {
+            return None;
+        }
+        *open.entry(lease).or_default() += 1;
+        Some(Slot(self.clone(), lease))
+    }
+}
+
+/// The query.
+#[derive(Debug, Deserialize)]
+pub struct ShellParams {
+    service: Option<String>,
+    #[serde(default)]
+    replica: usize,
+    #[serde(default)]
+    tty: bool,
+    cols: Option<u16>,
+    rows: Option<u16>,
+    cmd: Option<String>,
+}
+
+fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ApiError {
+            error: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+/// The handler: every check before the upgrade, so a refusal is a plain HTTP answer.
+pub async fn shell(
+    State(g): State<Arc<Gateway>>,
+    Path(raw): Path<String>,
+    query: Result<Query<ShellParams>, axum::extract::rejection::QueryRejection>,
+    RawQuery(raw_query): RawQuery,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(id) = raw.parse::<U256>() else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            format!("`{raw}` is not a lease id"),
+        );
+    };
+    let Query(p) = match query {
+        Ok(q) => q,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let lease = match crate::gateway::lease_of_provider(&g, id).await {
+        Ok(l) => l,
+        Err(response) => return *response,
+    };
+    let who = match crate::access::authorize(
+        &g,
+        &lease,
+        Operation::Shell,
+        &headers,
+        raw_query.as_deref(),
+    )
+    .await
+    {
+        Ok(who) => who,
+        Err((status, why)) => return refuse(status, why),
+    };
+    let manifest = match g.store.manifest(id).await {
+        Ok(Some(m)) => Manifest::parse(&m.bytes).ok(),
+        Ok(None) => None,
+        Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let Some(manifest) = manifest else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            format!("lease {id} runs no manifest here"),
+        );
+    };
+    let service = match p.service {
+        Some(s) => s,
+        None if manifest.services.len() == 1 => {
+            manifest.services.keys().next().cloned().unwrap_or_default()
+        }
+        None => {
+            let names: Vec<&str> = manifest.services.keys().map(String::as_str).collect();
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the lease runs {}: name one with `service`",
+                    names.join(", ")
+                ),
+            );
+        }
+    };
+    let Some(svc) = manifest.services.get(&service) else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            format!("the lease has no service `{service}`"),
+        );
+    };
+    if !svc.shell {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!(
+                "the manifest does not enable a shell for `{service}` (set `shell: true` and update the lease)"
+            ),
+        );
+    }
+    let cmd = match p.cmd.as_deref() {
+        None => vec!["/bin/sh".to_string()],
+        Some(text) if text.len() <= MAX_CMD => match serde_json::from_str::<Vec<String>>(text) {
+            Ok(cmd) if !cmd.is_empty() && cmd.iter().all(|a| !a.contains('\0')) => cmd,
+            _ => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "`cmd` is a JSON array of strings, the first the program",
+                );
+            }
+        },
+        Some(_) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("`cmd` is longer than {MAX_CMD} bytes"),
+            );
+        }
+    };
+    let Ok(upgrade) = upgrade else {
+        return refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "the shell is a WebSocket: send an upgrade request",
+        );
+    };
+    let Some(slot) = g.shells.enter(id) else {
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many shells open (at most {PER_LEASE} per lease, {TOTAL} in all)"),
+        );
+    };
+    let key = LeaseKey {
+        chain_id: g.chain_id,
+        escrow: g.chain.escrow(),
+        lease_id: id,
+    };
+    let req = ExecRequest {
+        service,
+        replica: p.replica,
+        cmd,
+        tty: p.tty,
+        size: p.cols.zip(p.rows),
+    };
+    let session = match g.engine.exec(&key, &req).await {
+        Ok(s) => s,
+        Err(EngineError::Missing(why)) => return refuse(StatusCode::NOT_FOUND, why),
+        Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    upgrade
+        .max_message_size(MAX_MESSAGE + 1)
+        .on_upgrade(move |socket| run(g, id, who, req, session, socket, slot))
+}
+
+async fn run(
+    g: Arc<Gateway>,
+    id: U256,
+    who: Address,
+    req: ExecRequest,
+    mut session: crate::engine::exec::ExecSession,
+    mut socket: WebSocket,
+    _slot: Slot,
+) {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    tracing::info!(lease = %id, %who, service = %req.service, tty = req.tty, "shell session started");
+    let detail = serde_json::json!({ "who": who, "service": req.service });
+    let _ = g
+        .store
+        .record_event(id, "shell_started", &format!("shell:{started}"), detail)
+        .await;
+    let mut ended = "the command ended";
+    loop {
+        tokio::select! {
+            out = session.output.recv() => match out {
+                Some((channel, bytes)) => {
+                    for chunk in bytes.chunks(MAX_MESSAGE) {
+                        if socket.send(Message::Binary(frame(channel, chunk).into())).await.is_err() {
+                            ended = "the client went away";
+                            break;
+                        }
+                    }
+                }
+                None => break,
+            },
+            msg = tokio::time::timeout(IDLE, socket.recv()) => match msg {
+                Err(_) => { ended = "idle for 30 minutes"; break }
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => { ended = "the client went away"; break }
+                Ok(Some(Ok(Message::Binary(b)))) => match b.split_first() {
+                    Some((&STDIN, rest)) => { let _ = session.stdin.send(rest.to_vec()).await; }
+                    Some((&RESIZE, rest)) => {
+                        if let Ok(r) = serde_json::from_slice::<Resize>(rest) {
+                            let _ = session.resize.send((r.cols, r.rows)).await;
+                        }
+                    }
+                    _ => {}
+                },
+                Ok(Some(Ok(_))) => {}
+            },
+        }
+    }
+    drop(session.stdin);
+    let code = tokio::time::timeout(Duration::from_secs(5), session.exit)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    let exit = Exit {
+        code,
+        message: ended.into(),
+    };
+    let _ = socket
+        .send(Message::Binary(
+            frame(EXIT, &serde_json::to_vec(&exit).unwrap_or_default()).into(),
+        ))
+        .await;
+    let _ = socket.send(Message::Close(None)).await;
+    tracing::info!(lease = %id, %who, service = %req.service, exit_code = ?code, why = ended, "shell session ended");
+    let detail = serde_json::json!({ "who": who, "service": req.service, "exit_code": code });
+    let _ = g
+        .store
+        .record_event(id, "shell_ended", &format!("shell-end:{started}"), detail)
+        .await;
+}
