@@ -1,16 +1,15 @@
 //! Tenant alerts end to end (anvil + Postgres + podman + the keeper and indexer processes): a
 //! lease drained by usage crosses two runway thresholds and raises exactly two alerts, each
-//! announced by NOTIFY and delivered once to a webhook that was down at first; `berth alerts`
-//! lists them.
+//! announced by NOTIFY and delivered once to a webhook that was down at first; its suspension
+//! is the third; `berth alerts` lists them.
 
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use alloy::primitives::U256;
 use berth_bindings::LeaseStatus;
-use berth_e2e::{Settings, database_url, indexer_binary, keeper::*, mined, open_lease_for};
+use berth_e2e::{Settings, database_url, indexer_binary, keeper::*, open_lease_for};
 use eyre::{Result, WrapErr, ensure};
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -165,9 +164,8 @@ async fn a_draining_lease_raises_two_alerts_each_delivered_once_after_the_webhoo
             || async { Ok((bodies.lock().expect("lock").len() == 2).then_some(())) },
         )
         .await?;
-        // A top-up lifts the runway: no alert for that; nothing is raised or sent twice.
-        mined(w.escrow()?.topUp(lease, U256::from(100_000)), "topUp").await?;
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        // Nothing is raised or sent twice.
+        tokio::time::sleep(Duration::from_secs(3)).await;
         let rows = runway_alerts(&pool).await?;
         ensure!(
             rows.iter().map(|r| r.1).collect::<Vec<_>>() == [60, 20] && rows.iter().all(|r| r.3),
@@ -184,19 +182,32 @@ async fn a_draining_lease_raises_two_alerts_each_delivered_once_after_the_webhoo
                 .all(|b| b["lease_id"] == lease.to_string() && b["kind"] == "runway_low"),
             "{got:?}"
         );
+
+        // Run dry: the keeper suspends the lease, which is an alert too.
+        w.chain.advance(30).await?;
+        wait_for(
+            "the suspension delivered",
+            Duration::from_secs(60),
+            || async {
+                let got = bodies.lock().expect("lock").clone();
+                Ok((got.len() == 3 && got[2]["kind"] == "suspended").then_some(()))
+            },
+        )
+        .await?;
+        ensure!(
+            runway_alerts(&pool).await?.len() == 2,
+            "still two runway alerts"
+        );
         let mut notified = Vec::new();
         while let Ok(Ok(n)) =
             tokio::time::timeout(Duration::from_millis(200), listener.recv()).await
         {
             notified.push(serde_json::from_str::<serde_json::Value>(n.payload())?);
         }
+        let count = |kind: &str| notified.iter().filter(|n| n["kind"] == kind).count();
         ensure!(
-            notified
-                .iter()
-                .filter(|n| n["kind"] == "runway_low")
-                .count()
-                == 2,
-            "two notifications: {notified:?}"
+            count("runway_low") == 2 && count("suspended") == 1,
+            "three notifications: {notified:?}"
         );
         server.abort();
 
@@ -221,7 +232,7 @@ async fn a_draining_lease_raises_two_alerts_each_delivered_once_after_the_webhoo
             .ok()?;
         let listed = run.json()?;
         ensure!(
-            listed["alerts"].as_array().map(Vec::len) == Some(2),
+            listed["alerts"].as_array().map(Vec::len) == Some(3),
             "{run:?}"
         );
         Ok::<_, eyre::Report>(())

@@ -226,6 +226,21 @@ async fn shell_sessions_run_commands_in_a_terminal_and_survive_a_keeper_restart(
         ended.len() == 5 && ended.iter().any(|e| e["detail"]["exit_code"] == 7),
         "five sessions ended (two refused never started): {events:?}"
     );
+    let status = cli
+        .run(
+            &w.chain,
+            Some(TENANT),
+            &["--json", "status", &id, "--events"],
+        )?
+        .ok()?;
+    let listed = status.json()?["events"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
+    ensure!(
+        listed == events.len(),
+        "status --events lists the feed: {status:?}"
+    );
     let text = serde_json::to_string(&events)?;
     ensure!(
         !text.contains("typed-42") && !text.contains("oops"),

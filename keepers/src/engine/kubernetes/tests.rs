@@ -571,3 +571,52 @@ async fn logs_read_the_chosen_replicas_pod_with_timestamps_from_the_cursors_seco
     let missing = engine.logs(&key(), &q).await.err().expect("no replica 1");
     assert!(matches!(missing, EngineError::Missing(_)), "{missing}");
 }
+
+#[tokio::test]
+async fn restarts_are_reported_once_each_with_the_last_exit_code() {
+    let pod = |count: i32| {
+        json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{
+            "metadata": {"name": "web-a", "labels": {"berth.dev/lease-id": "7", "berth.dev/service": "web"}},
+            "status": {"containerStatuses": [{
+                "name": "web", "image": "x", "imageID": "", "ready": true, "restartCount": count,
+                "lastState": {"terminated": {"exitCode": 2}}
+            }]}
+        }]})
+    };
+    let (engine, mut handle) = engine();
+    let server = tokio::spawn(async move {
+        for count in [1, 1, 3] {
+            let (line, _, _, send) = next(&mut handle).await;
+            assert!(
+                line.starts_with("GET /api/v1/pods?&labelSelector=berth.dev%2Fchain-id%3D31337"),
+                "{line}"
+            );
+            respond(send, 200, &pod(count));
+        }
+    });
+    let mut watch = crate::engine::restarts::RestartWatch::default();
+    let escrow = Address::repeat_byte(0xab);
+    let first = engine
+        .restarts(31337, escrow, &mut watch)
+        .await
+        .expect("lists");
+    assert!(
+        first.is_empty(),
+        "restarts before the keeper looked are not news: {first:?}"
+    );
+    let same = engine
+        .restarts(31337, escrow, &mut watch)
+        .await
+        .expect("lists");
+    assert!(same.is_empty(), "{same:?}");
+    let more = engine
+        .restarts(31337, escrow, &mut watch)
+        .await
+        .expect("lists");
+    server.await.expect("server");
+    assert_eq!(more.len(), 1, "{more:?}");
+    assert_eq!(
+        (more[0].lease, more[0].service.as_str(), more[0].exit_code),
+        (U256::from(7), "web", Some(2))
+    );
+}

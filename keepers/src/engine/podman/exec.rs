@@ -187,10 +187,9 @@ impl PodmanEngine {
             if let Ok((status, body)) = self.call(Method::GET, &path, None, self.timeout).await
                 && status.is_success()
                 && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+                && v["Running"] == false
             {
-                if v["Running"] == false {
-                    return v["ExitCode"].as_i64();
-                }
+                return v["ExitCode"].as_i64();
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
