@@ -116,11 +116,26 @@ pub async fn run(ctx: &Ctx, a: Alerts) -> Result<()> {
     Ok(())
 }
 
+/// `24 h`, `1 h 59 min`, `3 min`, `45 s` (an overdue runway is `0 s`).
 fn hours(s: i64) -> String {
-    if s.abs() >= 3600 {
-        format!("{:.1} h", s as f64 / 3600.0)
-    } else {
-        format!("{} min", s / 60)
+    let s = s.max(0);
+    match (s / 3600, s % 3600 / 60) {
+        (0, 0) => format!("{s} s"),
+        (0, m) => format!("{m} min"),
+        (h, 0) => format!("{h} h"),
+        (h, m) => format!("{h} h {m} min"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_read_as_a_person_says_them() {
+        assert_eq!(super::hours(86_400), "24 h");
+        assert_eq!(super::hours(7_199), "1 h 59 min");
+        assert_eq!(super::hours(61), "1 min");
+        assert_eq!(super::hours(45), "45 s");
+        assert_eq!(super::hours(-5), "0 s");
     }
 }
 

@@ -78,6 +78,26 @@ impl Reconciler {
         }
     }
 
+    /// Records the leases whose workloads the pass removed.
+    pub(super) async fn note_teardowns(
+        &mut self,
+        ending: &[(U256, LeaseStatus)],
+        removed: &[Result<(), crate::engine::EngineError>],
+    ) {
+        for ((id, status), result) in ending.iter().zip(removed) {
+            if result.is_ok() {
+                let status = format!("{status:?}").to_lowercase();
+                self.note(
+                    *id,
+                    "terminated",
+                    "terminated".into(),
+                    json!({ "status": status }),
+                )
+                .await;
+            }
+        }
+    }
+
     /// Forgets what was recorded for a lease the keeper stops watching.
     pub(super) fn forget_noted(&mut self, lease: U256) {
         self.noted.retain(|(l, _)| *l != lease);

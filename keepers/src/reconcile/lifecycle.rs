@@ -2,12 +2,17 @@
 //! the lease is committed to (an update is rolled out in place), stopped while the lease is
 //! suspended and started again when a top-up resumes it.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Instant};
 
 use alloy::primitives::U256;
 
 use super::{PassError, Reconciler, work::ApplyState};
-use crate::{chain::LeaseView, engine::Workload, intake};
+use crate::{
+    chain::LeaseView,
+    engine::{EngineError, Workload},
+    intake,
+};
+use berth_bindings::LeaseStatus;
 
 impl Reconciler {
     /// Replaces a running workload with the lease's new manifest version, keeping its public
@@ -99,5 +104,32 @@ impl Reconciler {
             tracing::info!(lease = %view.id, "lease suspended: workload stopped, volumes kept");
         }
         Ok(())
+    }
+
+    /// Removes the workloads of ended leases, [`super::TEARDOWN_CONCURRENCY`] at a time; one result
+    /// per lease, in order.
+    pub(super) async fn teardown_all(
+        &self,
+        ending: &[(U256, LeaseStatus)],
+    ) -> Vec<Result<(), EngineError>> {
+        use futures::StreamExt;
+        futures::stream::iter(ending.iter().map(|(id, status)| async move {
+            let timer = Instant::now();
+            let result = self.engine.delete(&self.key(*id)).await;
+            self.metrics.engine_call("delete", timer.elapsed());
+            match &result {
+                Ok(()) => {
+                    self.metrics.torn_down();
+                    tracing::info!(lease = %id, ?status, "workload torn down");
+                }
+                Err(e) => {
+                    tracing::warn!(lease = %id, error = %e, "teardown failed; retrying next pass")
+                }
+            }
+            result
+        }))
+        .buffered(super::TEARDOWN_CONCURRENCY)
+        .collect()
+        .await
     }
 }

@@ -359,18 +359,7 @@ impl Reconciler {
             self.abandon(*id);
         }
         let removed = self.teardown_all(&ending).await;
-        for ((id, status), result) in ending.iter().zip(&removed) {
-            if result.is_ok() {
-                let status = format!("{status:?}").to_lowercase();
-                self.note(
-                    *id,
-                    "terminated",
-                    "terminated".into(),
-                    serde_json::json!({ "status": status }),
-                )
-                .await;
-            }
-        }
+        self.note_teardowns(&ending, &removed).await;
         let running = snap.workloads.len() - removed.iter().filter(|r| r.is_ok()).count();
 
         let mut report = PassReport::default();
@@ -552,30 +541,6 @@ impl Reconciler {
             grace_period: self.escrow.grace_period,
             final_report_window: self.escrow.final_report_window,
         }
-    }
-
-    /// Removes the workloads of ended leases, [`TEARDOWN_CONCURRENCY`] at a time; one result
-    /// per lease, in order.
-    async fn teardown_all(&self, ending: &[(U256, LeaseStatus)]) -> Vec<Result<(), EngineError>> {
-        use futures::StreamExt;
-        futures::stream::iter(ending.iter().map(|(id, status)| async move {
-            let timer = Instant::now();
-            let result = self.engine.delete(&self.key(*id)).await;
-            self.metrics.engine_call("delete", timer.elapsed());
-            match &result {
-                Ok(()) => {
-                    self.metrics.torn_down();
-                    tracing::info!(lease = %id, ?status, "workload torn down");
-                }
-                Err(e) => {
-                    tracing::warn!(lease = %id, error = %e, "teardown failed; retrying next pass")
-                }
-            }
-            result
-        }))
-        .buffered(TEARDOWN_CONCURRENCY)
-        .collect()
-        .await
     }
 }
 

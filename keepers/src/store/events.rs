@@ -88,3 +88,79 @@ impl Store {
         .await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::Address;
+    use serde_json::json;
+    use sqlx::PgPool;
+
+    use super::*;
+
+    #[sqlx::test(migrations = false)]
+    async fn an_event_is_recorded_once_per_key_and_read_in_order(
+        pool: PgPool,
+    ) -> Result<(), StoreError> {
+        let store = Store::open(pool.clone(), 1, Address::ZERO).await?;
+        let other_chain = Store::open(pool, 2, Address::ZERO).await?;
+        let lease = U256::from(7);
+        assert!(
+            store
+                .record_event(lease, "deployed", "deployed:0", json!({"version": 0}))
+                .await?
+        );
+        assert!(
+            !store
+                .record_event(lease, "deployed", "deployed:0", json!({}))
+                .await?,
+            "a key records once"
+        );
+        for n in 0..3 {
+            let key = format!("restart:c:{n}");
+            store
+                .record_event(
+                    lease,
+                    "restarted",
+                    &key,
+                    json!({"service": "web", "exit_code": 1}),
+                )
+                .await?;
+        }
+        // A NUL byte (which Postgres text refuses) in a tenant's key is stored escaped.
+        assert!(
+            store
+                .record_event(lease, "rejected", "rejected\0", json!({}))
+                .await?
+        );
+        other_chain
+            .record_event(lease, "deployed", "deployed:0", json!({}))
+            .await?;
+
+        let all = store.events(lease, 0, 100).await?;
+        let kinds: Vec<&str> = all.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "deployed",
+                "restarted",
+                "restarted",
+                "restarted",
+                "rejected"
+            ]
+        );
+        assert!(all.windows(2).all(|p| p[0].seq < p[1].seq));
+        let after = store.events(lease, all[1].seq, 2).await?;
+        assert_eq!(
+            after.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [all[2].seq, all[3].seq]
+        );
+        assert_eq!(store.count_events(lease, "restarted", "web", 0).await?, 3);
+        assert_eq!(store.count_events(lease, "restarted", "db", 0).await?, 0);
+        assert_eq!(
+            other_chain.events(lease, 0, 100).await?.len(),
+            1,
+            "chains apart"
+        );
+        Ok(())
+    }
+}
