@@ -127,18 +127,6 @@ fn hours(s: i64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn durations_read_as_a_person_says_them() {
-        assert_eq!(super::hours(86_400), "24 h");
-        assert_eq!(super::hours(7_199), "1 h 59 min");
-        assert_eq!(super::hours(61), "1 min");
-        assert_eq!(super::hours(45), "45 s");
-        assert_eq!(super::hours(-5), "0 s");
-    }
-}
-
 fn describe(a: &Value) -> String {
     match a["kind"].as_str().unwrap_or_default() {
         "runway_low" => format!(
@@ -151,5 +139,17 @@ fn describe(a: &Value) -> String {
             "an auto top-up failed (allowance, balance or the token refused)".to_owned()
         }
         other => other.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_read_as_a_person_says_them() {
+        assert_eq!(super::hours(86_400), "24 h");
+        assert_eq!(super::hours(7_199), "1 h 59 min");
+        assert_eq!(super::hours(61), "1 min");
+        assert_eq!(super::hours(45), "45 s");
+        assert_eq!(super::hours(-5), "0 s");
     }
 }
