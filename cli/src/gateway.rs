@@ -129,8 +129,20 @@ fn said(body: &str) -> String {
 /// [`Kind::Mismatch`], any other failure [`Kind::Unreachable`], each with the gateway's own
 /// error text.
 async fn get_json<T: DeserializeOwned>(url: &str, not_found: Kind) -> Result<T> {
-    let resp = client()?
-        .get(url)
+    get_json_as(url, not_found, None).await
+}
+
+/// [`get_json`] with an `Authorization` header; a 401 or 403 is [`Kind::Refused`].
+async fn get_json_as<T: DeserializeOwned>(
+    url: &str,
+    not_found: Kind,
+    authorization: Option<&str>,
+) -> Result<T> {
+    let mut req = client()?.get(url);
+    if let Some(a) = authorization {
+        req = req.header("authorization", a);
+    }
+    let resp = req
         .send()
         .await
         .map_err(|e| fail(Kind::Unreachable, format!("gateway {url}: {e}")))?;
@@ -140,10 +152,10 @@ async fn get_json<T: DeserializeOwned>(url: &str, not_found: Kind) -> Result<T> 
         .await
         .map_err(|e| fail(Kind::Unreachable, format!("gateway {url}: {e}")))?;
     if !status.is_success() {
-        let kind = if status == StatusCode::NOT_FOUND {
-            not_found
-        } else {
-            Kind::Unreachable
+        let kind = match status {
+            StatusCode::NOT_FOUND => not_found,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Kind::Refused,
+            _ => Kind::Unreachable,
         };
         return Err(fail(
             kind,
@@ -175,33 +187,11 @@ pub async fn events(
     endpoint: &str,
     lease: U256,
 ) -> Result<berth_protocol::api::EventsAnswer> {
-    let url = routes::events(endpoint, lease);
     let auth = crate::logs::access_token(ctx, w, lease, berth_protocol::access::Operation::Events)?;
-    let resp = client()?
-        .get(&url)
-        .header("authorization", auth)
-        .send()
-        .await
-        .map_err(|e| fail(Kind::Unreachable, format!("gateway {url}: {e}")))?;
-    let status = resp.status();
-    let body = resp
-        .text()
-        .await
-        .map_err(|e| fail(Kind::Unreachable, format!("gateway {url}: {e}")))?;
-    if !status.is_success() {
-        let kind = match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Kind::Refused,
-            _ => Kind::Unreachable,
-        };
-        return Err(fail(
-            kind,
-            format!("gateway {url} answered {status}: {}", said(&body)),
-        ));
-    }
-    serde_json::from_str(&body).map_err(|e| {
-        fail(
-            Kind::Mismatch,
-            format!("gateway {url}: not the answer Berth's API defines: {e}"),
-        )
-    })
+    get_json_as(
+        &routes::events(endpoint, lease),
+        Kind::Unreachable,
+        Some(&auth),
+    )
+    .await
 }

@@ -3,13 +3,55 @@
 //! that accepts the signature by ERC-1271).
 
 use alloy::primitives::{Address, U256};
-use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
-use berth_protocol::access::{AccessError, Operation, QUERY, Token};
+use axum::{
+    Json,
+    http::{HeaderMap, StatusCode, header::AUTHORIZATION},
+    response::{IntoResponse, Response},
+};
+use berth_protocol::{
+    access::{AccessError, Operation, QUERY, Token},
+    api::ApiError,
+};
 
 use crate::{chain::LeaseView, gateway::Gateway};
 
 /// Why a request is refused: the status and what to tell the client.
 pub type Refusal = (StatusCode, String);
+
+/// An error answer: the status and `{"error": message}`.
+pub fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ApiError {
+            error: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+/// The lease `raw` names, when it is this provider's and the request carries its tenant's
+/// token for `operation`; with the tenant. Else the answer to send.
+pub async fn authorized_lease(
+    g: &Gateway,
+    raw: &str,
+    operation: Operation,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<(LeaseView, Address), Response> {
+    let Ok(id) = raw.parse::<U256>() else {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            format!("`{raw}` is not a lease id"),
+        ));
+    };
+    let lease = crate::gateway::lease_of_provider(g, id)
+        .await
+        .map_err(|r| *r)?;
+    let who = authorize(g, &lease, operation, headers, query)
+        .await
+        .map_err(|(status, why)| refuse(status, why))?;
+    Ok((lease, who))
+}
 
 /// The token of a request: the `Authorization` header, else the `access` query parameter.
 fn token(headers: &HeaderMap, query: Option<&str>) -> Result<Token, AccessError> {

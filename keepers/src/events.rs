@@ -3,20 +3,20 @@
 
 use std::sync::Arc;
 
-use alloy::primitives::U256;
 use axum::{
     Json,
     extract::{Path, Query, RawQuery, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use berth_protocol::{
-    access::Operation,
-    api::{ApiError, EventsAnswer},
-};
+use berth_protocol::{access::Operation, api::EventsAnswer};
 use serde::Deserialize;
 
-use crate::{gateway::Gateway, store::events::MAX_EVENTS};
+use crate::{
+    access::{authorized_lease, refuse},
+    gateway::Gateway,
+    store::events::MAX_EVENTS,
+};
 
 /// The query.
 #[derive(Debug, Deserialize)]
@@ -24,16 +24,6 @@ pub struct EventsParams {
     #[serde(default)]
     after: i64,
     limit: Option<i64>,
-}
-
-fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(ApiError {
-            error: message.into(),
-        }),
-    )
-        .into_response()
 }
 
 /// The handler.
@@ -44,31 +34,16 @@ pub async fn events(
     RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let Ok(id) = raw.parse::<U256>() else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            format!("`{raw}` is not a lease id"),
-        );
-    };
     let Query(params) = match query {
         Ok(q) => q,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    let lease = match crate::gateway::lease_of_provider(&g, id).await {
-        Ok(l) => l,
-        Err(response) => return *response,
-    };
-    if let Err((status, why)) = crate::access::authorize(
-        &g,
-        &lease,
-        Operation::Events,
-        &headers,
-        raw_query.as_deref(),
-    )
-    .await
-    {
-        return refuse(status, why);
-    }
+    let (lease, _) =
+        match authorized_lease(&g, &raw, Operation::Events, &headers, raw_query.as_deref()).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
+    let id = lease.id;
     match g
         .store
         .events(id, params.after, params.limit.unwrap_or(MAX_EVENTS))

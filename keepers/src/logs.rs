@@ -12,7 +12,6 @@ use std::{
 
 use alloy::{eips::BlockId, primitives::U256};
 use axum::{
-    Json,
     extract::{Path, Query, RawQuery, State},
     http::{HeaderMap, StatusCode},
     response::{
@@ -23,13 +22,13 @@ use axum::{
 use berth_bindings::LeaseStatus;
 use berth_protocol::{
     access::Operation,
-    api::ApiError,
     logs::{Cursor, LogEnd, LogLine, Resume},
 };
 use futures::StreamExt;
 use serde::Deserialize;
 
 use crate::{
+    access::{authorized_lease, refuse},
     engine::{EngineError, logs::LogQuery},
     gateway::Gateway,
     render::LeaseKey,
@@ -111,16 +110,6 @@ pub struct LogsParams {
     after: Option<String>,
 }
 
-fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(ApiError {
-            error: message.into(),
-        }),
-    )
-        .into_response()
-}
-
 fn end(reason: &str, message: impl Into<String>) -> Event {
     let body = LogEnd {
         reason: reason.into(),
@@ -151,25 +140,16 @@ pub async fn logs(
     RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let Ok(id) = raw.parse::<U256>() else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            format!("`{raw}` is not a lease id"),
-        );
-    };
     let Query(params) = match query {
         Ok(q) => q,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    let lease = match crate::gateway::lease_of_provider(&g, id).await {
-        Ok(l) => l,
-        Err(response) => return *response,
-    };
-    if let Err((status, why)) =
-        crate::access::authorize(&g, &lease, Operation::Logs, &headers, raw_query.as_deref()).await
-    {
-        return refuse(status, why);
-    }
+    let (lease, _) =
+        match authorized_lease(&g, &raw, Operation::Logs, &headers, raw_query.as_deref()).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
+    let id = lease.id;
     let after = match params
         .after
         .as_deref()

@@ -155,7 +155,10 @@ async fn main() -> Result<()> {
         policy: cfg.policy(),
         max_sample_gap_ms: max_sample_gap_ms(&cfg),
         log_streams: berth_keepers::logs::LogStreams::new(
-            cfg.logs_max_streams as usize,
+            // Each stream holds a connection: at most half of them.
+            (cfg.logs_max_streams as usize)
+                .min(usize::try_from(cfg.gateway_max_connections / 2).unwrap_or(usize::MAX))
+                .max(1),
             cfg.logs_ping_s,
             cfg.logs_max_stream_s,
         ),

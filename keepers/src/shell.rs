@@ -12,23 +12,22 @@ use std::{
 
 use alloy::primitives::{Address, U256};
 use axum::{
-    Json,
     extract::{
         Path, Query, RawQuery, State,
         ws::{Message, WebSocket, WebSocketUpgrade},
     },
     http::{HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use berth_protocol::{
     access::Operation,
-    api::ApiError,
     manifest::Manifest,
     shell::{EXIT, Exit, MAX_CMD, MAX_MESSAGE, RESIZE, Resize, STDIN, frame},
 };
 use serde::Deserialize;
 
 use crate::{
+    access::{authorized_lease, refuse},
     engine::{EngineError, exec::ExecRequest},
     gateway::Gateway,
     render::LeaseKey,
@@ -86,16 +85,6 @@ pub struct ShellParams {
     cmd: Option<String>,
 }
 
-fn refuse(status: StatusCode, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(ApiError {
-            error: message.into(),
-        }),
-    )
-        .into_response()
-}
-
 /// The handler: every check before the upgrade, so a refusal is a plain HTTP answer.
 pub async fn shell(
     State(g): State<Arc<Gateway>>,
@@ -105,32 +94,16 @@ pub async fn shell(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let Ok(id) = raw.parse::<U256>() else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            format!("`{raw}` is not a lease id"),
-        );
-    };
     let Query(p) = match query {
         Ok(q) => q,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    let lease = match crate::gateway::lease_of_provider(&g, id).await {
-        Ok(l) => l,
-        Err(response) => return *response,
-    };
-    let who = match crate::access::authorize(
-        &g,
-        &lease,
-        Operation::Shell,
-        &headers,
-        raw_query.as_deref(),
-    )
-    .await
-    {
-        Ok(who) => who,
-        Err((status, why)) => return refuse(status, why),
-    };
+    let (lease, who) =
+        match authorized_lease(&g, &raw, Operation::Shell, &headers, raw_query.as_deref()).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
+    let id = lease.id;
     let manifest = match g.store.manifest(id).await {
         Ok(Some(m)) => Manifest::parse(&m.bytes).ok(),
         Ok(None) => None,

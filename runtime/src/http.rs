@@ -226,6 +226,39 @@ pub enum UnixCallError {
     },
 }
 
+/// Sends `req` over a fresh HTTP/1.1 connection to the Unix socket `socket`; the answer's
+/// status and body, unread.
+async fn send_unix(
+    socket: &std::path::Path,
+    req: hyper::Request<http_body_util::Full<bytes::Bytes>>,
+) -> Result<(StatusCode, hyper::body::Incoming), UnixCallError> {
+    let failed = |stage, source: Box<dyn std::error::Error + Send + Sync>| UnixCallError::Failed {
+        socket: socket.display().to_string(),
+        stage,
+        source,
+    };
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .map_err(|e| failed("connect", e.into()))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| failed("handshake", e.into()))?;
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| failed("send", e.into()))?;
+    Ok((resp.status(), resp.into_body()))
+}
+
+fn timed_out(socket: &std::path::Path, timeout: Duration) -> UnixCallError {
+    UnixCallError::Timeout {
+        socket: socket.display().to_string(),
+        timeout,
+    }
+}
+
 /// Sends `req` over a fresh HTTP/1.1 connection to the Unix socket `socket` and returns the
 /// answer's status and body unread once its head arrives within `timeout` (for streams:
 /// the caller bounds the reading, and dropping the body closes the connection).
@@ -234,32 +267,9 @@ pub async fn unix_stream(
     req: hyper::Request<http_body_util::Full<bytes::Bytes>>,
     timeout: Duration,
 ) -> Result<(StatusCode, hyper::body::Incoming), UnixCallError> {
-    let failed = |stage, source: Box<dyn std::error::Error + Send + Sync>| UnixCallError::Failed {
-        socket: socket.display().to_string(),
-        stage,
-        source,
-    };
-    let exchange = async {
-        let stream = tokio::net::UnixStream::connect(socket)
-            .await
-            .map_err(|e| failed("connect", e.into()))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| failed("handshake", e.into()))?;
-        tokio::spawn(conn);
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| failed("send", e.into()))?;
-        Ok((resp.status(), resp.into_body()))
-    };
-    tokio::time::timeout(timeout, exchange)
+    tokio::time::timeout(timeout, send_unix(socket, req))
         .await
-        .map_err(|_| UnixCallError::Timeout {
-            socket: socket.display().to_string(),
-            timeout,
-        })?
+        .map_err(|_| timed_out(socket, timeout))?
 }
 
 /// Sends `req` over a fresh HTTP/1.1 connection to the Unix socket `socket` and reads the
@@ -270,37 +280,20 @@ pub async fn unix_call(
     timeout: Duration,
 ) -> Result<(StatusCode, bytes::Bytes), UnixCallError> {
     use http_body_util::BodyExt;
-    let failed = |stage, source: Box<dyn std::error::Error + Send + Sync>| UnixCallError::Failed {
-        socket: socket.display().to_string(),
-        stage,
-        source,
-    };
     let exchange = async {
-        let stream = tokio::net::UnixStream::connect(socket)
-            .await
-            .map_err(|e| failed("connect", e.into()))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| failed("handshake", e.into()))?;
-        tokio::spawn(conn);
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| failed("send", e.into()))?;
-        let status = resp.status();
-        let body = resp
-            .into_body()
+        let (status, body) = send_unix(socket, req).await?;
+        let body = body
             .collect()
             .await
-            .map_err(|e| failed("body", e.into()))?
+            .map_err(|e| UnixCallError::Failed {
+                socket: socket.display().to_string(),
+                stage: "body",
+                source: e.into(),
+            })?
             .to_bytes();
         Ok((status, body))
     };
     tokio::time::timeout(timeout, exchange)
         .await
-        .map_err(|_| UnixCallError::Timeout {
-            socket: socket.display().to_string(),
-            timeout,
-        })?
+        .map_err(|_| timed_out(socket, timeout))?
 }

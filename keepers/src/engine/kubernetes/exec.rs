@@ -3,7 +3,7 @@
 
 use futures::SinkExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{AttachParams, ListParams, TerminalSize};
+use kube::api::{AttachParams, TerminalSize};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     sync::{mpsc, oneshot},
@@ -15,7 +15,7 @@ use crate::{
         EngineError,
         exec::{ExecRequest, ExecSession},
     },
-    render::{LABEL_LEASE, LABEL_SERVICE, LeaseKey},
+    render::LeaseKey,
 };
 
 impl KubeEngine {
@@ -26,28 +26,7 @@ impl KubeEngine {
         req: &ExecRequest,
     ) -> Result<ExecSession, EngineError> {
         let pods = self.namespaced::<Pod>(&key.namespace());
-        let selector = format!(
-            "{LABEL_LEASE}={},{LABEL_SERVICE}={}",
-            key.lease_id, req.service
-        );
-        let mut names: Vec<String> = pods
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|e| classify("listing pods", &e))?
-            .items
-            .into_iter()
-            .filter_map(|p| p.metadata.name)
-            .collect();
-        names.sort();
-        let name = names.get(req.replica).ok_or_else(|| {
-            EngineError::Missing(format!(
-                "service {} of lease {} has no replica {} ({} pods)",
-                req.service,
-                key.lease_id,
-                req.replica,
-                names.len()
-            ))
-        })?;
+        let name = self.replica_pod(key, &req.service, req.replica).await?;
         let params = AttachParams::default()
             .container(req.service.clone())
             .stdin(true)
@@ -55,7 +34,7 @@ impl KubeEngine {
             .stderr(!req.tty)
             .tty(req.tty);
         let mut attached = pods
-            .exec(name, req.cmd.clone(), &params)
+            .exec(&name, req.cmd.clone(), &params)
             .await
             .map_err(|e| classify("starting the exec", &e))?;
         let (stdin_tx, mut stdin_rx) = mpsc::channel::<Vec<u8>>(16);

@@ -14,14 +14,16 @@ use crate::{
 };
 
 impl KubeEngine {
-    /// The logs of replica `q.replica` of service `q.service` (pods in name order).
-    pub async fn logs(&self, key: &LeaseKey, q: &LogQuery) -> Result<LogStream, EngineError> {
-        let pods = self.namespaced::<Pod>(&key.namespace());
-        let selector = format!(
-            "{LABEL_LEASE}={},{LABEL_SERVICE}={}",
-            key.lease_id, q.service
-        );
-        let mut names: Vec<String> = pods
+    /// The name of replica `replica` of the lease's `service` (pods in name order).
+    pub(super) async fn replica_pod(
+        &self,
+        key: &LeaseKey,
+        service: &str,
+        replica: usize,
+    ) -> Result<String, EngineError> {
+        let selector = format!("{LABEL_LEASE}={},{LABEL_SERVICE}={service}", key.lease_id);
+        let mut names: Vec<String> = self
+            .namespaced::<Pod>(&key.namespace())
             .list(&ListParams::default().labels(&selector))
             .await
             .map_err(|e| classify("listing pods", &e))?
@@ -30,15 +32,19 @@ impl KubeEngine {
             .filter_map(|p| p.metadata.name)
             .collect();
         names.sort();
-        let Some(name) = names.get(q.replica) else {
-            return Err(EngineError::Missing(format!(
-                "service {} of lease {} has no replica {} ({} pods)",
-                q.service,
-                key.lease_id,
-                q.replica,
-                names.len()
-            )));
-        };
+        let count = names.len();
+        names.into_iter().nth(replica).ok_or_else(|| {
+            EngineError::Missing(format!(
+                "service {service} of lease {} has no replica {replica} ({count} pods)",
+                key.lease_id
+            ))
+        })
+    }
+
+    /// The logs of replica `q.replica` of service `q.service` (pods in name order).
+    pub async fn logs(&self, key: &LeaseKey, q: &LogQuery) -> Result<LogStream, EngineError> {
+        let pods = self.namespaced::<Pod>(&key.namespace());
+        let name = self.replica_pod(key, &q.service, q.replica).await?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -53,7 +59,7 @@ impl KubeEngine {
             ..LogParams::default()
         };
         let mut reader = pods
-            .log_stream(name, &params)
+            .log_stream(&name, &params)
             .await
             .map_err(|e| classify("reading logs", &e))?;
         let lines = async_lines(move |tx| async move {
