@@ -41,7 +41,7 @@ async fn data(url: &str, boots: usize) -> Result<String> {
     Ok(first)
 }
 
-fn restart_container(w: &World, lease: U256) -> Result<()> {
+fn crash_container(w: &World, lease: U256) -> Result<()> {
     let out = std::process::Command::new("podman")
         .env("CONTAINERS_CONF", containers_conf())
         .args(["ps", "--format", "json"])
@@ -60,13 +60,17 @@ fn restart_container(w: &World, lease: U256) -> Result<()> {
         .and_then(|c| c["Id"].as_str())
         .ok_or_else(|| eyre::eyre!("no container of lease {lease}"))?
         .to_string();
-    let status = std::process::Command::new("podman")
+    // Killed, the restart policy starts it again (`podman restart` races that policy: it
+    // may report a failure and restart the container twice).
+    let out = std::process::Command::new("podman")
         .env("CONTAINERS_CONF", containers_conf())
-        .args(["restart", "--time", "1", &id])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()?;
-    ensure!(status.success(), "podman restart {id}");
+        .args(["kill", "--signal", "KILL", &id])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "podman kill {id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 
@@ -94,7 +98,7 @@ async fn a_persistent_volume_outlives_restarts_updates_and_suspension_but_not_it
         volumes_of(&w, lease)?
     );
 
-    restart_container(&w, lease)?;
+    crash_container(&w, lease)?;
     ensure!(
         data(&url, 2).await? == first,
         "kept across a container restart"
@@ -146,10 +150,11 @@ async fn a_persistent_volume_outlives_restarts_updates_and_suspension_but_not_it
         Ok(kinds.contains(&"terminated".to_string()).then_some(kinds))
     })
     .await?;
+    // (The killed container came back through the keeper, which starts a stopped workload,
+    // not through podman's restart policy: restarts are the crash-loop test's.)
     for want in [
         "deployed",
         "confirmed",
-        "restarted",
         "updated",
         "suspended",
         "resumed",
