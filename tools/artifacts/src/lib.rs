@@ -4,6 +4,7 @@
 //! committed files so that Solidity and the Rust (and TypeScript) bindings cannot drift.
 
 mod profile;
+mod typescript;
 
 use std::{
     collections::BTreeMap,
@@ -18,6 +19,7 @@ use foundry_compilers::{
 use serde::Serialize;
 
 pub use profile::{Profile, ProfileError};
+pub use typescript::{TYPESCRIPT_BINDINGS, TypescriptError, typescript};
 
 /// A contract whose artifact the bindings are generated from.
 #[derive(Debug, Clone, Copy)]

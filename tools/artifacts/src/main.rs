@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use berth_artifacts::{CONTRACTS, Profile, build, drift, write};
+use berth_artifacts::{CONTRACTS, Profile, TYPESCRIPT_BINDINGS, build, drift, typescript, write};
 use clap::Parser;
 use eyre::{WrapErr, bail};
 
@@ -29,7 +29,14 @@ fn main() -> eyre::Result<()> {
     let started = std::time::Instant::now();
     let fresh = build(&profile, CONTRACTS)?;
     let dest = root.join("bindings/artifacts");
+    let ts_path = root.join(TYPESCRIPT_BINDINGS);
+    let ts = typescript(&fresh)?;
     if args.check {
+        if std::fs::read(&ts_path).ok().as_deref() != Some(ts.as_slice()) {
+            bail!(
+                "{TYPESCRIPT_BINDINGS} is stale: run tools/export-artifacts and commit the result"
+            );
+        }
         let found = drift(&dest, &fresh).wrap_err_with(|| format!("reading {}", dest.display()))?;
         if !found.is_empty() {
             bail!(
@@ -43,7 +50,15 @@ fn main() -> eyre::Result<()> {
         );
     } else {
         write(&dest, &fresh).wrap_err_with(|| format!("writing {}", dest.display()))?;
-        println!("exported {} artifacts to {}", fresh.len(), dest.display());
+        if let Some(dir) = ts_path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&ts_path, &ts).wrap_err_with(|| format!("writing {}", ts_path.display()))?;
+        println!(
+            "exported {} artifacts to {} and {TYPESCRIPT_BINDINGS}",
+            fresh.len(),
+            dest.display()
+        );
     }
     Ok(())
 }
