@@ -328,3 +328,39 @@ fn persistent_volume_rules_name_the_field() {
         assert!(e.contains(field) && e.contains(words), "{volume}: {e}");
     }
 }
+
+/// The cases the console's validator is tested against too (`console/test/manifest.test.ts`).
+#[test]
+fn the_shared_vectors_parse_as_they_say() {
+    let doc: serde_json::Value =
+        serde_json::from_str(include_str!("../../vectors/manifests.json")).expect("vectors");
+    let cases = doc["cases"].as_array().expect("cases");
+    assert!(cases.len() >= 50);
+    for case in cases {
+        let name = case["name"].as_str().expect("name");
+        let text = case["manifest"].as_str().expect("manifest");
+        let expect = &case["expect"];
+        let got = Manifest::parse(text.as_bytes());
+        if let Some(ok) = expect.get("ok") {
+            let t = got.unwrap_or_else(|e| panic!("{name}: {e}")).totals();
+            assert_eq!(
+                [t.cpu_millis, t.memory_mib, t.storage_gib],
+                [&ok["cpu_millis"], &ok["memory_mib"], &ok["storage_gib"]]
+                    .map(|v| v.as_u64().expect("number")),
+                "{name}"
+            );
+        } else if let Some(want) = expect.get("field") {
+            match got {
+                Err(SchemaError::Field { field, .. }) => {
+                    assert_eq!(Some(field.as_str()), want.as_str(), "{name}")
+                }
+                other => panic!("{name}: expected a field error, got {other:?}"),
+            }
+        } else {
+            assert!(
+                matches!(got, Err(SchemaError::Syntax(_))),
+                "{name}: expected a syntax error, got {got:?}"
+            );
+        }
+    }
+}
