@@ -64,6 +64,8 @@ pub struct Gateway {
     pub log_streams: crate::logs::LogStreams,
     /// Open shell sessions.
     pub shells: crate::shell::Sessions,
+    /// Origins whose pages may call the tenant API.
+    pub cors: Arc<crate::cors::Origins>,
 }
 
 pub use berth_runtime::http::{ServeLimits, serve};
@@ -82,6 +84,10 @@ pub fn router(g: Gateway) -> Router {
         .route(routes::METRICS, get(metrics))
         .route(routes::HEALTH, get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&g.cors),
+            crate::cors::layer,
+        ))
         .with_state(Arc::new(g))
 }
 

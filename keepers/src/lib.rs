@@ -6,6 +6,7 @@ pub mod access;
 pub mod chain;
 pub mod config;
 pub mod control;
+pub mod cors;
 pub mod domains;
 pub mod engine;
 pub mod events;

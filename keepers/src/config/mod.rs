@@ -94,6 +94,11 @@ pub struct Config {
     /// `gateway_max_connections`, since each holds a connection).
     #[serde(default = "defaults::logs_max_streams")]
     pub logs_max_streams: u32,
+    /// Origins whose web pages may call the tenant API (`/v1/leases/…`) from a browser: `*`
+    /// (the default: calls carry their own signatures, never cookies), comma-separated origins
+    /// (`https://console.example.org`), or empty for none.
+    #[serde(default = "defaults::api_cors_origins")]
+    pub api_cors_origins: String,
     /// The address the gateway reaches published HTTP ports on; with `apps_domain` set,
     /// podman publishes HTTP ports on this address only, so no app is reachable around the
     /// gateway (TCP ports stay on every address).
@@ -320,6 +325,9 @@ mod defaults {
     pub fn logs_max_streams() -> u32 {
         64
     }
+    pub fn api_cors_origins() -> String {
+        "*".into()
+    }
     pub fn control_socket() -> PathBuf {
         "/run/berth/keeper.sock".into()
     }
@@ -427,6 +435,8 @@ impl ServiceConfig for Config {
                 return Err(ConfigError::invalid(field, "must be above zero"));
             }
         }
+        crate::cors::Origins::parse(&self.api_cors_origins)
+            .map_err(|e| ConfigError::invalid("api_cors_origins", e))?;
         if self.logs_max_streams == 0 {
             return Err(ConfigError::invalid(
                 "logs_max_streams",
