@@ -4,6 +4,7 @@ mod alerts;
 mod analyst_queries;
 mod cli;
 mod cli_harness;
+mod console;
 mod domains;
 mod gated;
 mod gateway;

@@ -1,0 +1,152 @@
+// The console's end-to-end story in Debian's Chromium (headless, driven by playwright-core):
+// connect a wallet → a refused signature changes nothing → deploy the example → confirmed →
+// the endpoint serves → top-up → close → withdraw. A screenshot of each page goes to
+// $BERTH_SCREENSHOTS. Run by tests/e2e/console.rs against the real stack; the environment
+// names the console's URL, the chain and the tenant's key.
+
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+import { chromium } from "playwright-core";
+import { createPublicClient, http, parseAbi } from "viem";
+
+import { TestWallet } from "./wallet.mjs";
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const consoleUrl = env("BERTH_CONSOLE_URL");
+const rpcUrl = env("BERTH_RPC_URL");
+const chainId = Number(env("BERTH_CHAIN_ID"));
+const escrow = env("BERTH_ESCROW");
+const shots = env("BERTH_SCREENSHOTS");
+const expectBody = env("BERTH_EXPECT_BODY");
+mkdirSync(shots, { recursive: true });
+
+const chain = createPublicClient({ transport: http(rpcUrl) });
+const escrowAbi = parseAbi(["function leaseCount() view returns (uint256)"]);
+const leaseCount = () => chain.readContract({ address: escrow, abi: escrowAbi, functionName: "leaseCount" });
+
+const started = Date.now();
+const say = (text) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${text}`);
+let shot = 0;
+const screenshot = async (page, name) => {
+  shot += 1;
+  const file = join(shots, `${String(shot).padStart(2, "0")}-${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  say(`screenshot ${file}`);
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.BERTH_CHROMIUM ?? "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+});
+const failures = [];
+try {
+  const context = await browser.newContext({ viewport: { width: 1200, height: 900 }, ignoreHTTPSErrors: true });
+  const wallet = new TestWallet({ rpcUrl, chainId, privateKey: env("BERTH_TENANT_KEY") });
+  await wallet.install(context);
+  const page = await context.newPage();
+  page.on("console", (m) => m.type() === "error" && say(`page console: ${m.text()}`));
+  page.on("pageerror", (e) => failures.push(`page error: ${e.message}`));
+  page.on("dialog", (d) => d.accept());
+  const status = page.getByTestId("status");
+
+  // connect
+  await page.goto(consoleUrl);
+  await page.getByTestId("connect").click();
+  await page.getByTestId("account").waitFor();
+  say(`connected ${await page.getByTestId("account").textContent()}`);
+  await page.getByTestId("fit-1").filter({ hasText: "Yes" }).waitFor();
+  await page.getByTestId("deposit").fill("2");
+  await page.getByTestId("deposit-verdict").filter({ hasText: "runway 2 h" }).waitFor();
+  await screenshot(page, "deploy");
+
+  // a refused signature: the page says so and nothing happens on chain
+  const before = await leaseCount();
+  wallet.rejectSignatures = 1;
+  await page.getByTestId("deploy").click();
+  await status.filter({ hasText: "You rejected the request in your wallet" }).waitFor();
+  const after = await leaseCount();
+  if (after !== before) throw new Error(`a refused signature opened a lease (${before} → ${after})`);
+  say(`refused permit: "${await status.textContent()}"; leaseCount still ${after}`);
+  await screenshot(page, "signature-refused");
+
+  // deploy: permit signature + one transaction + signed upload, then progress until confirmed
+  await page.getByTestId("deploy").click();
+  await page.getByTestId("step-4").and(page.locator(".now")).waitFor({ timeout: 60_000 });
+  await screenshot(page, "progress");
+  await page.waitForURL(/#\/lease\/\d+$/, { timeout: 120_000 });
+  const leaseId = page.url().match(/#\/lease\/(\d+)$/)[1];
+  await page.getByTestId("lease-title").filter({ hasText: "active" }).waitFor();
+  const endpoint = await page.getByTestId("endpoint").getAttribute("href");
+  say(`lease ${leaseId} confirmed, endpoint ${endpoint}`);
+
+  // the endpoint serves
+  const app = await context.newPage();
+  const answer = await app.goto(endpoint);
+  const body = await app.locator("body").textContent();
+  if (!answer?.ok() || !body.includes(expectBody.trim())) throw new Error(`the endpoint answered ${answer?.status()}: ${body}`);
+  say(`the endpoint serves "${body.trim()}"`);
+  await screenshot(app, "endpoint");
+  await app.close();
+
+  // usage reports reach the chart
+  for (let i = 0; i < 60; i++) {
+    if ((await page.locator("[data-testid=usage-chart] rect").count()) >= 3) break;
+    await page.waitForTimeout(1000);
+    await page.reload();
+    await page.getByTestId("lease-title").waitFor();
+  }
+  if ((await page.locator("[data-testid=usage-chart] rect").count()) === 0) throw new Error("no usage report reached the chart in 60 s");
+  await screenshot(page, "lease");
+
+  // logs, through a token signed in the wallet, streamed from the provider's API (CORS)
+  await page.getByTestId("open-logs").click();
+  const logs = page.getByTestId("logs");
+  await logs.filter({ hasText: /^\d{4}-\d\d-\d\dT/ }).waitFor({ timeout: 30_000 }).catch(async (e) => {
+    throw new Error(`no log line in 30 s; the box says: ${await logs.textContent()}\n${e.message}`);
+  });
+  say(`logs: ${(await page.getByTestId("logs").textContent()).trim().split("\n")[0]}`);
+
+  // top-up
+  const balance = async () => (await page.getByTestId("balance").textContent()).trim();
+  const was = await balance();
+  await page.getByTestId("topup-amount").fill("1");
+  await page.getByTestId("topup").click();
+  await status.filter({ hasText: "topped up by 1 " }).waitFor({ timeout: 60_000 });
+  await page.getByTestId("balance").filter({ hasNotText: was }).waitFor();
+  say(`top-up: balance ${was} → ${await balance()}`);
+
+  // close, then withdraw once the final report is in (or its window is over)
+  await page.getByTestId("close").click();
+  await page.getByTestId("lease-title").filter({ hasText: "closing" }).waitFor({ timeout: 60_000 });
+  say("closing");
+  await screenshot(page, "closing");
+  for (let i = 0; ; i++) {
+    if (i > 40) throw new Error(`withdraw never succeeded: ${await status.textContent()}`);
+    await page.getByTestId("withdraw").click();
+    await status.filter({ hasText: /Withdrawn|would fail/ }).waitFor({ timeout: 60_000 });
+    const said = await status.textContent();
+    if (said.includes("Withdrawn")) break;
+    say(`withdraw not yet: ${said}`);
+    await page.waitForTimeout(2000);
+    await page.reload();
+    await page.getByTestId("withdraw").waitFor();
+  }
+  await page.getByTestId("lease-title").filter({ hasText: "closed" }).waitFor({ timeout: 30_000 });
+  say(`lease ${leaseId} closed and withdrawn`);
+  await screenshot(page, "withdrawn");
+  console.log(JSON.stringify({ lease: leaseId, refusedLeaseCount: Number(after), requests: wallet.requests.length }));
+} catch (e) {
+  failures.push(e.stack ?? String(e));
+} finally {
+  await browser.close();
+}
+if (failures.length > 0) {
+  console.error(failures.join("\n"));
+  process.exit(1);
+}
