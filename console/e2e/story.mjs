@@ -29,6 +29,13 @@ const chain = createPublicClient({ transport: http(rpcUrl) });
 const escrowAbi = parseAbi(["function leaseCount() view returns (uint256)"]);
 const leaseCount = () => chain.readContract({ address: escrow, abi: escrowAbi, functionName: "leaseCount" });
 
+const rpc = async (method, params) => {
+  const resp = await fetch(rpcUrl, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }) });
+  const body = await resp.json();
+  if (body.error) throw new Error(`${method}: ${body.error.message}`);
+  return body.result;
+};
+
 const started = Date.now();
 const say = (text) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)} s] ${text}`);
 let shot = 0;
@@ -47,7 +54,8 @@ const browser = await chromium.launch({
 const failures = [];
 try {
   const context = await browser.newContext({ viewport: { width: 1200, height: 900 }, ignoreHTTPSErrors: true });
-  const wallet = new TestWallet({ rpcUrl, chainId, privateKey: env("BERTH_TENANT_KEY") });
+  // the wallet starts on Ethereum mainnet: the page must ask it to switch
+  const wallet = new TestWallet({ rpcUrl, chainId, privateKey: env("BERTH_TENANT_KEY"), startChainId: 1 });
   await wallet.install(context);
   const page = await context.newPage();
   page.on("console", (m) => m.type() === "error" && say(`page console: ${m.text()}`));
@@ -60,6 +68,13 @@ try {
   await page.getByTestId("connect").click();
   await page.getByTestId("account").waitFor();
   say(`connected ${await page.getByTestId("account").textContent()}`);
+  const wrongChain = page.getByTestId("switch-chain");
+  await wrongChain.waitFor();
+  await screenshot(page, "wrong-chain");
+  say(`on chain 1 the page says: "${await wrongChain.textContent()}"`);
+  await wrongChain.click();
+  await wrongChain.waitFor({ state: "detached" });
+  say(`switched to chain ${chainId}`);
   await page.getByTestId("fit-1").filter({ hasText: "Yes" }).waitFor();
   await page.getByTestId("deposit").fill("2");
   await page.getByTestId("deposit-verdict").filter({ hasText: "runway 2 h" }).waitFor();
@@ -121,8 +136,28 @@ try {
   await page.getByTestId("balance").filter({ hasNotText: was }).waitFor();
   say(`top-up: balance ${was} → ${await balance()}`);
 
+  // the tenant's leases and the provider's page (its leases and revenue)
+  await page.goto(`${consoleUrl}#/leases`);
+  await page.getByTestId("leases").filter({ hasText: `Lease ${leaseId}` }).waitFor();
+  await page.goto(`${consoleUrl}#/provider/1`);
+  await page.getByTestId("revenue").waitFor();
+  await page.getByText(`Lease ${leaseId}`, { exact: true }).waitFor();
+  await screenshot(page, "provider");
+  await page.goto(`${consoleUrl}#/lease/${leaseId}`);
+  await page.getByTestId("lease-title").filter({ hasText: "active" }).waitFor();
+
   // close, then withdraw once the final report is in (or its window is over)
+  // ... sent while the chain mines nothing, the page reloaded: it waits for the same hash
+  await rpc("evm_setAutomine", [false]);
   await page.getByTestId("close").click();
+  await page.waitForFunction(() => localStorage.getItem("berth.pending") !== null, null, { timeout: 30_000 });
+  const pending = JSON.parse(await page.evaluate(() => localStorage.getItem("berth.pending")));
+  await page.reload();
+  await status.filter({ hasText: `waiting for transaction ${pending.hash.slice(0, 10)}` }).waitFor();
+  say(`reloaded with ${pending.what} in flight: "${await status.textContent()}"`);
+  await rpc("evm_mine", []);
+  await rpc("evm_setAutomine", [true]);
+  await status.filter({ hasText: "was mined" }).waitFor({ timeout: 30_000 });
   await page.getByTestId("lease-title").filter({ hasText: "closing" }).waitFor({ timeout: 60_000 });
   say("closing");
   await screenshot(page, "closing");

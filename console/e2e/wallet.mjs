@@ -6,9 +6,11 @@ import { createWalletClient, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 
 export class TestWallet {
-  constructor({ rpcUrl, chainId, privateKey }) {
+  constructor({ rpcUrl, chainId, privateKey, startChainId }) {
     this.rpcUrl = rpcUrl;
     this.chainId = chainId;
+    // the chain the wallet says it is on until the page asks it to switch
+    this.current = startChainId ?? chainId;
     this.account = privateKeyToAccount(privateKey);
     this.client = createWalletClient({
       account: this.account,
@@ -68,9 +70,10 @@ export class TestWallet {
       case "eth_accounts":
         return [this.account.address];
       case "eth_chainId":
-        return `0x${this.chainId.toString(16)}`;
+        return `0x${this.current.toString(16)}`;
       case "wallet_switchEthereumChain":
         if (Number(params[0]?.chainId) !== this.chainId) throw Object.assign(new Error("Unrecognized chain"), { code: 4902 });
+        this.current = this.chainId;
         return null;
       case "eth_signTypedData_v4": {
         if (this.rejectSignatures > 0) {
@@ -82,6 +85,7 @@ export class TestWallet {
       case "personal_sign":
         return this.account.signMessage({ message: { raw: params[0] } });
       case "eth_sendTransaction": {
+        if (this.current !== this.chainId) throw Object.assign(new Error("wrong chain"), { code: 4901 });
         const tx = params[0];
         return this.client.sendTransaction({
           to: tx.to,

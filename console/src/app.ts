@@ -75,6 +75,7 @@ export async function mined(app: App, what: string, hash: Hex): Promise<Transact
   if (receipt.status !== "success") {
     throw new Explained(`${what}: transaction ${hash} was mined but reverted; nothing changed.`, "revert");
   }
+  app.say("info", "");
   return receipt;
 }
 
@@ -88,6 +89,17 @@ export async function resumePending(app: App): Promise<void> {
   } catch (e) {
     localStorage.removeItem(PENDING);
     app.say("error", explain(p.what, e).message);
+  }
+  app.refresh();
+}
+
+/** Sends `call` and says how it went in the status line, then redraws the page. */
+export async function act(app: App, what: string, call: Call, done: string): Promise<void> {
+  try {
+    await send(app, what, call);
+    app.say("ok", done);
+  } catch (e) {
+    app.say("error", explain(what, e).message);
   }
   app.refresh();
 }

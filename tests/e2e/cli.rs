@@ -17,7 +17,8 @@ use sqlx::PgPool;
 use crate::keeper::{HELLO_BODY, TENANT, WAIT, serves};
 
 use crate::cli_harness::{
-    Cli, OPERATOR, OWNER, PodsOf, Run, manifest_file, settings, str_of, token_balance,
+    Cli, OPERATOR, OWNER, PodsOf, Run, manifest_file, quick_keeper_env, settings, str_of,
+    token_balance,
 };
 /// A second provider's owner (more expensive, in another region).
 const OTHER_OWNER: usize = 5;
@@ -37,15 +38,7 @@ async fn a_tenant_and_a_provider_run_a_lease_from_register_to_withdraw_with_the_
         berth_e2e::database_url(&pool.connect_options()),
         &podman,
     )?;
-    setup.env = [
-        ("BERTH_SAMPLE_INTERVAL_MS", "200"),
-        ("BERTH_REPORT_INTERVAL_S", "2"),
-        ("BERTH_CLAIM_INTERVAL_S", "600"),
-        ("BERTH_MIN_RUNWAY_S", "0"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
+    setup.env = quick_keeper_env();
     let _cleanup = PodsOf(chain.chain_id());
     let cli = Cli {
         rpc_url: chain.rpc_url(),

@@ -24,6 +24,19 @@ pub(crate) fn settings() -> Settings {
     }
 }
 
+/// A keeper that samples, reports and bills within seconds (claims left to the test).
+pub(crate) fn quick_keeper_env() -> Vec<(String, String)> {
+    [
+        ("BERTH_SAMPLE_INTERVAL_MS", "200"),
+        ("BERTH_REPORT_INTERVAL_S", "2"),
+        ("BERTH_CLAIM_INTERVAL_S", "600"),
+        ("BERTH_MIN_RUNWAY_S", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect()
+}
+
 /// One run of the CLI.
 #[derive(Debug)]
 pub(crate) struct Run {

@@ -18,7 +18,7 @@ use berth_e2e::{
 use eyre::{Result, WrapErr, ensure};
 use sqlx::PgPool;
 
-use crate::cli_harness::{OPERATOR, OWNER, PodsOf, settings, token_balance};
+use crate::cli_harness::{OPERATOR, OWNER, PodsOf, quick_keeper_env, settings, token_balance};
 use crate::keeper::{HELLO_BODY, TENANT};
 
 /// A child process killed when the test ends, however it ends.
@@ -39,7 +39,7 @@ fn build_console(dir: &Path) -> Result<()> {
         .args([
             "build",
             "--config",
-            "console/vite.config.ts",
+            "console/vite.config.mts",
             "--logLevel",
             "warn",
             "--outDir",
@@ -79,15 +79,7 @@ async fn a_tenant_buys_a_container_in_the_browser_and_sees_it_through_to_withdra
     let podman = PodmanService::start().await?;
     let db = database_url(&pool.connect_options());
     let mut setup = KeeperSetup::new(&chain, &c, settings(), db.clone(), &podman)?;
-    setup.env = [
-        ("BERTH_SAMPLE_INTERVAL_MS", "200"),
-        ("BERTH_REPORT_INTERVAL_S", "2"),
-        ("BERTH_CLAIM_INTERVAL_S", "600"),
-        ("BERTH_MIN_RUNWAY_S", "0"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
+    setup.env = quick_keeper_env();
     let _cleanup = PodsOf(chain.chain_id());
 
     // provider 1 (the keeper's API as its endpoint) and provider 2, too small for the example
@@ -146,7 +138,7 @@ async fn a_tenant_buys_a_container_in_the_browser_and_sees_it_through_to_withdra
             .args([
                 "preview",
                 "--config",
-                "console/vite.config.ts",
+                "console/vite.config.mts",
                 "--host",
                 "127.0.0.1",
                 "--strictPort",

@@ -42,6 +42,7 @@ export function deployPage(app: App, page: HTMLElement): void {
   let need: Totals | undefined;
   let chosen: Verdict | undefined;
   let minRunway = 0n;
+  let balance: bigint | undefined;
 
   const check = () => {
     localStorage.setItem(DRAFT, text.value);
@@ -115,8 +116,13 @@ export function deployPage(app: App, page: HTMLElement): void {
     const required = costOf(minRunway, chosen.rate);
     const runway = runwayOf(d, chosen.rate);
     const lines = [
-      `Deposit ${showAmount(d, t.decimals, t.symbol)}: runway ${showDuration(runway)} at this lease's maximum rate of ${hourlyText(chosen, t)} (you pay for what you use, never above it).`,
+      `Deposit ${showAmount(d, t.decimals, t.symbol)}: runway ${showDuration(runway)} at this lease's maximum rate of ${hourlyText(chosen, t)} (you pay for what you use, never above it).${balance === undefined ? "" : ` Your balance: ${showAmount(balance, t.decimals, t.symbol)}.`}`,
     ];
+    if (balance !== undefined && balance < d) {
+      go.disabled = true;
+      fill(cost, note("error", `${lines[0]} That is more than you have.`));
+      return;
+    }
     if (d < required) {
       go.disabled = true;
       fill(cost, note("error", `${lines[0]} The escrow needs at least ${showAmount(required, t.decimals, t.symbol)} (${showDuration(minRunway)} of runway) to open a lease.`));
@@ -127,7 +133,11 @@ export function deployPage(app: App, page: HTMLElement): void {
 
   text.addEventListener("input", check);
   attrs.addEventListener("input", market);
-  by.addEventListener("change", () => { amount.value = by.value === "hours" ? "24" : formatAmount(typeof depositOf() === "bigint" ? (depositOf() as bigint) : 0n, app.token.decimals); deposit(); });
+  by.addEventListener("change", () => {
+    // the same 24 hours either way, as hours or as what they cost with the chosen provider
+    amount.value = by.value === "hours" || !chosen ? "24" : formatAmount(costOf(24n * 3600n, chosen.rate), app.token.decimals);
+    deposit();
+  });
   amount.addEventListener("input", deposit);
   template.addEventListener("change", () => {
     const t = TEMPLATES[(template as HTMLSelectElement).value];
@@ -172,6 +182,9 @@ export function deployPage(app: App, page: HTMLElement): void {
   );
   app.reader.providers().then((o) => { offers = o; market(); }).catch((e) => fill(providers, note("error", explain("reading the providers", e).message)));
   app.reader.minRunway().then((r) => { minRunway = r > BigInt(app.config.minOpenRunway) ? r : BigInt(app.config.minOpenRunway); deposit(); }).catch(() => undefined);
+  if (app.wallet) {
+    app.reader.balanceOf(app.token.address, app.wallet.account).then((b) => { balance = b; deposit(); }).catch(() => undefined);
+  }
   check();
 }
 

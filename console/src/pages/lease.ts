@@ -5,7 +5,7 @@
 import { type Log, keccak256 } from "viem";
 
 import { costOf, formatAmount, parseAmount, showAmount, showDuration } from "../amounts";
-import { type App, type Call, ready, send } from "../app";
+import { type App, type Call, act as sendAndSay, ready, send } from "../app";
 import { LEASE_STATUS, REJECT_REASON } from "../chain";
 import { explain } from "../errors";
 import { leaseEscrowAbi, tokenAbi } from "../generated/abi";
@@ -61,15 +61,7 @@ export async function leasePage(app: App, page: HTMLElement, id: bigint, current
   const live = lease.status === 2 || lease.status === 7;
   const mine = app.wallet?.account.toLowerCase() === lease.tenant.toLowerCase();
 
-  const act = async (what: string, call: Call, done: string) => {
-    try {
-      await send(app, what, call);
-      app.say("ok", done);
-    } catch (e) {
-      app.say("error", explain(what, e).message);
-    }
-    app.refresh();
-  };
+  const act = (what: string, call: Call, done: string) => sendAndSay(app, what, call, done);
   const escrow = (functionName: string, args: readonly unknown[]): Call => ({ address: app.config.escrow, abi: leaseEscrowAbi, functionName, args });
 
   // top-up: approve when the allowance is short, then topUp

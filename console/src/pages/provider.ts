@@ -4,7 +4,7 @@
 import { type Address, getAddress, isAddress, zeroAddress } from "viem";
 
 import { HOURLY_UNITS, formatAmount, hourlyBaseUnits, parseAmount, priceFromHourly, showAmount } from "../amounts";
-import { type App, type Call, send } from "../app";
+import { type App, type Call, act as sendAndSay, send } from "../app";
 import { type Offer, LEASE_STATUS } from "../chain";
 import { explain } from "../errors";
 import { leaseEscrowAbi, providerRegistryAbi, tokenAbi } from "../generated/abi";
@@ -33,15 +33,7 @@ export async function providersPage(app: App, page: HTMLElement): Promise<void> 
 export async function providerPage(app: App, page: HTMLElement, id: number | undefined, current: () => boolean): Promise<void> {
   const offers = await app.reader.providers();
   if (!current()) return;
-  const act = async (what: string, call: Call, done: string) => {
-    try {
-      await send(app, what, call);
-      app.say("ok", done);
-    } catch (e) {
-      app.say("error", explain(what, e).message);
-    }
-    app.refresh();
-  };
+  const act = (what: string, call: Call, done: string) => sendAndSay(app, what, call, done);
   if (id === undefined) {
     const w = app.wallet;
     const owned = w ? offers.filter((o) => o.owner.toLowerCase() === w.account.toLowerCase()) : [];
