@@ -76,6 +76,8 @@ try {
   await wrongChain.waitFor({ state: "detached" });
   say(`switched to chain ${chainId}`);
   await page.getByTestId("fit-1").filter({ hasText: "Yes" }).waitFor();
+  await page.getByTestId("fit-2").filter({ hasText: "No: free CPU 250 millicores < 500 needed" }).waitFor();
+  await page.getByTestId("provider-1").check();
   await page.getByTestId("deposit").fill("2");
   await page.getByTestId("deposit-verdict").filter({ hasText: "runway 2 h" }).waitFor();
   await screenshot(page, "deploy");
@@ -175,6 +177,35 @@ try {
   await page.getByTestId("lease-title").filter({ hasText: "closed" }).waitFor({ timeout: 30_000 });
   say(`lease ${leaseId} closed and withdrawn`);
   await screenshot(page, "withdrawn");
+
+  // the provider's owner, in a browser of its own: pause, resume, claim what matured
+  const ownerContext = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  const ownerWallet = new TestWallet({ rpcUrl, chainId, privateKey: env("BERTH_OWNER_KEY") });
+  await ownerWallet.install(ownerContext);
+  const owner = await ownerContext.newPage();
+  owner.on("pageerror", (e) => failures.push(`owner page error: ${e.message}`));
+  await owner.goto(`${consoleUrl}#/provider/1`);
+  await owner.getByTestId("connect").click();
+  await owner.getByTestId("pause").click();
+  await owner.getByText("Provider #1 — paused").waitFor({ timeout: 30_000 });
+  await owner.getByTestId("unpause").click();
+  await owner.getByText("Provider #1 — active").waitFor({ timeout: 30_000 });
+  say("the owner paused and resumed provider 1");
+  // the challenge window (30 s here) passes on chain, as it would with blocks coming
+  await rpc("evm_increaseTime", [31]);
+  await rpc("evm_mine", []);
+  for (let i = 0; ; i++) {
+    if (await owner.getByTestId("claim").isEnabled()) break;
+    if (i > 60) throw new Error("no charge matured for the owner to claim in 60 s");
+    await owner.waitForTimeout(1000);
+    await owner.reload();
+    await owner.getByTestId("claim").waitFor();
+  }
+  await owner.getByTestId("claim").click();
+  await owner.getByTestId("status").filter({ hasText: /^Claimed .* from 1 lease\.$/ }).waitFor({ timeout: 30_000 });
+  await owner.getByTestId("revenue").filter({ hasNotText: /^0 / }).waitFor();
+  say(`the owner claimed; revenue ${await owner.getByTestId("revenue").textContent()}`);
+  await screenshot(owner, "provider-claimed");
   console.log(JSON.stringify({ lease: leaseId, refusedLeaseCount: Number(after), requests: wallet.requests.length }));
 } catch (e) {
   failures.push(e.stack ?? String(e));

@@ -87,6 +87,15 @@ export class Reader {
 
   lease = (id: bigint) => this.client.readContract({ address: this.config.escrow, abi: leaseEscrowAbi, functionName: "getLease", args: [id] });
 
+  /** Charges as of now (the lease's stored fields settle only when a transaction touches it). */
+  async charges(id: bigint): Promise<{ claimable: bigint; pending: bigint }> {
+    const [claimable, pending] = await Promise.all([
+      this.client.readContract({ address: this.config.escrow, abi: leaseEscrowAbi, functionName: "claimableOf", args: [id] }),
+      this.client.readContract({ address: this.config.escrow, abi: leaseEscrowAbi, functionName: "pendingOf", args: [id] }),
+    ]);
+    return { claimable, pending };
+  }
+
   autoTopUp = (id: bigint) => this.client.readContract({ address: this.config.escrow, abi: leaseEscrowAbi, functionName: "autoTopUpOf", args: [id] });
 
   minRunway = () => this.client.readContract({ address: this.config.escrow, abi: leaseEscrowAbi, functionName: "minRunway" });

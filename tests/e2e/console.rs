@@ -160,6 +160,7 @@ async fn a_tenant_buys_a_container_in_the_browser_and_sees_it_through_to_withdra
     let story = tokio::task::spawn_blocking({
         let (rpc, shots, escrow) = (chain.rpc_url(), shots.clone(), c.escrow);
         let key = format!("{}", chain.signer(TENANT)?.to_bytes());
+        let owner_key = format!("{}", chain.signer(OWNER)?.to_bytes());
         let chain_id = chain.chain_id();
         move || {
             Command::new("node")
@@ -170,6 +171,7 @@ async fn a_tenant_buys_a_container_in_the_browser_and_sees_it_through_to_withdra
                 .env("BERTH_CHAIN_ID", chain_id.to_string())
                 .env("BERTH_ESCROW", escrow.to_string())
                 .env("BERTH_TENANT_KEY", key)
+                .env("BERTH_OWNER_KEY", owner_key)
                 .env("BERTH_SCREENSHOTS", &shots)
                 .env("BERTH_EXPECT_BODY", HELLO_BODY)
                 .output()
@@ -185,7 +187,8 @@ async fn a_tenant_buys_a_container_in_the_browser_and_sees_it_through_to_withdra
     );
 
     // what the page said, on chain: one lease (the refused signature opened none), closed,
-    // paid out; the tenant spent only what the provider charged
+    // paid out; the tenant spent only what the provider charged, and the owner (who had no
+    // tokens) holds what it claimed
     let escrow = LeaseEscrow::new(c.escrow, chain.wallet(0)?);
     ensure!(
         escrow.leaseCount().call().await? == U256::from(1),
@@ -197,7 +200,9 @@ async fn a_tenant_buys_a_container_in_the_browser_and_sees_it_through_to_withdra
         "lease 1 is closed and empty: {lease:?}"
     );
     let after = token_balance(&chain, &c, tenant).await?;
-    let charged = lease.claimable + lease.pending + lease.disputed;
+    let claimed = token_balance(&chain, &c, chain.signer(OWNER)?.address()).await?;
+    ensure!(!claimed.is_zero(), "the owner's claim paid nothing");
+    let charged = claimed + lease.claimable + lease.pending + lease.disputed;
     ensure!(
         before - after == charged,
         "the tenant paid {} and the provider charged {charged}",

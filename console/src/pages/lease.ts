@@ -41,7 +41,8 @@ export async function leasesPage(app: App, page: HTMLElement): Promise<void> {
 
 export async function leasePage(app: App, page: HTMLElement, id: bigint, current: () => boolean): Promise<void> {
   const r = app.reader;
-  const [lease, history, now, policy] = await Promise.all([r.lease(id), r.history(id), r.now(), r.autoTopUp(id)]);
+  const [stored, history, now, policy, charges] = await Promise.all([r.lease(id), r.history(id), r.now(), r.autoTopUp(id), r.charges(id)]);
+  const lease = { ...stored, ...charges };
   if (!current()) return;
   if (lease.status === 0) {
     fill(page, note("error", `There is no lease ${id} on this chain.`));

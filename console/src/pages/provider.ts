@@ -51,7 +51,7 @@ export async function providerPage(app: App, page: HTMLElement, id: number | und
   }
   const { opened, claimed } = await app.reader.providerLeases(id);
   const ids = opened.map((l) => l.args.leaseId as bigint);
-  const leases = await Promise.all(ids.map((l) => app.reader.lease(l)));
+  const leases = await Promise.all(ids.map(async (l) => ({ ...(await app.reader.lease(l)), ...(await app.reader.charges(l)) })));
   const t = app.token;
   const amount = (x: bigint) => showAmount(x, t.decimals, t.symbol);
   const revenue = claimed.reduce((s, l) => s + (l.args.amount as bigint), 0n);
@@ -84,7 +84,7 @@ export async function providerPage(app: App, page: HTMLElement, id: number | und
       h("div", { class: "actions" },
         o.status === "active" ? h("button", { class: "secondary", "data-testid": "pause", onclick: () => void act("pausing", registry("pause", [BigInt(id)]), "Paused: no new leases; running ones go on.") }, "Pause new leases") : null,
         o.status === "paused" ? h("button", { "data-testid": "unpause", onclick: () => void act("resuming", registry("unpause", [BigInt(id)]), "Taking new leases again.") }, "Resume taking leases") : null,
-        h("button", { disabled: withClaimable.length === 0, "data-testid": "claim", onclick: () => void act("claiming", { address: app.config.escrow, abi: leaseEscrowAbi, functionName: "claimMany", args: [withClaimable] }, `Claimed from ${withClaimable.length} leases.`) }, `Claim ${amount(claimable)}`)),
+        h("button", { disabled: withClaimable.length === 0, "data-testid": "claim", onclick: () => void act("claiming", { address: app.config.escrow, abi: leaseEscrowAbi, functionName: "claimMany", args: [withClaimable] }, `Claimed ${amount(claimable)} from ${withClaimable.length} lease${withClaimable.length === 1 ? "" : "s"}.`) }, `Claim ${amount(claimable)}`)),
       h("form", { class: "actions", onsubmit: (ev: Event) => {
         ev.preventDefault();
         try {
