@@ -29,6 +29,24 @@ const chain = createPublicClient({ transport: http(rpcUrl) });
 const escrowAbi = parseAbi(["function leaseCount() view returns (uint256)"]);
 const leaseCount = () => chain.readContract({ address: escrow, abi: escrowAbi, functionName: "leaseCount" });
 
+// Version 2 of the example (examples/hello/manifest-v2.yaml without the gateway's idle timeout
+// and the shell): the same image and reservation, another page.
+const UPDATED = `version: 1
+services:
+  web:
+    image: localhost/berth-hello:latest
+    command: [/bin/busybox, sh, -c, "echo 'hello from berth, updated in place' > /site/index.html && exec /bin/busybox httpd -f -v -p 8080 -h /site"]
+    ports:
+      - port: 8080
+        expose: http
+    resources:
+      cpu: 500m
+      memory: 256Mi
+    volumes:
+      - name: site
+        mount: /site
+`;
+
 const rpc = async (method, params) => {
   const resp = await fetch(rpcUrl, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }) });
   const body = await resp.json();
@@ -137,6 +155,33 @@ try {
   await status.filter({ hasText: "topped up by 1 " }).waitFor({ timeout: 60_000 });
   await page.getByTestId("balance").filter({ hasNotText: was }).waitFor();
   say(`top-up: balance ${was} → ${await balance()}`);
+
+  // auto top-up: a policy set, shown, removed
+  await page.getByTestId("autotopup-set").click();
+  await status.filter({ hasText: "Auto top-up set" }).waitFor({ timeout: 60_000 });
+  await page.getByTestId("autotopup").filter({ hasText: "Active:" }).waitFor();
+  say(`auto top-up: ${await page.getByTestId("autotopup").textContent()}`);
+  await page.getByTestId("autotopup-clear").click();
+  await page.getByTestId("autotopup").filter({ hasText: "None:" }).waitFor({ timeout: 60_000 });
+
+  // the manifest updated in place: committed on chain, delivered signed, rolled out
+  await page.getByTestId("update-manifest").fill(UPDATED);
+  await page.getByTestId("update").click();
+  await page.getByTestId("update-said").filter({ hasText: "The provider has the new manifest" }).waitFor({ timeout: 60_000 });
+  for (let i = 0; ; i++) {
+    const text = await fetch(endpoint).then((r) => r.text()).catch(() => "");
+    if (text.includes("updated in place")) break;
+    if (i > 60) throw new Error(`the update did not roll out in 60 s: ${text}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  say("the update rolled out: the endpoint serves the new page");
+
+  // pending charges disputed: frozen for the arbiter
+  await page.reload();
+  await page.getByTestId("dispute").click();
+  await status.filter({ hasText: "frozen for the arbiter" }).waitFor({ timeout: 60_000 });
+  await page.getByTestId("charges").filter({ hasText: /disputed (0\.\d|[1-9])/ }).waitFor();
+  say(`disputed: ${await page.getByTestId("charges").textContent()}`);
 
   // the tenant's leases and the provider's page (its leases and revenue)
   await page.goto(`${consoleUrl}#/leases`);

@@ -163,18 +163,18 @@ function autoTopUpSection(app: App, id: bigint, p: { maxPerTopUp: bigint; maxTot
     }
   };
   return h("section", {}, h("h2", {}, "Auto top-up"),
-    h("p", {}, has
+    h("p", { "data-testid": "autotopup" }, has
       ? `Active: when the runway falls under ${showDuration(p.triggerRunway)}, anyone may top it up back to ${showDuration(p.targetRunway)}, at most ${showAmount(p.maxPerTopUp, t.decimals, t.symbol)} a time and ${showAmount(p.maxTotal, t.decimals, t.symbol)} in all (${showAmount(p.pulled, t.decimals, t.symbol)} so far), until ${new Date(p.expiresAt * 1000).toLocaleDateString()}.`
       : "None: when the balance runs low the lease is suspended until you top it up."),
     h("form", { class: "actions", onsubmit: set },
       labelled(`Most per top-up (${t.symbol})`, per), labelled(`Most in all (${t.symbol})`, total), labelled("When runway under (hours)", trigger), labelled("Back to (hours)", target), labelled("For (days)", days),
-      h("button", { type: "submit" }, has ? "Replace policy" : "Set policy")),
-    has ? h("button", { class: "secondary", onclick: () => void act("clearing the auto top-up", escrow("clearAutoTopUp", [id]), "Auto top-up removed.") }, "Remove policy") : null);
+      h("button", { type: "submit", "data-testid": "autotopup-set" }, has ? "Replace policy" : "Set policy")),
+    has ? h("button", { class: "secondary", "data-testid": "autotopup-clear", onclick: () => void act("clearing the auto top-up", escrow("clearAutoTopUp", [id]), "Auto top-up removed.") }, "Remove policy") : null);
 }
 
 function updateSection(app: App, id: bigint, endpoint: string): HTMLElement {
-  const text = h("textarea", { spellcheck: "false", placeholder: "The new manifest (same reservation)" }) as HTMLTextAreaElement;
-  const said = h("div");
+  const text = h("textarea", { spellcheck: "false", placeholder: "The new manifest (same reservation)", "data-testid": "update-manifest" }) as HTMLTextAreaElement;
+  const said = h("div", { "data-testid": "update-said" });
   const go = async () => {
     try {
       parseManifest(text.value);
@@ -193,7 +193,7 @@ function updateSection(app: App, id: bigint, endpoint: string): HTMLElement {
       fill(said, note("error", explain("updating the manifest", e).message));
     }
   };
-  return h("section", {}, h("h2", {}, "Update the manifest"), text, h("button", { onclick: () => void go() }, "Commit and deliver"), said);
+  return h("section", {}, h("h2", {}, "Update the manifest"), text, h("button", { onclick: () => void go(), "data-testid": "update" }, "Commit and deliver"), said);
 }
 
 function logsSection(app: App, id: bigint, endpoint: string): HTMLElement {
