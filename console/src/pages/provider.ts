@@ -57,6 +57,7 @@ export async function providerPage(app: App, page: HTMLElement, id: number | und
   const revenue = claimed.reduce((s, l) => s + (l.args.amount as bigint), 0n);
   const claimable = leases.reduce((s, l) => s + l.claimable, 0n);
   const pending = leases.reduce((s, l) => s + l.pending, 0n);
+  const disputed = leases.reduce((s, l) => s + l.disputed, 0n);
   const owner = app.wallet?.account.toLowerCase() === o.owner.toLowerCase();
   const registry = (functionName: string, args: readonly unknown[]): Call => ({ address: app.config.registry, abi: providerRegistryAbi, functionName, args });
   const withClaimable = ids.filter((_, i) => (leases[i]?.claimable ?? 0n) > 0n);
@@ -69,7 +70,7 @@ export async function providerPage(app: App, page: HTMLElement, id: number | und
         h("dt", {}, "Capacity free / total"), h("dd", {}, `${o.free[0]} / ${o.capacity[0]} millicores, ${o.free[1]} / ${o.capacity[1]} MiB, ${o.free[2]} / ${o.capacity[2]} GiB`),
         h("dt", {}, "Prices per hour"), h("dd", {}, hourlyPrices(app, o).map((p, i) => `${PRICE_NAMES[i]} ${p}`).join(" · ")),
         h("dt", {}, "Revenue claimed"), h("dd", { "data-testid": "revenue" }, amount(revenue)),
-        h("dt", {}, "Claimable now / pending"), h("dd", {}, `${amount(claimable)} / ${amount(pending)}`))),
+        h("dt", {}, "Claimable now / pending / disputed"), h("dd", {}, `${amount(claimable)} / ${amount(pending)} / ${amount(disputed)}`))),
     h("section", {}, h("h2", {}, `Leases (${ids.length})`),
       ids.length === 0 ? h("p", { class: "muted" }, "No lease yet.") :
       table(["Lease", "Tenant", "Status", "Balance", "Claimable", "Pending"], ids.map((l, i) => [
