@@ -166,6 +166,26 @@ async fn logs_are_followed_across_silence_resumed_exactly_and_closed_with_the_le
         "another operation"
     );
 
+    // Bad queries are refused with a sentence, before any stream opens.
+    for (query, want, says) in [
+        ("after=yesterday", 400, "`after` is a cursor"),
+        ("tail=lots", 400, "tail"),
+        ("follow=maybe", 400, "follow"),
+        ("service=nope", 404, "nope"),
+    ] {
+        let resp = http
+            .get(format!("{base}?{query}"))
+            .header("authorization", &auth)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        ensure!(
+            status == want && text.contains(says),
+            "{query}: {status} {text}"
+        );
+    }
+
     // Follow from the start to line 10, drop the connection, resume after its cursor.
     let started = Instant::now();
     let first = follow(
