@@ -163,10 +163,7 @@ async fn main() -> Result<()> {
             cfg.logs_max_stream_s,
         ),
         shells: berth_keepers::shell::Sessions::default(),
-        cors: Arc::new(
-            berth_keepers::cors::Origins::parse(&cfg.api_cors_origins)
-                .map_err(|e| eyre::eyre!("api_cors_origins: {e}"))?,
-        ),
+        cors: Arc::new(cfg.cors_origins()),
     };
     let listener = tokio::net::TcpListener::bind(cfg.gateway_addr)
         .await

@@ -523,6 +523,11 @@ impl Config {
         self.port_range.range()
     }
 
+    /// The origins allowed to call the tenant API from a browser (validated by `load`).
+    pub fn cors_origins(&self) -> crate::cors::Origins {
+        crate::cors::Origins::parse(&self.api_cors_origins).unwrap_or(crate::cors::Origins::None)
+    }
+
     /// The manifest policy.
     pub fn policy(&self) -> Policy {
         Policy {

@@ -73,6 +73,16 @@ fn errors_name_the_field() {
         .expect_err("bad engine")
         .to_string();
     assert!(e.contains("BERTH_ENGINE") && e.contains("docker"), "{e}");
+    let e = load(
+        MINIMAL,
+        &[("BERTH_API_CORS_ORIGINS", "console.example.org")],
+    )
+    .expect_err("not an origin")
+    .to_string();
+    assert!(
+        e.contains("api_cors_origins") && e.contains("`console.example.org` is not an origin"),
+        "{e}"
+    );
     let e = load(MINIMAL, &[("BERTH_POLL_INTERVAL_MS", "soon")])
         .expect_err("bad number")
         .to_string();
