@@ -4,7 +4,10 @@
 use alloy::primitives::{Address, B256, Bytes};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::copy::CopyBuf;
+use crate::{
+    copy::CopyBuf,
+    entities::{self, EventRef, Fold},
+};
 
 /// The schema, embedded and applied at start.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -55,15 +58,21 @@ pub struct DecodedRow {
 }
 
 impl DecodedRow {
-    fn id(&self, key: &str) -> Option<String> {
-        self.args
-            .get(key)
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
+    fn id(&self, key: &str) -> Option<&str> {
+        self.args.get(key).and_then(|v| v.as_str())
     }
 }
 
 pub use berth_runtime::StoreError;
+
+/// How long writing one batch took: sending its rows, and the `COMMIT`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteTimes {
+    /// Deletes, COPY and upserts.
+    pub write: std::time::Duration,
+    /// The commit.
+    pub commit: std::time::Duration,
+}
 
 fn i64_of(n: u64) -> Result<i64, StoreError> {
     i64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{n} does not fit in BIGINT")))
@@ -89,15 +98,28 @@ impl Store {
     /// A store for `chain_id` on `pool`; applies the migrations.
     pub async fn open(pool: PgPool, chain_id: u64) -> Result<Self, StoreError> {
         MIGRATOR.run(&pool).await?;
-        Ok(Self {
-            pool,
-            chain_id: i64_of(chain_id)?,
-        })
+        let chain_id = i64_of(chain_id)?;
+        let mut tx = pool.begin().await?;
+        if entities::write::need_rebuild(&mut tx, chain_id).await? {
+            tracing::info!("folding the stored event log into the entity tables");
+            entities::write::rebuild(&mut tx, chain_id).await?;
+        }
+        tx.commit().await?;
+        Ok(Self { pool, chain_id })
     }
 
     /// The pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Empties the entity tables and folds the whole stored event log into them again, in
+    /// one transaction (for audits and for tests that write events directly).
+    pub async fn rebuild_entities(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        entities::write::rebuild(&mut tx, self.chain_id).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The last fully indexed block.
@@ -153,19 +175,34 @@ impl Store {
         blocks: &[BlockRef],
         head: BlockRef,
         keep_blocks: u64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<WriteTimes, StoreError> {
+        let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
-        for table in ["berth.events", "berth.raw_logs"] {
-            sqlx::query(&format!(
-                "DELETE FROM {table} WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3"
-            ))
-            .bind(self.chain_id)
-            .bind(i64_of(from)?)
-            .bind(i64_of(head.number)?)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let (first, last) = (i64_of(from)?, i64_of(head.number)?);
+        entities::write::undo_range(&mut tx, self.chain_id, first, last).await?;
+        sqlx::query(
+            "DELETE FROM berth.raw_logs WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3",
+        )
+        .bind(self.chain_id)
+        .bind(first)
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
         self.copy_logs(&mut tx, logs).await?;
+        let mut fold = Fold::default();
+        for l in logs {
+            if let Ok(d) = &l.decoded {
+                fold.apply(EventRef {
+                    contract: d.contract,
+                    event: &d.event,
+                    lease_id: d.id("leaseId"),
+                    provider_id: d.id("providerId"),
+                    args: &d.args,
+                    block_time: l.block_time,
+                });
+            }
+        }
+        entities::write::merge(&mut tx, self.chain_id, &fold).await?;
         let mut numbers = Vec::with_capacity(blocks.len() + 1);
         let mut hashes = Vec::with_capacity(blocks.len() + 1);
         let mut times = Vec::with_capacity(blocks.len() + 1);
@@ -202,36 +239,27 @@ impl Store {
             .bind(i64_of(head.number.saturating_sub(keep_blocks))?)
             .execute(&mut *tx)
             .await?;
+        let write = started.elapsed();
         tx.commit().await?;
-        Ok(())
+        Ok(WriteTimes {
+            write,
+            commit: started.elapsed() - write,
+        })
     }
 
-    /// Loads the batch into `raw_logs` and `events` with COPY.
+    /// Loads the batch with COPY: decoded logs into `events`, the others into `raw_logs`.
     async fn copy_logs(
         &self,
         tx: &mut Transaction<'_, Postgres>,
         logs: &[LogRow],
     ) -> Result<(), StoreError> {
-        if logs.is_empty() {
-            return Ok(());
-        }
         let mut raw = CopyBuf::new();
         let mut events = CopyBuf::new();
         for l in logs {
             let number = i64_of(l.block_number)?;
             let index = i64::from(l.log_index);
-            let topics: Vec<u8> = l.topics.iter().flat_map(|t| t.0).collect();
-            raw.int(self.chain_id)
-                .int(number)
-                .bytea(l.block_hash.as_slice())
-                .int(index);
-            raw.bytea(l.tx_hash.as_slice())
-                .bytea(l.address.as_slice())
-                .bytea(&topics)
-                .bytea(&l.data);
             match &l.decoded {
                 Ok(d) => {
-                    raw.text(&d.event).opt_text(None);
                     events
                         .int(self.chain_id)
                         .int(number)
@@ -242,33 +270,47 @@ impl Store {
                         .bytea(l.tx_hash.as_slice());
                     events.text(d.contract).text(&d.event);
                     events
-                        .opt_text(d.id("leaseId").as_deref())
-                        .opt_text(d.id("providerId").as_deref());
-                    events.text(&serde_json::Value::Object(d.args.clone()).to_string());
+                        .opt_text(d.id("leaseId"))
+                        .opt_text(d.id("providerId"));
+                    events
+                        .json(&d.args)
+                        .map_err(|e| StoreError::Corrupt(format!("event arguments: {e}")))?;
                     events.end_row();
                 }
                 Err(e) => {
+                    let topics: Vec<u8> = l.topics.iter().flat_map(|t| t.0).collect();
+                    raw.int(self.chain_id)
+                        .int(number)
+                        .bytea(l.block_hash.as_slice())
+                        .int(index);
+                    raw.bytea(l.tx_hash.as_slice())
+                        .bytea(l.address.as_slice())
+                        .bytea(&topics)
+                        .bytea(&l.data);
                     raw.opt_text(None).text(e);
+                    raw.end_row();
                 }
             }
-            raw.end_row();
         }
-        let mut copy = tx
-            .copy_in_raw(
-                "COPY berth.raw_logs (chain_id, block_number, block_hash, log_index, tx_hash, address, topics, data,
-                                      event, decode_error) FROM STDIN",
-            )
-            .await?;
-        copy.send(raw.as_bytes()).await?;
-        copy.finish().await?;
-        if !events.is_empty() {
+        for (table, columns, rows) in [
+            (
+                "berth.raw_logs",
+                "chain_id, block_number, block_hash, log_index, tx_hash, address, topics, data, event, decode_error",
+                &raw,
+            ),
+            (
+                "berth.events",
+                "chain_id, block_number, block_hash, block_time, log_index, tx_hash, contract, event, lease_id, provider_id, args",
+                &events,
+            ),
+        ] {
+            if rows.is_empty() {
+                continue;
+            }
             let mut copy = tx
-                .copy_in_raw(
-                    "COPY berth.events (chain_id, block_number, block_hash, block_time, log_index, tx_hash, contract,
-                                        event, lease_id, provider_id, args) FROM STDIN",
-                )
+                .copy_in_raw(&format!("COPY {table} ({columns}) FROM STDIN"))
                 .await?;
-            copy.send(events.as_bytes()).await?;
+            copy.send(rows.as_bytes()).await?;
             copy.finish().await?;
         }
         Ok(())
@@ -287,7 +329,8 @@ impl Store {
     pub async fn rewind_to(&self, ancestor: BlockRef) -> Result<(), StoreError> {
         let above = i64_of(ancestor.number)?;
         let mut tx = self.pool.begin().await?;
-        for table in ["berth.events", "berth.raw_logs", "berth.blocks"] {
+        entities::write::undo_range(&mut tx, self.chain_id, above + 1, i64::MAX).await?;
+        for table in ["berth.raw_logs", "berth.blocks"] {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE chain_id = $1 AND block_number > $2"
             ))

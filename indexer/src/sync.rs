@@ -1,7 +1,10 @@
 //! The indexing loop: backfill in adaptive block ranges, follow the head, detect reorgs by
 //! block hash and roll back to the common ancestor.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use alloy::{
     eips::BlockNumberOrTag,
@@ -14,7 +17,7 @@ use tokio::sync::{Notify, watch};
 use crate::{
     events::Decoder,
     metrics::Metrics,
-    store::{BlockRef, DecodedRow, LogRow, Store, StoreError},
+    store::{BlockRef, DecodedRow, LogRow, Store, StoreError, WriteTimes},
 };
 
 /// How the indexer walks the chain.
@@ -32,7 +35,8 @@ pub struct SyncConfig {
     pub reorg_window: u64,
     /// Pause between polls once at the head.
     pub poll_interval: Duration,
-    /// Rows written after which the tables' planner statistics are refreshed (`ANALYZE`)
+    /// Rows written after which the tables' planner statistics are refreshed (`ANALYZE`, in the
+    /// background on a connection of its own)
     /// once the indexer reaches the head, or at 20 times that in a long backfill: without
     /// them the views' plans go wrong by orders of magnitude after a backfill.
     pub analyze_after_rows: u64,
@@ -85,15 +89,34 @@ pub enum Step {
     Idle,
 }
 
+/// Where the indexer's time went since it started: each phase summed over every batch.
+/// Fetching the next range overlaps writing the current one, so the phases add up to more
+/// than the wall time of a backfill.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PhaseTimes {
+    /// Reading logs and headers from the node (`eth_getLogs`, linking the range).
+    pub fetch: Duration,
+    /// Decoding logs and building rows.
+    pub decode: Duration,
+    /// Sending rows to Postgres (deletes, COPY, blocks, checkpoint, entity tables).
+    pub write: Duration,
+    /// `COMMIT`.
+    pub commit: Duration,
+}
+
 /// The logs of one block range, read and checked, not yet written.
 #[derive(Debug)]
 struct Batch {
     from: u64,
     end: BlockRef,
-    logs: Vec<Log>,
-    /// Every block of the range when it lies within the reorg window of the head, linked
-    /// parent to child (stored, so a later rewind finds exact ancestors).
-    linked: Vec<BlockRef>,
+    /// The logs, decoded (decoding is part of the fetch, so it overlaps the previous write).
+    rows: Vec<LogRow>,
+    /// The blocks to remember below `end`: every block of the range when it lies within the
+    /// reorg window of the head, linked parent to child (so a later rewind finds exact
+    /// ancestors), else the blocks that hold logs.
+    blocks: Vec<BlockRef>,
+    /// How long decoding took.
+    decode: Duration,
 }
 
 /// Most headers read at once while linking a range.
@@ -121,6 +144,8 @@ pub struct Indexer<P> {
     prefetched: Option<Batch>,
     wake: Arc<Notify>,
     written_since_analyze: u64,
+    analyzing: Option<tokio::task::JoinHandle<()>>,
+    times: PhaseTimes,
 }
 
 fn rpc<E: std::fmt::Display>(e: E) -> SyncError {
@@ -172,12 +197,19 @@ impl<P: Provider> Indexer<P> {
             prefetched: None,
             wake: Arc::new(Notify::new()),
             written_since_analyze: 0,
+            analyzing: None,
+            times: PhaseTimes::default(),
         }
     }
 
     /// Notified to end an idle wait early (e.g. by a newHeads subscription).
     pub fn waker(&self) -> Arc<Notify> {
         Arc::clone(&self.wake)
+    }
+
+    /// Where the time went so far (printed by `bench-indexer`).
+    pub fn phase_times(&self) -> PhaseTimes {
+        self.times
     }
 
     /// The current block range of `eth_getLogs`.
@@ -262,9 +294,16 @@ impl<P: Provider> Indexer<P> {
         let batch = match self.prefetched.take() {
             Some(batch) if batch.from == from => batch,
             _ => match self
-                .fetch(from, head.min(from + self.range - 1), parent, latest)
-                .await?
-            {
+                .timed_fetch(from, head.min(from + self.range - 1), parent, latest)
+                .await
+                .map(|(fetch, took)| {
+                    let decode = match &fetch {
+                        Fetch::Done(batch) => batch.decode,
+                        _ => Duration::ZERO,
+                    };
+                    self.times.fetch += took - decode;
+                    fetch
+                })? {
                 Fetch::Done(batch) => batch,
                 Fetch::TooLarge(error) => {
                     self.range = (self.range / 2).max(1);
@@ -274,42 +313,52 @@ impl<P: Provider> Indexer<P> {
                 Fetch::Moved => return Ok(Step::Idle),
             },
         };
-        let (rows, mut blocks) = self.rows(&batch.logs, batch.end).await?;
-        if !batch.linked.is_empty() {
-            blocks = batch.linked[..batch.linked.len() - 1].to_vec();
-        }
-        let commit =
-            self.store
-                .commit_batch(batch.from, &rows, &blocks, batch.end, self.cfg.reorg_window);
+        self.times.decode += batch.decode;
+        let rows = batch.rows;
+        let commit = self.store.commit_batch(
+            batch.from,
+            &rows,
+            &batch.blocks,
+            batch.end,
+            self.cfg.reorg_window,
+        );
         let next_from = batch.end.number + 1;
         if next_from <= head {
-            let next = self.fetch(
+            let next = self.timed_fetch(
                 next_from,
                 head.min(next_from + self.range - 1),
                 Some(batch.end.hash),
                 latest,
             );
             let (written, next) = tokio::join!(commit, next);
-            written?;
+            self.add_write_times(written?);
             // A failed prefetch is simply fetched again by the next step.
-            if let Ok(Fetch::Done(next)) = next {
+            if let Ok((Fetch::Done(next), took)) = next {
+                self.times.fetch += took - next.decode;
                 self.prefetched = Some(next);
             }
         } else {
-            commit.await?;
+            let written = commit.await?;
+            self.add_write_times(written);
         }
         self.metrics.add_events(rows.len() as u64);
         self.written_since_analyze += rows.len() as u64;
         let threshold = self.cfg.analyze_after_rows.max(1);
         let at_head = batch.end.number >= head;
-        if self.written_since_analyze >= threshold
+        let analyzing = self.analyzing.as_ref().is_some_and(|a| !a.is_finished());
+        if !analyzing
+            && self.written_since_analyze >= threshold
             && (at_head || self.written_since_analyze >= threshold.saturating_mul(20))
         {
-            self.store.analyze().await?;
-            tracing::info!(
-                rows = self.written_since_analyze,
-                "planner statistics refreshed"
-            );
+            // On its own connection, beside indexing: statistics need not hold up rows.
+            let store = self.store.clone();
+            let rows = self.written_since_analyze;
+            self.analyzing = Some(tokio::spawn(async move {
+                match store.analyze().await {
+                    Ok(()) => tracing::info!(rows, "planner statistics refreshed"),
+                    Err(error) => tracing::warn!(%error, "refreshing planner statistics failed"),
+                }
+            }));
             self.written_since_analyze = 0;
         }
         if (rows.len() as u64) < 10_000 {
@@ -320,6 +369,23 @@ impl<P: Provider> Indexer<P> {
             to: batch.end.number,
             logs: rows.len(),
         })
+    }
+
+    fn add_write_times(&mut self, t: WriteTimes) {
+        self.times.write += t.write;
+        self.times.commit += t.commit;
+    }
+
+    async fn timed_fetch(
+        &self,
+        from: u64,
+        to: u64,
+        parent: Option<B256>,
+        latest: u64,
+    ) -> Result<(Fetch, Duration), SyncError> {
+        let started = Instant::now();
+        let fetch = self.fetch(from, to, parent, latest).await?;
+        Ok((fetch, started.elapsed()))
     }
 
     /// Reads the logs of `from..=to`, checking that the range hangs off the stored chain:
@@ -388,11 +454,17 @@ impl<P: Provider> Indexer<P> {
                 return Ok(Fetch::Moved);
             }
         }
+        let decoding = Instant::now();
+        let (rows, mut blocks) = self.rows(&logs, end).await?;
+        if !linked.is_empty() {
+            blocks = linked[..linked.len() - 1].to_vec();
+        }
         Ok(Fetch::Done(Batch {
             from,
             end,
-            logs,
-            linked,
+            rows,
+            blocks,
+            decode: decoding.elapsed(),
         }))
     }
 

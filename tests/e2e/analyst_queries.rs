@@ -32,6 +32,10 @@ async fn seed_leases(pool: &PgPool, n: i64) -> Result<()> {
     .bind(n)
     .execute(pool)
     .await?;
+    Store::open(pool.clone(), 1)
+        .await?
+        .rebuild_entities()
+        .await?;
     sqlx::query("ANALYZE berth.events").execute(pool).await?;
     Ok(())
 }
@@ -93,5 +97,6 @@ async fn documented_queries_grow_linearly_with_leases(pool: PgPool) -> Result<()
         closed == large,
         "every seeded lease closed with its reason: {closed}"
     );
+    berth_e2e::assert_entities_match_event_log(&pool).await?;
     Ok(())
 }

@@ -309,14 +309,23 @@ async fn database_equals_chain_after_a_scripted_history(pool: PgPool) -> Result<
         before == after && before > 0,
         "re-indexing duplicated rows: {before} -> {after}"
     );
-    // The indexer refreshed the planner statistics after its backfill.
-    let analyzed: bool = sqlx::query_scalar(
-        "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables
-         WHERE schemaname = 'berth' AND relname = 'events'",
+    // The indexer refreshed the planner statistics after its backfill (in the background).
+    berth_e2e::keeper::wait_for(
+        "berth.events to be analyzed by the indexer",
+        std::time::Duration::from_secs(20),
+        || async {
+            let analyzed: bool = sqlx::query_scalar(
+                "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables
+                 WHERE schemaname = 'berth' AND relname = 'events'",
+            )
+            .fetch_one(&pool)
+            .await?;
+            Ok(analyzed.then_some(()))
+        },
     )
-    .fetch_one(&pool)
     .await?;
-    ensure!(analyzed, "berth.events was never analyzed by the indexer");
+    // The entity tables, kept incrementally through the reorgs, equal the event log.
+    berth_e2e::assert_entities_match_event_log(&pool).await?;
     Ok(())
 }
 
@@ -365,6 +374,8 @@ async fn a_reorg_removes_orphaned_rows_and_indexes_the_new_branch(pool: PgPool) 
         "the new branch's deposit: {rows:?}"
     );
     assert_leases_match_chain(&w, &pool).await?;
+    // The entity tables, kept incrementally through the reorgs, equal the event log.
+    berth_e2e::assert_entities_match_event_log(&pool).await?;
     Ok(())
 }
 
@@ -503,6 +514,8 @@ async fn a_reorg_between_the_checkpoint_check_and_the_fetch_is_caught(pool: PgPo
         "the canonical lease: {rows:?}"
     );
     assert_leases_match_chain(&w, &pool).await?;
+    // The entity tables, kept incrementally through the reorgs, equal the event log.
+    berth_e2e::assert_entities_match_event_log(&pool).await?;
     Ok(())
 }
 
@@ -544,5 +557,7 @@ async fn hostile_strings_are_stored_exactly_and_never_stop_indexing(pool: PgPool
             .fetch_one(&pool)
             .await?;
     ensure!(later == 1, "indexing went on past the hostile string");
+    // The entity tables, kept incrementally through the reorgs, equal the event log.
+    berth_e2e::assert_entities_match_event_log(&pool).await?;
     Ok(())
 }

@@ -90,7 +90,7 @@ async fn chain_log_count(h: &History) -> Result<i64> {
 async fn wait_until_indexed(pool: &PgPool, want: i64, within: Duration) -> Result<()> {
     let deadline = Instant::now() + within;
     loop {
-        let have: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM berth.raw_logs")
+        let have: i64 = sqlx::query_scalar(berth_e2e::LOGS_STORED)
             .fetch_one(pool)
             .await
             .unwrap_or(0); // before the indexer first starts, the schema may not exist yet
@@ -123,7 +123,7 @@ async fn sigkill_during_backfill_leaves_no_gap_and_no_duplicate(
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         indexer.kill()?; // SIGKILL
     }
-    let partial: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM berth.raw_logs")
+    let partial: i64 = sqlx::query_scalar(berth_e2e::LOGS_STORED)
         .fetch_one(&pool)
         .await?;
     ensure!(

@@ -123,7 +123,7 @@ async fn index_to_head(w: &World, pool: &sqlx::PgPool) -> Result<()> {
         "the indexer to reach the head",
         std::time::Duration::from_secs(60),
         || async {
-            let have: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM berth.raw_logs")
+            let have: i64 = sqlx::query_scalar(berth_e2e::LOGS_STORED)
                 .fetch_one(pool)
                 .await
                 .unwrap_or(0);

@@ -309,6 +309,11 @@ pub async fn wait_listening(
 }
 
 /// The `berth-indexer` binary of this build.
+/// How many logs the indexer has stored: decoded ones in `berth.events`, the rest in
+/// `berth.raw_logs`.
+pub const LOGS_STORED: &str =
+    "SELECT (SELECT COUNT(*) FROM berth.events) + (SELECT COUNT(*) FROM berth.raw_logs)";
+
 pub fn indexer_binary() -> Result<PathBuf> {
     workspace_binary("berth-indexer", "berth-indexer")
 }
@@ -469,4 +474,40 @@ pub fn database_url(connect: &sqlx::postgres::PgConnectOptions) -> String {
         connect.get_port(),
         connect.get_database().unwrap_or("postgres")
     )
+}
+
+/// The entity tables the indexer maintains, each beside the reference view that computes
+/// the same rows from the event log (`berth.*_from_events`), with the columns to compare.
+const ENTITY_PAIRS: [(&str, &str, &str); 4] = [
+    ("leases", "leases_from_events", "*"),
+    ("providers", "providers_from_events", "*"),
+    (
+        "provider_revenue_daily",
+        "provider_revenue_daily_from_events",
+        "chain_id, provider_id, day, charged, reports",
+    ),
+    ("tenant_spend", "tenant_spend_from_events", "*"),
+];
+
+/// Fails unless every entity table equals its reference view row for row (both ways), and
+/// returns how many rows were compared.
+pub async fn assert_entities_match_event_log(pool: &sqlx::PgPool) -> Result<i64> {
+    let mut compared = 0;
+    for (table, reference, columns) in ENTITY_PAIRS {
+        let (missing, extra, rows): (i64, i64, i64) = sqlx::query_as(&format!(
+            "SELECT (SELECT COUNT(*) FROM (SELECT {columns} FROM berth.{reference}
+                                           EXCEPT ALL SELECT {columns} FROM berth.{table}) m),
+                    (SELECT COUNT(*) FROM (SELECT {columns} FROM berth.{table}
+                                           EXCEPT ALL SELECT {columns} FROM berth.{reference}) e),
+                    (SELECT COUNT(*) FROM berth.{table})"
+        ))
+        .fetch_one(pool)
+        .await?;
+        eyre::ensure!(
+            missing == 0 && extra == 0,
+            "berth.{table} differs from the event log: {missing} rows of berth.{reference} missing, {extra} rows extra"
+        );
+        compared += rows;
+    }
+    Ok(compared)
 }

@@ -194,6 +194,14 @@ async fn measure(
         rows as f64 / secs,
         indexer.range()
     );
+    let t = indexer.phase_times();
+    println!(
+        "  where the time went (summed per phase; fetching overlaps writing): fetch {:.2}s, decode {:.2}s, write {:.2}s, commit {:.2}s",
+        t.fetch.as_secs_f64(),
+        t.decode.as_secs_f64(),
+        t.write.as_secs_f64(),
+        t.commit.as_secs_f64()
+    );
 
     // Head-follow lag: mine one event, poll like the service does, time until it is stored.
     let escrow_t = LeaseEscrow::new(escrow, tenant);
