@@ -308,12 +308,12 @@ pub async fn wait_listening(
     Ok(())
 }
 
-/// The `berth-indexer` binary of this build.
 /// How many logs the indexer has stored: decoded ones in `berth.events`, the rest in
 /// `berth.raw_logs`.
 pub const LOGS_STORED: &str =
     "SELECT (SELECT COUNT(*) FROM berth.events) + (SELECT COUNT(*) FROM berth.raw_logs)";
 
+/// The `berth-indexer` binary of this build.
 pub fn indexer_binary() -> Result<PathBuf> {
     workspace_binary("berth-indexer", "berth-indexer")
 }
