@@ -40,19 +40,6 @@ async fn seed_leases(pool: &PgPool, n: i64) -> Result<()> {
     Ok(())
 }
 
-/// The queries the indexer's README documents for analysts.
-const DOCUMENTED_QUERIES: [&str; 5] = [
-    "SELECT lease_id, provider_id, tenant, balance, max_rate,
-            balance * 1e9 / NULLIF(max_rate, 0) AS runway_seconds
-     FROM berth.active_leases ORDER BY runway_seconds",
-    "SELECT day, provider_id, charged, reports FROM berth.provider_revenue_daily ORDER BY day DESC, charged DESC",
-    "SELECT close_reason, COUNT(*), AVG(served_seconds) / 3600 AS avg_hours
-     FROM berth.lease_lifetimes WHERE closed_at IS NOT NULL GROUP BY close_reason",
-    "SELECT provider_id, AVG(cpu_utilisation) AS cpu, AVG(memory_utilisation) AS memory
-     FROM berth.utilisation GROUP BY provider_id",
-    "SELECT tenant, leases, paid_in, charged, returned FROM berth.tenant_spend",
-];
-
 /// The fastest of three runs of `sql`.
 async fn best_of_three(pool: &PgPool, sql: &str) -> Result<std::time::Duration> {
     let mut best = std::time::Duration::MAX;
@@ -73,11 +60,11 @@ async fn documented_queries_grow_linearly_with_leases(pool: PgPool) -> Result<()
     let (small, large) = (1_500, 6_000);
     seed_leases(&pool, small).await?;
     let mut small_times = Vec::new();
-    for q in DOCUMENTED_QUERIES {
+    for (_, q) in berth_e2e::README_QUERIES {
         small_times.push(best_of_three(&pool, q).await?);
     }
     seed_leases(&pool, large).await?;
-    for (q, t_small) in DOCUMENTED_QUERIES.iter().zip(small_times) {
+    for ((_, q), t_small) in berth_e2e::README_QUERIES.iter().zip(small_times) {
         let t_large = best_of_three(&pool, q).await?;
         println!(
             "{small} leases: {t_small:?}, {large} leases: {t_large:?} — {}",

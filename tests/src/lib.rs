@@ -511,3 +511,41 @@ pub async fn assert_entities_match_event_log(pool: &sqlx::PgPool) -> Result<i64>
     }
     Ok(compared)
 }
+
+/// The example queries of `indexer/README.md` for analysts, by what they answer (kept in
+/// step with the README by hand; `analyst_queries` and `bench-analyst` run them).
+pub const README_QUERIES: [(&str, &str); 7] = [
+    (
+        "running leases by runway",
+        "SELECT lease_id, provider_id, tenant, balance, max_rate,
+                balance * 1e9 / NULLIF(max_rate, 0) AS runway_seconds
+         FROM berth.active_leases ORDER BY runway_seconds",
+    ),
+    (
+        "provider revenue per day",
+        "SELECT day, provider_id, charged, reports FROM berth.provider_revenue_daily ORDER BY day DESC, charged DESC",
+    ),
+    (
+        "auto top-ups executed and failed",
+        "SELECT lease_id, kind, amount, pulled_total, failure, block_time
+         FROM berth.auto_top_ups WHERE kind IN ('executed', 'failed') ORDER BY block_time DESC",
+    ),
+    (
+        "lease lifetimes by close reason",
+        "SELECT close_reason, COUNT(*), AVG(served_seconds) / 3600 AS avg_hours
+         FROM berth.lease_lifetimes WHERE closed_at IS NOT NULL GROUP BY close_reason",
+    ),
+    (
+        "utilisation per provider",
+        "SELECT provider_id, AVG(cpu_utilisation) AS cpu, AVG(memory_utilisation) AS memory
+         FROM berth.utilisation GROUP BY provider_id",
+    ),
+    (
+        "tenants' spend",
+        "SELECT tenant, leases, paid_in, charged, returned FROM berth.tenant_spend ORDER BY charged DESC",
+    ),
+    (
+        "disputes per provider",
+        "SELECT * FROM berth.dispute_summary ORDER BY disputes DESC",
+    ),
+];
