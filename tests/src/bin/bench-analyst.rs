@@ -77,7 +77,7 @@ fn block_events(b: u64, leases: u64) -> Vec<(Address, LogData)> {
                 continue;
             }
             let (lease, provider) = (U256::from(i), U256::from(1 + (i / 5) % PROVIDERS));
-            let closes = i % 5 != 0;
+            let closes = !i.is_multiple_of(5);
             let (cpu, mem) = (250 + (i % 4) as u32 * 250, 256);
             match k {
                 0 => {
