@@ -15,7 +15,7 @@ use berth_indexer::{
     sync::{Indexer, Step, SyncConfig, SyncError},
 };
 use eyre::{Result, ensure};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 const RATES: [u128; 4] = [
     10_000 * PRICE_SCALE as u128 / 3600,
@@ -136,75 +136,8 @@ async fn catch_up(indexer: &mut Indexer<DynProvider>) -> Result<Vec<Step>> {
     eyre::bail!("indexer did not catch up in 1000 steps")
 }
 
-/// Compares every lease's row in `berth.leases` with `getLease` on chain.
 async fn assert_leases_match_chain(world: &World, pool: &PgPool) -> Result<usize> {
-    let escrow = world.escrow();
-    let count: u64 = escrow.leaseCount().call().await?.to();
-    let rows = sqlx::query(
-        "SELECT lease_id::TEXT AS id, status, balance::TEXT AS balance, report_count, disputed::TEXT AS disputed,
-                earned_unpaid::TEXT AS earned, EXTRACT(EPOCH FROM billed_until)::BIGINT AS billed,
-                EXTRACT(EPOCH FROM closed_at)::BIGINT AS closed, endpoint
-         FROM berth.leases ORDER BY lease_id",
-    )
-    .fetch_all(pool)
-    .await?;
-    ensure!(
-        rows.len() as u64 == count,
-        "{} leases indexed, {count} on chain",
-        rows.len()
-    );
-    let names = [
-        "none",
-        "pending",
-        "active",
-        "closing",
-        "closed",
-        "rejected",
-        "cancelled",
-        "suspended",
-    ];
-    for row in rows {
-        let id: U256 = row.get::<String, _>("id").parse()?;
-        let l = escrow.getLease(id).call().await?;
-        let on_chain_earned = l.claimable + l.pending;
-        ensure!(
-            row.get::<String, _>("status") == names[l.status as usize],
-            "lease {id}: status"
-        );
-        ensure!(
-            row.get::<String, _>("balance") == l.balance.to_string(),
-            "lease {id}: balance"
-        );
-        ensure!(
-            row.get::<i64, _>("report_count") == i64::from(l.reportCount),
-            "lease {id}: reportCount"
-        );
-        ensure!(
-            row.get::<String, _>("disputed") == l.disputed.to_string(),
-            "lease {id}: disputed"
-        );
-        ensure!(
-            row.get::<String, _>("earned") == on_chain_earned.to_string(),
-            "lease {id}: earned"
-        );
-        let billed: Option<i64> = row.get("billed");
-        ensure!(
-            billed.unwrap_or(0) == l.billedUntil.to::<i64>(),
-            "lease {id}: billedUntil"
-        );
-        let closed: Option<i64> = row.get("closed");
-        ensure!(
-            closed.unwrap_or(0) == l.closedAt.to::<i64>(),
-            "lease {id}: closedAt"
-        );
-        let endpoint: Option<String> = row.get("endpoint");
-        ensure!(
-            endpoint.unwrap_or_default()
-                == berth_e2e::keeper::endpoint_of(&world.chain, world.c.escrow, id).await?,
-            "lease {id}: endpoint"
-        );
-    }
-    Ok(count as usize)
+    berth_e2e::indexer_harness::assert_leases_match_chain(&world.chain, world.c.escrow, pool).await
 }
 
 #[sqlx::test(migrations = false)]

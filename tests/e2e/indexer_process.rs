@@ -2,17 +2,17 @@
 //! node that stops answering.
 
 use std::{
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use alloy::{primitives::U256, providers::Provider, rpc::types::Filter};
 use berth_bindings::LeaseEscrow;
 use berth_e2e::{
-    Chain, Contracts, Settings, database_url, deploy_with_one_lease, indexer_binary, mined,
-    write_deployment,
+    Chain, Contracts, Settings, database_url, deploy_with_one_lease,
+    indexer_harness::IndexerProcess, mined, write_deployment,
 };
-use eyre::{Result, WrapErr, ensure};
+use eyre::{Result, ensure};
 use sqlx::PgPool;
 
 struct History {
@@ -32,46 +32,13 @@ async fn history(topups: usize) -> Result<History> {
     Ok(History { chain, c, settings })
 }
 
-/// The indexer process; killed (SIGKILL) and reaped when dropped, so no test leaks one.
-struct IndexerProcess(Child);
-
-impl IndexerProcess {
-    fn kill(mut self) -> Result<()> {
-        self.0.kill()?;
-        self.0.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for IndexerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn spawn_indexer(
     h: &History,
     db: &sqlx::postgres::PgConnectOptions,
     extra: &[(&str, String)],
 ) -> Result<IndexerProcess> {
     let deployment = write_deployment(&h.chain, &h.c, h.settings)?;
-    let mut cmd = Command::new(indexer_binary()?);
-    cmd.env_clear()
-        .env("BERTH_DATABASE_URL", database_url(db))
-        .env("BERTH_RPC_URL", h.chain.rpc_url())
-        .env("BERTH_DEPLOYMENT", deployment)
-        .env("BERTH_METRICS_ADDR", "")
-        .env("BERTH_POLL_INTERVAL_MS", "20")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    Ok(IndexerProcess(
-        cmd.spawn().wrap_err("spawning berth-indexer")?,
-    ))
+    IndexerProcess::spawn(&h.chain.rpc_url(), &deployment, &database_url(db), extra)
 }
 
 /// Logs of the watched contracts on chain, counted with one eth_getLogs.

@@ -14,6 +14,7 @@ use berth_bindings::{LeaseEscrow, ProviderRegistry, TestToken};
 use eyre::{Context, OptionExt, Result, ensure};
 
 pub mod gateway;
+pub mod indexer_harness;
 pub mod keeper;
 pub mod pebble;
 pub mod registry;
