@@ -19,6 +19,7 @@ pub mod keeper;
 pub mod pebble;
 pub mod registry;
 pub mod rpc_proxy;
+pub mod world;
 
 /// The repository root (the workspace that holds `node_modules/`).
 pub fn repo_root() -> PathBuf {

@@ -10,7 +10,14 @@
 //!   anvil reorgs of random depth 1–5 in between, every RPC request through a proxy adding
 //!   30–150 ms; after each round the events equal the chain's logs, the leases equal
 //!   `getLease`, and the entity tables equal the event log.
+//! - `hostile`: rounds of 50 generated hostile manifests and uploads against a real keeper
+//!   (policy escapes, oversized, deeply nested and alias-bomb YAML, invalid UTF-8, NUL bytes,
+//!   huge numbers, path-like and unicode names, wrong hashes, manifest URLs that drip or
+//!   never end): each lease rejected with a manifest reason, every deposit refunded in full,
+//!   no workload, the keeper up with its peak memory under 512 MiB.
 
+mod corpus;
+mod hostile;
 mod indexer;
 
 use eyre::{Result, bail};
@@ -86,7 +93,7 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let usage = "usage: drills <indexer> [--rounds N] [--seed S]";
+    let usage = "usage: drills <indexer|hostile> [--rounds N] [--seed S]";
     let mut args = std::env::args().skip(1);
     let Some(drill) = args.next() else {
         bail!("{usage}");
@@ -130,6 +137,7 @@ async fn main() -> Result<()> {
     let mut rng = Rng::new(args.seed);
     match args.drill.as_str() {
         "indexer" => indexer::run(args.rounds, &mut rng).await,
-        other => bail!("unknown drill `{other}`; drills: indexer"),
+        "hostile" => hostile::run(args.rounds, &mut rng).await,
+        other => bail!("unknown drill `{other}`; drills: indexer, hostile"),
     }
 }

@@ -1,0 +1,156 @@
+//! The keeper tests' world: anvil with the contracts, provider 1 registered, a funded
+//! tenant, a podman service and the hello image, and a keeper setup against them. Shared by
+//! the end-to-end tests and the drills.
+
+use std::time::Duration;
+
+use alloy::{primitives::U256, providers::Provider, rpc::types::Filter, sol_types::SolEvent};
+use berth_bindings::{LeaseEscrow, LeaseStatus, RejectReason};
+use eyre::{Result, WrapErr};
+use sqlx::postgres::PgConnectOptions;
+
+use crate::{
+    Chain, Contracts, Settings, database_url, deploy, fund_tenant, keeper::*, open_lease_for,
+    register_provider,
+};
+
+pub const TENANT: usize = 4;
+pub const WAIT: Duration = Duration::from_secs(60);
+/// Provider 1's prices in the keeper tests (cheap: runways of years).
+pub const CHEAP: [u128; 4] = [1_000_000, 1000, 1000, 0];
+
+/// anvil with the contracts, provider 1 registered, a funded tenant, podman, the hello image.
+#[derive(Debug)]
+pub struct World {
+    pub chain: Chain,
+    pub c: Contracts,
+    pub podman: PodmanService,
+    pub setup: KeeperSetup,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        remove_pods_of_chain(self.chain.chain_id());
+    }
+}
+
+pub async fn world(db: &PgConnectOptions, env: &[(&str, &str)]) -> Result<World> {
+    let settings = Settings {
+        min_stake: 0,
+        ..Settings::default()
+    };
+    world_with(db, env, CHEAP, settings).await
+}
+
+/// A world with provider 1 at `prices` and the escrow at `settings`.
+pub async fn world_with(
+    db: &PgConnectOptions,
+    env: &[(&str, &str)],
+    prices: [u128; 4],
+    settings: Settings,
+) -> Result<World> {
+    world_on(db, env, prices, settings, PodmanService::start().await?).await
+}
+
+/// A world whose keeper uses `podman`.
+pub async fn world_on(
+    db: &PgConnectOptions,
+    env: &[(&str, &str)],
+    prices: [u128; 4],
+    settings: Settings,
+    podman: PodmanService,
+) -> Result<World> {
+    hello_image()?;
+    let chain = Chain::start()?;
+    let c = deploy(&chain, settings).await?;
+    register_provider(&chain, &c, prices).await?;
+    fund_tenant(&chain, &c, TENANT, U256::from(10u64.pow(12))).await?;
+    let mut setup = KeeperSetup::new(&chain, &c, settings, database_url(db), &podman)?;
+    setup.env = env
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+    Ok(World {
+        chain,
+        c,
+        podman,
+        setup,
+    })
+}
+
+impl World {
+    pub fn escrow(
+        &self,
+    ) -> Result<LeaseEscrow::LeaseEscrowInstance<alloy::providers::DynProvider>> {
+        Ok(LeaseEscrow::new(self.c.escrow, self.chain.wallet(TENANT)?))
+    }
+
+    pub async fn status(&self, lease: U256) -> Result<LeaseStatus> {
+        let l = self.escrow()?.getLease(lease).call().await?;
+        LeaseStatus::from_u8(l.status).ok_or_else(|| eyre::eyre!("bad status"))
+    }
+
+    pub async fn wait_status(
+        &self,
+        lease: U256,
+        want: LeaseStatus,
+        keeper: &KeeperProcess,
+    ) -> Result<()> {
+        wait_for(
+            &format!("lease {lease} to be {want:?}"),
+            WAIT,
+            || async move { Ok((self.status(lease).await? == want).then_some(())) },
+        )
+        .await
+        .wrap_err_with(|| format!("keeper log:\n{}", keeper.log_text()))
+    }
+
+    /// Opens a lease for `manifest` and uploads `upload` (signed by the tenant).
+    pub async fn lease_with(&self, manifest: &[u8], upload_bytes: &[u8]) -> Result<(U256, u16)> {
+        let lease = open_lease_for(&self.chain, &self.c, TENANT, manifest, "", 10_000_000).await?;
+        let (status, _) = upload(
+            &self.setup.gateway(),
+            &self.chain,
+            self.c.escrow,
+            TENANT,
+            lease,
+            upload_bytes,
+        )
+        .await?;
+        Ok((lease, status))
+    }
+
+    pub async fn workload(&self, lease: U256) -> Result<Option<berth_keepers::engine::Workload>> {
+        workload(&self.podman, self.chain.chain_id(), self.c.escrow, lease).await
+    }
+
+    pub async fn pods(&self, lease: U256) -> Result<usize> {
+        pod_count(self.chain.chain_id(), self.c.escrow, lease).await
+    }
+
+    pub async fn endpoint(&self, lease: U256) -> Result<String> {
+        crate::keeper::endpoint_of(&self.chain, self.c.escrow, lease).await
+    }
+
+    pub async fn reject_reason(&self, lease: U256) -> Result<Option<RejectReason>> {
+        let logs = self
+            .chain
+            .wallet(0)?
+            .get_logs(
+                &Filter::new()
+                    .address(self.c.escrow)
+                    .event_signature(LeaseEscrow::LeaseRejected::SIGNATURE_HASH)
+                    .topic1(alloy::primitives::B256::from(lease))
+                    .from_block(0),
+            )
+            .await?;
+        Ok(match logs.first() {
+            Some(log) => RejectReason::from_u8(
+                LeaseEscrow::LeaseRejected::decode_log(&log.inner)?
+                    .data
+                    .reason,
+            ),
+            None => None,
+        })
+    }
+}
