@@ -9,6 +9,7 @@ ALTER VIEW berth.leases RENAME TO leases_from_events;
 ALTER VIEW berth.providers RENAME TO providers_from_events;
 ALTER VIEW berth.provider_revenue_daily RENAME TO provider_revenue_daily_from_events;
 ALTER VIEW berth.tenant_spend RENAME TO tenant_spend_from_events;
+ALTER VIEW berth.utilisation RENAME TO utilisation_from_events;
 
 -- Per lease, what its events add up to so far: sums, the first values (opening terms), the
 -- latest values (status, manifest) and extremes. `berth.leases` reads it.
@@ -47,6 +48,11 @@ CREATE TABLE berth.lease_state (
     endpoint            TEXT,
     last_suspended_at   TIMESTAMPTZ,
     closed_at_s         BIGINT,
+    -- usage reports: how many, the units and the seconds they cover
+    reports             BIGINT NOT NULL DEFAULT 0,
+    cpu_units           NUMERIC NOT NULL DEFAULT 0,
+    memory_units        NUMERIC NOT NULL DEFAULT 0,
+    reported_seconds    NUMERIC NOT NULL DEFAULT 0,
     status              TEXT GENERATED ALWAYS AS (
                           CASE WHEN status_event = 'closing' AND withdrawals > 0 THEN 'closed'
                                ELSE status_event END) STORED,
@@ -82,6 +88,14 @@ CREATE OR REPLACE VIEW berth.lease_lifetimes AS
 SELECT chain_id, lease_id, provider_id, tenant, status, close_reason, opened_at, confirmed_at, closed_at,
        EXTRACT(EPOCH FROM (COALESCE(closed_at, now()) - confirmed_at)) AS served_seconds
 FROM berth.leases;
+
+CREATE VIEW berth.utilisation AS
+SELECT chain_id, lease_id, provider_id,
+       cpu_units / NULLIF(reported_seconds * cpu_millis, 0) AS cpu_utilisation,
+       memory_units / NULLIF(reported_seconds * memory_mib, 0) AS memory_utilisation,
+       reported_seconds
+FROM berth.lease_state
+WHERE reports > 0 AND openings > 0;
 
 -- Per provider: registration, the latest of each changeable field, and running sums.
 CREATE TABLE berth.provider_state (

@@ -480,7 +480,7 @@ pub fn database_url(connect: &sqlx::postgres::PgConnectOptions) -> String {
 
 /// The entity tables the indexer maintains, each beside the reference view that computes
 /// the same rows from the event log (`berth.*_from_events`), with the columns to compare.
-const ENTITY_PAIRS: [(&str, &str, &str); 4] = [
+const ENTITY_PAIRS: [(&str, &str, &str); 5] = [
     ("leases", "leases_from_events", "*"),
     ("providers", "providers_from_events", "*"),
     (
@@ -489,6 +489,7 @@ const ENTITY_PAIRS: [(&str, &str, &str); 4] = [
         "chain_id, provider_id, day, charged, reports",
     ),
     ("tenant_spend", "tenant_spend_from_events", "*"),
+    ("utilisation", "utilisation_from_events", "*"),
 ];
 
 /// Fails unless every entity table equals its reference view row for row (both ways), and

@@ -68,6 +68,10 @@ pub struct LeaseDelta {
     pub endpoint: Option<String>,
     pub last_suspended_at: Option<u64>,
     pub closed_at_s: Option<i64>,
+    pub reports: i64,
+    pub cpu_units: U256,
+    pub memory_units: U256,
+    pub reported_seconds: i64,
 }
 
 /// What a run of events did to one provider.
@@ -274,6 +278,11 @@ impl Fold {
             "AutoTopUpExecuted" => add(&mut l.auto_topped_up, a, "amount"),
             "UsageReported" => {
                 add(&mut l.charged, a, "charge");
+                l.reports += 1;
+                add(&mut l.cpu_units, a, "cpuUnits");
+                add(&mut l.memory_units, a, "memoryUnits");
+                l.reported_seconds +=
+                    int(a, "to").unwrap_or_default() - int(a, "from").unwrap_or_default();
                 l.report_count = greatest(l.report_count, int(a, "sequence"));
                 l.last_report_to = greatest(l.last_report_to, int(a, "to"));
             }

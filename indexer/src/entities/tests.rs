@@ -95,6 +95,7 @@ fn a_lease_history_folds_into_its_current_state() {
     assert_eq!(l.topped_up, U256::from(50));
     assert_eq!(l.withdrawn, U256::from(900));
     assert_eq!(l.report_count, Some(2));
+    assert_eq!((l.reports, l.reported_seconds), (2, 3600 + 7200));
     assert_eq!(l.last_report_to, Some(7200));
     assert_eq!((l.opened_at, l.confirmed_at), (Some(100), Some(110)));
     assert_eq!(l.last_suspended_at, Some(140));

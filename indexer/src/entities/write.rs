@@ -63,7 +63,9 @@ async fn merge_leases<'a>(
         max_rate: Vec<Option<String>>,
         deposit: Vec<Option<String>>,
         opened_at: Vec<Option<i64>>,
-        sums: [Vec<String>; 9],
+        sums: [Vec<String>; 11],
+        reports: Vec<i64>,
+        reported_seconds: Vec<i64>,
         report_count: Vec<Option<i64>>,
         last_report_to: Vec<Option<i64>>,
         confirmed_at: Vec<Option<i64>>,
@@ -100,6 +102,8 @@ async fn merge_leases<'a>(
             l.dispute_opened,
             l.dispute_to_provider,
             l.dispute_to_tenant,
+            l.cpu_units,
+            l.memory_units,
         ];
         for (col, v) in c.sums.iter_mut().zip(sums) {
             col.push(dec(v));
@@ -110,31 +114,37 @@ async fn merge_leases<'a>(
         c.endpoint.push(l.endpoint.clone());
         c.suspended_at.push(secs(l.last_suspended_at));
         c.closed_at.push(l.closed_at_s);
+        c.reports.push(l.reports);
+        c.reported_seconds.push(l.reported_seconds);
     }
     if c.id.is_empty() {
         return Ok(());
     }
-    let [s0, s1, s2, s3, s4, s5, s6, s7, s8] = &c.sums;
+    let [s0, s1, s2, s3, s4, s5, s6, s7, s8, cpu_units, memory_units] = &c.sums;
     sqlx::query(
         "INSERT INTO berth.lease_state AS t (chain_id, lease_id, provider_id, tenant, openings, withdrawals,
            status_event, close_reason, price_version, cpu_millis, memory_mib, storage_gib, manifest_hash,
            manifest_uri, manifest_version, max_rate, deposit, opened_at, topped_up, auto_topped_up, charged,
            refunded, withdrawn, claimed, dispute_opened, dispute_to_provider, dispute_to_tenant, report_count,
-           last_report_to, confirmed_at, endpoint, last_suspended_at, closed_at_s)
+           last_report_to, confirmed_at, endpoint, last_suspended_at, closed_at_s, reports, cpu_units,
+           memory_units, reported_seconds)
          SELECT $1, u.id::NUMERIC, u.provider::NUMERIC, u.tenant, u.openings, u.withdrawals, u.status, u.reason,
            u.price_version, u.cpu, u.memory, u.storage, u.hash, u.uri, COALESCE(u.version, 0),
            u.max_rate::NUMERIC, u.deposit::NUMERIC, to_timestamp(u.opened_at), u.s0::NUMERIC, u.s1::NUMERIC,
            u.s2::NUMERIC, u.s3::NUMERIC, u.s4::NUMERIC, u.s5::NUMERIC, u.s6::NUMERIC, u.s7::NUMERIC, u.s8::NUMERIC,
            COALESCE(u.report_count, 0), u.last_report_to, to_timestamp(u.confirmed_at), u.endpoint,
-           to_timestamp(u.suspended_at), u.closed_at
+           to_timestamp(u.suspended_at), u.closed_at, u.reports, u.cpu_units::NUMERIC, u.memory_units::NUMERIC,
+           u.reported_seconds
          FROM UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[], $7::TEXT[], $8::TEXT[],
            $9::BIGINT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[], $13::TEXT[], $14::TEXT[], $15::BIGINT[],
            $16::TEXT[], $17::TEXT[], $18::BIGINT[], $19::TEXT[], $20::TEXT[], $21::TEXT[], $22::TEXT[],
            $23::TEXT[], $24::TEXT[], $25::TEXT[], $26::TEXT[], $27::TEXT[], $28::BIGINT[], $29::BIGINT[],
-           $30::BIGINT[], $31::TEXT[], $32::BIGINT[], $33::BIGINT[])
+           $30::BIGINT[], $31::TEXT[], $32::BIGINT[], $33::BIGINT[], $34::BIGINT[], $35::TEXT[], $36::TEXT[],
+           $37::BIGINT[])
            AS u(id, provider, tenant, openings, withdrawals, status, reason, price_version, cpu, memory, storage,
                 hash, uri, version, max_rate, deposit, opened_at, s0, s1, s2, s3, s4, s5, s6, s7, s8,
-                report_count, last_report_to, confirmed_at, endpoint, suspended_at, closed_at)
+                report_count, last_report_to, confirmed_at, endpoint, suspended_at, closed_at, reports,
+                cpu_units, memory_units, reported_seconds)
          ON CONFLICT (chain_id, lease_id) DO UPDATE SET
            provider_id = GREATEST(t.provider_id, EXCLUDED.provider_id),
            tenant = GREATEST(t.tenant, EXCLUDED.tenant),
@@ -166,7 +176,11 @@ async fn merge_leases<'a>(
            confirmed_at = LEAST(t.confirmed_at, EXCLUDED.confirmed_at),
            endpoint = GREATEST(t.endpoint, EXCLUDED.endpoint),
            last_suspended_at = GREATEST(t.last_suspended_at, EXCLUDED.last_suspended_at),
-           closed_at_s = GREATEST(t.closed_at_s, EXCLUDED.closed_at_s)",
+           closed_at_s = GREATEST(t.closed_at_s, EXCLUDED.closed_at_s),
+           reports = t.reports + EXCLUDED.reports,
+           cpu_units = t.cpu_units + EXCLUDED.cpu_units,
+           memory_units = t.memory_units + EXCLUDED.memory_units,
+           reported_seconds = t.reported_seconds + EXCLUDED.reported_seconds",
     )
     .bind(chain_id)
     .bind(&c.id)
@@ -201,6 +215,10 @@ async fn merge_leases<'a>(
     .bind(&c.endpoint)
     .bind(&c.suspended_at)
     .bind(&c.closed_at)
+    .bind(&c.reports)
+    .bind(cpu_units)
+    .bind(memory_units)
+    .bind(&c.reported_seconds)
     .execute(&mut *conn)
     .await?;
     Ok(())
