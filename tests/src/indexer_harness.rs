@@ -192,3 +192,38 @@ pub async fn assert_leases_match_chain(
     }
     Ok(count as usize)
 }
+
+/// Waits until the indexer's checkpoint is the node's head block, with the head's hash.
+pub async fn wait_caught_up(
+    chain: &Chain,
+    pool: &PgPool,
+    limit: std::time::Duration,
+) -> Result<()> {
+    let node = chain.wallet(0)?;
+    let started = std::time::Instant::now();
+    loop {
+        let head = node.get_block_number().await?;
+        let block = node
+            .get_block_by_number(head.into())
+            .await?
+            .map(|b| b.header.hash.to_vec());
+        let stored: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT block_number, block_hash FROM berth.checkpoint")
+                .fetch_optional(pool)
+                .await
+                .ok()
+                .flatten();
+        if let Some((n, hash)) = &stored
+            && u64::try_from(*n).ok() == Some(head)
+            && Some(hash) == block.as_ref()
+        {
+            return Ok(());
+        }
+        eyre::ensure!(
+            started.elapsed() < limit,
+            "the indexer did not catch up within {limit:?} (checkpoint {:?}, head {head})",
+            stored.map(|s| s.0)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

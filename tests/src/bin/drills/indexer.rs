@@ -5,7 +5,7 @@
 //! database is compared with the chain: every log stored once and nothing from an orphaned
 //! branch, every lease as `getLease` shows it, every entity table equal to the event log.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy::{
     primitives::{U256, aliases::U40, keccak256},
@@ -14,12 +14,14 @@ use alloy::{
 use berth_bindings::LeaseEscrow;
 use berth_e2e::{
     Chain, Contracts, ScratchDb, assert_entities_match_event_log, deploy_with_one_lease,
-    indexer_harness::{IndexerProcess, assert_events_match_chain, assert_leases_match_chain},
+    indexer_harness::{
+        IndexerProcess, assert_events_match_chain, assert_leases_match_chain, wait_caught_up,
+    },
     mined, open_lease,
     rpc_proxy::RpcProxy,
     write_deployment,
 };
-use eyre::{Result, bail};
+use eyre::Result;
 use sqlx::PgPool;
 
 use crate::{Rng, Tally};
@@ -216,7 +218,7 @@ impl Drill {
             }
             did.push(what);
         }
-        self.caught_up(Duration::from_secs(120)).await?;
+        wait_caught_up(&self.chain, &self.pool, Duration::from_secs(120)).await?;
         let events =
             assert_events_match_chain(&self.chain, [self.c.registry, self.c.escrow], &self.pool)
                 .await?;
@@ -226,37 +228,5 @@ impl Drill {
             "{}; then {events} events equal the chain's logs, {leases} leases equal getLease, {rows} entity rows equal the event log",
             did.join("; ")
         ))
-    }
-
-    /// Waits until the checkpoint is the head's block, with the head's hash.
-    async fn caught_up(&self, limit: Duration) -> Result<()> {
-        let started = Instant::now();
-        loop {
-            let head = self.head().await?;
-            let block = self
-                .tenant
-                .get_block_by_number(head.into())
-                .await?
-                .map(|b| b.header.hash.to_vec());
-            let stored: Option<(i64, Vec<u8>)> =
-                sqlx::query_as("SELECT block_number, block_hash FROM berth.checkpoint")
-                    .fetch_optional(&self.pool)
-                    .await
-                    .ok()
-                    .flatten();
-            if let Some((n, hash)) = stored
-                && u64::try_from(n).ok() == Some(head)
-                && Some(hash) == block
-            {
-                return Ok(());
-            }
-            if started.elapsed() > limit {
-                bail!(
-                    "the indexer did not catch up within {limit:?} (checkpoint {:?}, head {head})",
-                    self.checkpoint().await
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
     }
 }

@@ -15,10 +15,15 @@
 //!   huge numbers, path-like and unicode names, wrong hashes, manifest URLs that drip or
 //!   never end): each lease rejected with a manifest reason, every deposit refunded in full,
 //!   no workload, the keeper up with its peak memory under 512 MiB.
+//! - `outages`: a keeper and an indexer together while the node freezes (SIGSTOP, 1–8 s),
+//!   the podman service goes away (1–5 s) or both, tenants opening and closing leases
+//!   meanwhile: after each round every active lease serves from one workload, every closed
+//!   one has none, and the indexer equals the chain, with no manual step.
 
 mod corpus;
 mod hostile;
 mod indexer;
+mod outages;
 
 use eyre::{Result, bail};
 
@@ -93,7 +98,7 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let usage = "usage: drills <indexer|hostile> [--rounds N] [--seed S]";
+    let usage = "usage: drills <indexer|hostile|outages> [--rounds N] [--seed S]";
     let mut args = std::env::args().skip(1);
     let Some(drill) = args.next() else {
         bail!("{usage}");
@@ -138,6 +143,7 @@ async fn main() -> Result<()> {
     match args.drill.as_str() {
         "indexer" => indexer::run(args.rounds, &mut rng).await,
         "hostile" => hostile::run(args.rounds, &mut rng).await,
-        other => bail!("unknown drill `{other}`; drills: indexer, hostile"),
+        "outages" => outages::run(args.rounds, &mut rng).await,
+        other => bail!("unknown drill `{other}`; drills: indexer, hostile, outages"),
     }
 }
