@@ -47,23 +47,7 @@ fn busy_manifest() -> Vec<u8> {
 
 /// Every `UsageReported` of a lease, by sequence.
 async fn reports(w: &World, lease: U256) -> Result<Vec<LeaseEscrow::UsageReported>> {
-    let logs = w
-        .chain
-        .wallet(0)?
-        .get_logs(
-            &Filter::new()
-                .address(w.c.escrow)
-                .event_signature(LeaseEscrow::UsageReported::SIGNATURE_HASH)
-                .topic1(alloy::primitives::B256::from(lease))
-                .from_block(0),
-        )
-        .await?;
-    let mut out = Vec::new();
-    for log in logs {
-        out.push(LeaseEscrow::UsageReported::decode_log(&log.inner)?.data);
-    }
-    out.sort_by_key(|r| r.sequence);
-    Ok(out)
+    w.reports(lease).await
 }
 
 async fn wait_reports(
@@ -81,18 +65,7 @@ async fn wait_reports(
 }
 
 fn check_caps(r: &LeaseEscrow::UsageReported) -> Result<()> {
-    let period = r.to.to::<u64>() - r.from.to::<u64>();
-    ensure!(
-        r.cpuUnits <= 500 * period,
-        "cpu {} above the cap over {period} s",
-        r.cpuUnits
-    );
-    ensure!(
-        r.memoryUnits <= 512 * period,
-        "memory {} above the cap over {period} s",
-        r.memoryUnits
-    );
-    Ok(())
+    berth_e2e::world::check_caps(r)
 }
 
 #[sqlx::test(migrations = false)]

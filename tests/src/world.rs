@@ -132,6 +132,27 @@ impl World {
         crate::keeper::endpoint_of(&self.chain, self.c.escrow, lease).await
     }
 
+    /// The lease's usage reports on chain, by sequence.
+    pub async fn reports(&self, lease: U256) -> Result<Vec<LeaseEscrow::UsageReported>> {
+        let logs = self
+            .chain
+            .wallet(0)?
+            .get_logs(
+                &Filter::new()
+                    .address(self.c.escrow)
+                    .event_signature(LeaseEscrow::UsageReported::SIGNATURE_HASH)
+                    .topic1(alloy::primitives::B256::from(lease))
+                    .from_block(0),
+            )
+            .await?;
+        let mut out = Vec::new();
+        for log in logs {
+            out.push(LeaseEscrow::UsageReported::decode_log(&log.inner)?.data);
+        }
+        out.sort_by_key(|r| r.sequence);
+        Ok(out)
+    }
+
     pub async fn reject_reason(&self, lease: U256) -> Result<Option<RejectReason>> {
         let logs = self
             .chain
@@ -153,4 +174,21 @@ impl World {
             None => None,
         })
     }
+}
+
+/// Fails unless a report's units fit the reservation of the test leases (500 millicores,
+/// 512 MiB) over its period.
+pub fn check_caps(r: &LeaseEscrow::UsageReported) -> Result<()> {
+    let period = r.to.to::<u64>() - r.from.to::<u64>();
+    eyre::ensure!(
+        r.cpuUnits <= 500 * period,
+        "cpu {} above the cap over {period} s",
+        r.cpuUnits
+    );
+    eyre::ensure!(
+        r.memoryUnits <= 512 * period,
+        "memory {} above the cap over {period} s",
+        r.memoryUnits
+    );
+    Ok(())
 }

@@ -10,6 +10,10 @@
 //!   anvil reorgs of random depth 1–5 in between, every RPC request through a proxy adding
 //!   30–150 ms; after each round the events equal the chain's logs, the leases equal
 //!   `getLease`, and the entity tables equal the event log.
+//! - `keeper`: the keeper SIGKILLed at random moments while 20 leases are opened, deployed,
+//!   reported, closed and exhausted (chain time moved forward): after each round every
+//!   active lease has one workload and every ended one none, each lease was confirmed once,
+//!   reports are contiguous and within the reservation, closed leases finally reported.
 //! - `hostile`: rounds of 50 generated hostile manifests and uploads against a real keeper
 //!   (policy escapes, oversized, deeply nested and alias-bomb YAML, invalid UTF-8, NUL bytes,
 //!   huge numbers, path-like and unicode names, wrong hashes, manifest URLs that drip or
@@ -23,6 +27,7 @@
 mod corpus;
 mod hostile;
 mod indexer;
+mod keeper;
 mod outages;
 
 use eyre::{Result, bail};
@@ -98,7 +103,7 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let usage = "usage: drills <indexer|hostile|outages> [--rounds N] [--seed S]";
+    let usage = "usage: drills <indexer|keeper|hostile|outages> [--rounds N] [--seed S]";
     let mut args = std::env::args().skip(1);
     let Some(drill) = args.next() else {
         bail!("{usage}");
@@ -144,6 +149,7 @@ async fn main() -> Result<()> {
         "indexer" => indexer::run(args.rounds, &mut rng).await,
         "hostile" => hostile::run(args.rounds, &mut rng).await,
         "outages" => outages::run(args.rounds, &mut rng).await,
-        other => bail!("unknown drill `{other}`; drills: indexer, hostile, outages"),
+        "keeper" => keeper::run(args.rounds, &mut rng).await,
+        other => bail!("unknown drill `{other}`; drills: indexer, keeper, hostile, outages"),
     }
 }
