@@ -1,4 +1,5 @@
-//! The keeper drill: one provider keeper (podman) SIGKILLed at random moments while 20
+//! The keeper drill: one provider keeper (podman; every RPC request through a proxy adding
+//! 30–150 ms) SIGKILLed at random moments while 20
 //! leases are opened, deployed, confirmed, reported, closed by their tenants, and exhausted
 //! (short deposits at high prices: suspended below the minimum runway, terminated after the
 //! grace period, with chain time moved forward by the drill). After each round the keeper
@@ -16,6 +17,7 @@ use berth_e2e::{
     ScratchDb, Settings,
     keeper::{KeeperProcess, confirmations_of, confirmed_at, hello_manifest, upload, wait_for},
     mined, open_lease_for,
+    rpc_proxy::RpcProxy,
     world::{TENANT, World, check_caps, world_with},
 };
 use eyre::{Result, ensure};
@@ -44,7 +46,7 @@ async fn drill(db: &ScratchDb, rounds: u32, rng: &mut Rng) -> Result<()> {
         final_report_window: FINAL_REPORT_WINDOW,
         ..Settings::default()
     };
-    let w = world_with(
+    let mut w = world_with(
         &db.url.parse()?,
         &[
             ("BERTH_SAMPLE_INTERVAL_MS", "200"),
@@ -55,6 +57,10 @@ async fn drill(db: &ScratchDb, rounds: u32, rng: &mut Rng) -> Result<()> {
         settings,
     )
     .await?;
+    // The keeper reads the chain through a proxy adding 30-150 ms to every request.
+    let proxy = RpcProxy::start(w.chain.rpc_url()).await?;
+    proxy.latency(30, 150);
+    w.setup.rpc_url = proxy.url().to_owned();
     let mut keeper = KeeperProcess::start(&w.setup).await?;
     let mut opened: Vec<U256> = Vec::new();
     let (mut kills, mut advanced) = (0, 0);
@@ -112,8 +118,9 @@ async fn drill(db: &ScratchDb, rounds: u32, rng: &mut Rng) -> Result<()> {
         tally.record(round, outcome);
     }
     println!(
-        "totals: {} leases, {kills} keeper kills, chain time moved {advanced} s",
-        opened.len()
+        "totals: {} leases, {kills} keeper kills, chain time moved {advanced} s, {} keeper RPC calls through the proxy",
+        opened.len(),
+        proxy.calls()
     );
     tally.finish("keeper drill")
 }

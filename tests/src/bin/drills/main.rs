@@ -20,7 +20,8 @@
 //!   never end): each lease rejected with a manifest reason, every deposit refunded in full,
 //!   no workload, the keeper up with its peak memory under 512 MiB.
 //! - `outages`: a keeper and an indexer together while the node freezes (SIGSTOP, 1–8 s),
-//!   the podman service goes away (1–5 s) or both, tenants opening and closing leases
+//!   the podman service goes away (1–5 s), Postgres restarts (1–5 s down), or node and
+//!   podman at once, tenants opening and closing leases
 //!   meanwhile: after each round every active lease serves from one workload, every closed
 //!   one has none, and the indexer equals the chain, with no manual step.
 
@@ -29,6 +30,7 @@ mod hostile;
 mod indexer;
 mod keeper;
 mod outages;
+mod postgres;
 
 use eyre::{Result, bail};
 

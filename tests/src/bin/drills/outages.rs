@@ -1,6 +1,7 @@
 //! The outage drill: a keeper (podman engine) and an indexer run together against anvil and
-//! Postgres while the node is frozen (SIGSTOP) for a random 1–8 s, the podman service goes
-//! away for a random 1–5 s and comes back, or both at once; tenants open and close leases
+//! a Postgres server of the drill's own while the node is frozen (SIGSTOP) for a random
+//! 1–8 s, the podman service goes away for a random 1–5 s and comes back, Postgres is shut
+//! down (fast) for 1–5 s and started again under both, or node and podman at once; tenants open and close leases
 //! meanwhile. After each round both services must have recovered with no manual step and
 //! lost nothing: every active lease has exactly one workload and serves, every closed one
 //! has none, and the indexer's tables equal the chain.
@@ -10,7 +11,7 @@ use std::{process::Command, time::Duration};
 use alloy::primitives::U256;
 use berth_bindings::LeaseStatus;
 use berth_e2e::{
-    ScratchDb, assert_entities_match_event_log,
+    assert_entities_match_event_log,
     indexer_harness::{
         IndexerProcess, assert_events_match_chain, assert_leases_match_chain, wait_caught_up,
     },
@@ -20,7 +21,7 @@ use berth_e2e::{
 };
 use eyre::{Result, ensure};
 
-use crate::{Rng, Tally};
+use crate::{Rng, Tally, postgres::PrivatePostgres};
 
 /// Leases kept running at once (each is a podman pod).
 const LIVE: usize = 3;
@@ -36,12 +37,15 @@ fn signal(pid: u32, sig: &str) -> Result<()> {
 }
 
 pub async fn run(rounds: u32, rng: &mut Rng) -> Result<()> {
-    let keeper_db = ScratchDb::create("drill_outage_keeper").await?;
-    let index_db = ScratchDb::create("drill_outage_index").await?;
-    let outcome = drill(&keeper_db, &index_db, rounds, rng).await;
-    keeper_db.drop().await?;
-    index_db.drop().await?;
-    outcome
+    let mut pg = PrivatePostgres::start()?;
+    let admin = sqlx::PgPool::connect(&pg.url("postgres")).await?;
+    for db in ["keeper", "indexer"] {
+        sqlx::query(&format!("CREATE DATABASE {db}"))
+            .execute(&admin)
+            .await?;
+    }
+    admin.close().await;
+    drill(&mut pg, rounds, rng).await
 }
 
 /// Opens or closes a lease as a tenant would: one new lease while fewer than LIVE run, else
@@ -60,19 +64,18 @@ async fn traffic(w: &World, live: &mut Vec<U256>, ended: &mut Vec<U256>) -> Resu
     }
 }
 
-async fn drill(
-    keeper_db: &ScratchDb,
-    index_db: &ScratchDb,
-    rounds: u32,
-    rng: &mut Rng,
-) -> Result<()> {
-    let mut w = world(&keeper_db.url.parse()?, &[]).await?;
+async fn drill(pg: &mut PrivatePostgres, rounds: u32, rng: &mut Rng) -> Result<()> {
+    let mut w = world(&pg.url("keeper").parse()?, &[]).await?;
     let keeper = KeeperProcess::start(&w.setup).await?;
-    let _indexer =
-        IndexerProcess::spawn(&w.chain.rpc_url(), &w.setup.deployment, &index_db.url, &[])?;
+    let _indexer = IndexerProcess::spawn(
+        &w.chain.rpc_url(),
+        &w.setup.deployment,
+        &pg.url("indexer"),
+        &[],
+    )?;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
-        .connect(&index_db.url)
+        .connect(&pg.url("indexer"))
         .await?;
     let (mut live, mut ended) = (Vec::new(), Vec::new());
     let mut tally = Tally::default();
@@ -80,7 +83,7 @@ async fn drill(
         let outcome: Result<String> = async {
             let anvil = w.chain.pid();
             let mut did = Vec::new();
-            match rng.between(0, 2) {
+            match rng.between(0, 3) {
                 0 => {
                     let secs = rng.between(1, 8);
                     signal(anvil, "-STOP")?;
@@ -96,6 +99,14 @@ async fn drill(
                     tokio::time::sleep(Duration::from_secs(secs)).await;
                     w.podman.restart().await?;
                     did.push(format!("podman service down {secs} s"));
+                }
+                2 => {
+                    let secs = rng.between(1, 5);
+                    pg.down()?;
+                    tokio::time::sleep(Duration::from_secs(secs)).await;
+                    pg.up()?;
+                    did.push(format!("Postgres down {secs} s (restarted under both)"));
+                    did.push(traffic(&w, &mut live, &mut ended).await?);
                 }
                 _ => {
                     let secs = rng.between(1, 5);
