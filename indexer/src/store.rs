@@ -100,9 +100,9 @@ impl Store {
         MIGRATOR.run(&pool).await?;
         let chain_id = i64_of(chain_id)?;
         let mut tx = pool.begin().await?;
-        if entities::write::need_rebuild(&mut tx, chain_id).await? {
+        if entities::undo::need_rebuild(&mut tx, chain_id).await? {
             tracing::info!("folding the stored event log into the entity tables");
-            entities::write::rebuild(&mut tx, chain_id).await?;
+            entities::undo::rebuild(&mut tx, chain_id).await?;
         }
         tx.commit().await?;
         Ok(Self { pool, chain_id })
@@ -117,7 +117,7 @@ impl Store {
     /// one transaction (for audits and for tests that write events directly).
     pub async fn rebuild_entities(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        entities::write::rebuild(&mut tx, self.chain_id).await?;
+        entities::undo::rebuild(&mut tx, self.chain_id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -179,7 +179,7 @@ impl Store {
         let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         let (first, last) = (i64_of(from)?, i64_of(head.number)?);
-        entities::write::undo_range(&mut tx, self.chain_id, first, last).await?;
+        entities::undo::undo_range(&mut tx, self.chain_id, first, last).await?;
         sqlx::query(
             "DELETE FROM berth.raw_logs WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3",
         )
@@ -329,7 +329,7 @@ impl Store {
     pub async fn rewind_to(&self, ancestor: BlockRef) -> Result<(), StoreError> {
         let above = i64_of(ancestor.number)?;
         let mut tx = self.pool.begin().await?;
-        entities::write::undo_range(&mut tx, self.chain_id, above + 1, i64::MAX).await?;
+        entities::undo::undo_range(&mut tx, self.chain_id, above + 1, i64::MAX).await?;
         for table in ["berth.raw_logs", "berth.blocks"] {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE chain_id = $1 AND block_number > $2"

@@ -9,6 +9,7 @@
 //! The fold mirrors the reference views `berth.*_from_events` (SQL over the event log);
 //! tests compare the two after every kind of history.
 
+pub mod undo;
 pub mod write;
 
 use std::collections::BTreeMap;
