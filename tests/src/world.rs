@@ -107,7 +107,17 @@ impl World {
 
     /// Opens a lease for `manifest` and uploads `upload` (signed by the tenant).
     pub async fn lease_with(&self, manifest: &[u8], upload_bytes: &[u8]) -> Result<(U256, u16)> {
-        let lease = open_lease_for(&self.chain, &self.c, TENANT, manifest, "", 10_000_000).await?;
+        self.lease_funded(manifest, upload_bytes, 10_000_000).await
+    }
+
+    /// [`World::lease_with`] with a deposit of `deposit` base units.
+    pub async fn lease_funded(
+        &self,
+        manifest: &[u8],
+        upload_bytes: &[u8],
+        deposit: u64,
+    ) -> Result<(U256, u16)> {
+        let lease = open_lease_for(&self.chain, &self.c, TENANT, manifest, "", deposit).await?;
         let (status, _) = upload(
             &self.setup.gateway(),
             &self.chain,
@@ -132,19 +142,24 @@ impl World {
         crate::keeper::endpoint_of(&self.chain, self.c.escrow, lease).await
     }
 
-    /// The lease's usage reports on chain, by sequence.
-    pub async fn reports(&self, lease: U256) -> Result<Vec<LeaseEscrow::UsageReported>> {
-        let logs = self
+    /// The escrow's logs of event `E` for `lease`, in chain order.
+    async fn lease_logs<E: SolEvent>(&self, lease: U256) -> Result<Vec<alloy::rpc::types::Log>> {
+        Ok(self
             .chain
             .wallet(0)?
             .get_logs(
                 &Filter::new()
                     .address(self.c.escrow)
-                    .event_signature(LeaseEscrow::UsageReported::SIGNATURE_HASH)
+                    .event_signature(E::SIGNATURE_HASH)
                     .topic1(alloy::primitives::B256::from(lease))
                     .from_block(0),
             )
-            .await?;
+            .await?)
+    }
+
+    /// The lease's usage reports on chain, by sequence.
+    pub async fn reports(&self, lease: U256) -> Result<Vec<LeaseEscrow::UsageReported>> {
+        let logs = self.lease_logs::<LeaseEscrow::UsageReported>(lease).await?;
         let mut out = Vec::new();
         for log in logs {
             out.push(LeaseEscrow::UsageReported::decode_log(&log.inner)?.data);
@@ -154,17 +169,7 @@ impl World {
     }
 
     pub async fn reject_reason(&self, lease: U256) -> Result<Option<RejectReason>> {
-        let logs = self
-            .chain
-            .wallet(0)?
-            .get_logs(
-                &Filter::new()
-                    .address(self.c.escrow)
-                    .event_signature(LeaseEscrow::LeaseRejected::SIGNATURE_HASH)
-                    .topic1(alloy::primitives::B256::from(lease))
-                    .from_block(0),
-            )
-            .await?;
+        let logs = self.lease_logs::<LeaseEscrow::LeaseRejected>(lease).await?;
         Ok(match logs.first() {
             Some(log) => RejectReason::from_u8(
                 LeaseEscrow::LeaseRejected::decode_log(&log.inner)?

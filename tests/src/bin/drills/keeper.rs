@@ -15,10 +15,10 @@ use alloy::primitives::U256;
 use berth_bindings::LeaseStatus;
 use berth_e2e::{
     ScratchDb, Settings,
-    keeper::{KeeperProcess, confirmations_of, confirmed_at, hello_manifest, upload, wait_for},
-    mined, open_lease_for,
+    keeper::{KeeperProcess, confirmations_of, confirmed_at, hello_manifest, wait_for},
+    mined,
     rpc_proxy::RpcProxy,
-    world::{TENANT, World, check_caps, world_with},
+    world::{World, check_caps, world_with},
 };
 use eyre::{Result, ensure};
 
@@ -79,16 +79,7 @@ async fn drill(db: &ScratchDb, rounds: u32, rng: &mut Rng) -> Result<()> {
                     LONG_DEPOSIT
                 };
                 let manifest = hello_manifest();
-                let lease = open_lease_for(&w.chain, &w.c, TENANT, &manifest, "", deposit).await?;
-                upload(
-                    &w.setup.gateway(),
-                    &w.chain,
-                    w.c.escrow,
-                    TENANT,
-                    lease,
-                    &manifest,
-                )
-                .await?;
+                let (lease, _) = w.lease_funded(&manifest, &manifest, deposit).await?;
                 opened.push(lease);
             }
             did.push(format!("{new} opened"));
