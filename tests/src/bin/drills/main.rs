@@ -104,16 +104,19 @@ struct Args {
     seed: u64,
 }
 
-fn parse_args() -> Result<Args> {
+const DRILLS: [&str; 4] = ["indexer", "keeper", "hostile", "outages"];
+
+/// The command line after the program name; `seed` unless `--seed` names one.
+fn parse_args(mut args: impl Iterator<Item = String>, seed: u64) -> Result<Args> {
     let usage = "usage: drills <indexer|keeper|hostile|outages> [--rounds N] [--seed S]";
-    let mut args = std::env::args().skip(1);
     let Some(drill) = args.next() else {
         bail!("{usage}");
     };
+    if !DRILLS.contains(&drill.as_str()) {
+        bail!("unknown drill `{drill}`; drills: {}", DRILLS.join(", "));
+    }
     let mut rounds = 5;
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_nanos() as u64;
+    let mut seed = seed;
     while let Some(flag) = args.next() {
         let value = args
             .next()
@@ -132,6 +135,9 @@ fn parse_args() -> Result<Args> {
             other => bail!("unknown option `{other}`; {usage}"),
         }
     }
+    if rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
     Ok(Args {
         drill,
         rounds,
@@ -141,7 +147,10 @@ fn parse_args() -> Result<Args> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = parse_args()?;
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64;
+    let args = parse_args(std::env::args().skip(1), clock)?;
     println!(
         "drill {} — {} rounds, seed {} (rerun with --seed {} to repeat the faults)",
         args.drill, args.rounds, args.seed, args.seed
@@ -153,5 +162,62 @@ async fn main() -> Result<()> {
         "outages" => outages::run(args.rounds, &mut rng).await,
         "keeper" => keeper::run(args.rounds, &mut rng).await,
         other => bail!("unknown drill `{other}`; drills: indexer, keeper, hostile, outages"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Args> {
+        parse_args(line.split_whitespace().map(str::to_owned), 42)
+    }
+
+    fn error(line: &str) -> String {
+        parse(line).err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_drill_with_rounds_and_seed_parses() {
+        let a = parse("keeper --rounds 50 --seed 7").expect("valid");
+        assert_eq!((a.drill.as_str(), a.rounds, a.seed), ("keeper", 50, 7));
+        let a = parse("hostile").expect("valid");
+        assert_eq!(
+            (a.rounds, a.seed),
+            (5, 42),
+            "defaults: 5 rounds, the clock's seed"
+        );
+    }
+
+    #[test]
+    fn bad_command_lines_are_refused_with_what_is_wrong() {
+        for (line, says) in [
+            ("", "usage: drills"),
+            (
+                "everything",
+                "unknown drill `everything`; drills: indexer, keeper",
+            ),
+            ("indexer --rounds", "--rounds needs a value"),
+            (
+                "indexer --rounds many",
+                "--rounds must be a whole number, not `many`",
+            ),
+            ("indexer --rounds 0", "--rounds must be at least 1"),
+            ("indexer --rounds -3", "--rounds must be a whole number"),
+            ("indexer --seed x", "--seed must be a whole number"),
+            ("indexer --fast 1", "unknown option `--fast`"),
+        ] {
+            assert!(error(line).contains(says), "{line:?}: {}", error(line));
+        }
+    }
+
+    #[test]
+    fn the_generator_is_reproducible_and_stays_in_range() {
+        let (mut a, mut b) = (Rng::new(9), Rng::new(9));
+        for _ in 0..1000 {
+            let x = a.between(3, 7);
+            assert_eq!(x, b.between(3, 7));
+            assert!((3..=7).contains(&x));
+        }
     }
 }
