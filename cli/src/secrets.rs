@@ -31,7 +31,7 @@ use crate::{
 /// Where secret values come from.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SecretArgs {
-    /// A value the manifest's `secret_env` or `pull_secret` names: `NAME=file:PATH` (the
+    /// A value the manifest's `secret_env`, `secret_files` or `pull_secret` names: `NAME=file:PATH` (the
     /// file's contents, one trailing newline dropped) or `NAME=env:VAR` (repeatable). Values
     /// never come from arguments.
     #[arg(long = "secret", value_name = "NAME=file:PATH|NAME=env:VAR")]

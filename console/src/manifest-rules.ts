@@ -41,6 +41,9 @@ export function validate(m: Manifest): void {
       if (v in s.env) throw field(path, "also set in env");
       throw field(path, `\`${s.secret_env[v]}\` is not in secrets.names`);
     }
+    for (const [file, name] of sorted(s.secret_files)) {
+      throw field(`${at}.secret_files.${file}`, `\`${name}\` is not in secrets.names`);
+    }
     if (s.pull_secret !== undefined) throw field(`${at}.pull_secret`, `\`${s.pull_secret}\` is not in secrets.names`);
   }
 }
@@ -86,6 +89,9 @@ function validateService(s: Service, at: string): void {
   validateGateway(s, at, http);
   const names = new Set<string>();
   s.volumes.forEach((v, i) => {
+    if (v.name === RESERVED_VOLUME) {
+      throw field(`${at}.volumes[${i}].name`, `\`${RESERVED_VOLUME}\` is the name of the secret files' volume`);
+    }
     if (!isDnsLabel(v.name, 40) || names.has(v.name)) throw field(`${at}.volumes[${i}].name`, "a unique DNS label is required");
     names.add(v.name);
     if (!v.mount.startsWith("/") || v.mount.split("/").includes("..")) {
@@ -142,6 +148,9 @@ function checkStrings(s: Service, at: string): void {
   s.volumes.forEach((v, i) => strings.push([`${at}.volumes[${i}].mount`, v.mount]));
   for (const [path, value] of strings) if (value.includes("\0")) throw field(path, "contains a NUL byte");
 }
+
+/** The volume the keeper mounts `secret_files` from; no manifest volume may take its name. */
+const RESERVED_VOLUME = "berth-secrets";
 
 const isEnvName = (k: string) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(k);
 

@@ -28,6 +28,7 @@ export interface Service {
   args: string[];
   env: Record<string, string>;
   secret_env: Record<string, string>;
+  secret_files: Record<string, string>;
   pull_secret?: string;
   ports: Port[];
   resources: { cpu: string; memory: string; storage?: string };
@@ -188,7 +189,7 @@ function optional<T>(v: unknown, read: (x: unknown) => T): T | undefined {
 }
 
 const SERVICE_FIELDS = [
-  "image", "command", "args", "env", "secret_env", "pull_secret", "ports", "resources",
+  "image", "command", "args", "env", "secret_env", "secret_files", "pull_secret", "ports", "resources",
   "replicas", "privileged", "host_network", "capabilities", "volumes", "idle_timeout",
   "private", "allow", "shell", "domains",
 ] as const;
@@ -214,6 +215,7 @@ function service(v: unknown, at: string): Service {
     args: list(o.args, `${at}.args`, str),
     env: stringMap(o.env, `${at}.env`),
     secret_env: stringMap(o.secret_env, `${at}.secret_env`),
+    secret_files: stringMap(o.secret_files, `${at}.secret_files`),
     pull_secret: optional(o.pull_secret, (x) => str(x, `${at}.pull_secret`)),
     ports: list(o.ports, `${at}.ports`, port),
     resources: {

@@ -56,6 +56,11 @@ async fn main() -> Result<()> {
                 cfg.engine_timeout_ms,
                 cfg.pull_timeout_s,
             );
+            if cfg.encryption_keys.is_some() {
+                berth_keepers::engine::podman::prepare_secret_files(&cfg.secret_files_dir)
+                    .wrap_err("secret_files_dir")?;
+            }
+            let engine = engine.with_secret_files(&cfg.secret_files_dir);
             let engine = if cfg.apps_domain.is_empty() {
                 engine
             } else {

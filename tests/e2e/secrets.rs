@@ -1,6 +1,7 @@
 //! Sealed secrets end to end (real keeper, podman, anvil, Postgres): a value sealed to the
-//! provider's registered key reaches the container's environment and nowhere else (not the
-//! keeper's database, not its debug log); an envelope sealed for another tenant, a corrupted
+//! provider's registered key reaches the container's environment and a read-only file in it,
+//! and nowhere else (not the keeper's database, not its debug log, not the disk: the file
+//! lives on a tmpfs and goes with the lease); an envelope sealed for another tenant, a corrupted
 //! one, one replayed onto a second lease and one sealed to a retired key version are each
 //! rejected as `SecretsUnreadable` with the whole deposit refunded and nothing run; a key
 //! rotation leaves the lease sealed to the old key running and a new lease on the new key runs.
@@ -24,7 +25,7 @@ fn sealed_manifest(
     tenant_key: &[u8; 32],
     value: &str,
 ) -> Result<String> {
-    let service = "  web:\n    image: localhost/berth-hello:latest\n    ports:\n      - port: 8080\n        expose: http\n    secret_env: {BERTH_SECRET: token}\n    resources:\n      cpu: 500m\n      memory: 256Mi\n";
+    let service = "  web:\n    image: localhost/berth-hello:latest\n    ports:\n      - port: 8080\n        expose: http\n    env: {BERTH_SECRET_FILE: /etc/berth/token}\n    secret_env: {BERTH_SECRET: token}\n    secret_files: {/etc/berth/token: token}\n    resources:\n      cpu: 500m\n      memory: 256Mi\n";
     seal_manifest(
         w,
         tenant,
@@ -141,12 +142,27 @@ fn sha256_hex(text: &str) -> String {
 }
 
 async fn served_secret_hash(w: &World, lease: U256) -> Result<String> {
-    let url = format!("{}/cgi-bin/secret", w.endpoint(lease).await?);
+    served(w, lease, "secret").await
+}
+
+/// What the example app's CGI `script` answers (trimmed).
+async fn served(w: &World, lease: U256, script: &str) -> Result<String> {
+    let url = format!("{}/cgi-bin/{script}", w.endpoint(lease).await?);
     Ok(berth_e2e::keeper::fetch(&url)
         .await
         .unwrap_or_default()
         .trim()
         .to_owned())
+}
+
+/// The lease's directory of secret files on the host.
+fn secret_files_of(w: &World, lease: U256) -> std::path::PathBuf {
+    let key = berth_keepers::render::LeaseKey {
+        chain_id: w.chain.chain_id(),
+        escrow: w.c.escrow,
+        lease_id: lease,
+    };
+    w.setup.secret_files_dir().join(key.namespace())
 }
 
 #[sqlx::test(migrations = false)]
@@ -175,6 +191,27 @@ async fn sealed_secrets_reach_the_container_and_nowhere_else(pool: sqlx::PgPool)
         served_secret_hash(&w, a).await? == sha256_hex(&value),
         "the container does not see the secret"
     );
+    let file = served(&w, a, "secret-file").await?;
+    ensure!(
+        file == format!("{} read-only", sha256_hex(&value)),
+        "the container's secret file: {file}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| {
+            std::fs::metadata(p).map_or(0, |m| m.permissions().mode() & 0o777)
+        };
+        let host = secret_files_of(&w, a);
+        ensure!(
+            mode(&w.setup.secret_files_dir()) == 0o700,
+            "the keeper's own directory"
+        );
+        ensure!(mode(&host.join("token")) == 0o444, "the file on the host");
+        let tmpfs = std::fs::read_to_string("/proc/self/mountinfo")?
+            .lines()
+            .any(|l| l.contains(" /dev/shm ") && l.contains(" - tmpfs "));
+        ensure!(tmpfs, "the files are on a tmpfs");
+    }
     // The tenant's copy opens with the tenant's key (what its tools use to edit and re-seal).
     let m = berth_protocol::manifest::Manifest::parse(first.as_bytes())?;
     let sealed = m
@@ -311,6 +348,43 @@ async fn sealed_secrets_reach_the_container_and_nowhere_else(pool: sqlx::PgPool)
     ensure!(
         dump.contains(&alloy::hex::encode(keccak256(sealed.sealed.as_bytes()))),
         "the envelope's digest is recorded"
+    );
+
+    // The lease's end takes its files with it; a rejected lease never had any.
+    ensure!(
+        !secret_files_of(&w, replayed_lease).exists(),
+        "files of a rejected lease"
+    );
+    berth_e2e::mined(w.escrow()?.closeLease(a), "closeLease").await?;
+    berth_e2e::keeper::wait_for(
+        "the closed lease's secret files to go",
+        std::time::Duration::from_secs(30),
+        || async { Ok((!secret_files_of(&w, a).exists()).then_some(())) },
+    )
+    .await?;
+    ensure!(
+        secret_files_of(&w, b).join("token").exists(),
+        "the other lease's file"
+    );
+
+    // A keeper told to keep secret files on a disk (/var/tmp: kept across reboots, so never
+    // a tmpfs) refuses to start, naming the setting.
+    let disk = std::path::Path::new("/var/tmp").join(format!("berth-files-{}", unique_suffix()));
+    let mut on_disk = w.setup.clone();
+    on_disk.gateway_port = berth_e2e::keeper::free_port()?;
+    on_disk
+        .env
+        .push(("BERTH_SECRET_FILES_DIR".into(), disk.display().to_string()));
+    let refused = KeeperProcess::start(&on_disk)
+        .await
+        .err()
+        .map(|e| e.to_string());
+    let _ = std::fs::remove_dir_all(&disk);
+    ensure!(
+        refused
+            .as_ref()
+            .is_some_and(|e| e.contains("secret_files_dir") && e.contains("not in memory")),
+        "a keeper with secret files on disk: {refused:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

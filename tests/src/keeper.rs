@@ -237,6 +237,12 @@ impl KeeperSetup {
         })
     }
 
+    /// Where the keeper writes secret files: a directory of this setup's own on the host's
+    /// tmpfs (several keepers run at once; podman must see it too, so not a private /tmp).
+    pub fn secret_files_dir(&self) -> std::path::PathBuf {
+        std::path::Path::new("/dev/shm").join(format!("berth-keeper-{}", self.gateway_port))
+    }
+
     /// The gateway's base URL.
     pub fn gateway(&self) -> String {
         format!("http://127.0.0.1:{}", self.gateway_port)
@@ -261,6 +267,7 @@ impl KeeperProcess {
             .env("BERTH_OPERATOR_KEY", &setup.operator_key)
             .env("BERTH_ENGINE", "podman")
             .env("BERTH_PODMAN_SOCKET", &setup.socket)
+            .env("BERTH_SECRET_FILES_DIR", setup.secret_files_dir())
             .env(
                 "BERTH_PORT_RANGE",
                 format!("{}-{}", setup.ports.0, setup.ports.1),

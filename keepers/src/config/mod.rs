@@ -109,6 +109,10 @@ pub struct Config {
     /// `credential:<name>` for a systemd credential. Unset: leases with secrets are rejected.
     #[serde(default, deserialize_with = "optional")]
     pub encryption_keys: Option<String>,
+    /// podman engine: where tenants' `secret_files` are written for their containers to
+    /// mount. Must be memory-backed (tmpfs), checked at start when `encryption_keys` is set.
+    #[serde(default = "defaults::secret_files_dir")]
+    pub secret_files_dir: PathBuf,
     /// Kubernetes with `apps_domain`: the namespace the gateway runs in. HTTP ports get no
     /// NodePort and admit only the gateway (this namespace and/or `kube_gateway_cidrs`); the
     /// gateway reaches them at `<service>.<namespace>.svc.<kube_cluster_domain>`.
@@ -327,6 +331,9 @@ mod defaults {
     }
     pub fn api_cors_origins() -> String {
         "*".into()
+    }
+    pub fn secret_files_dir() -> PathBuf {
+        crate::engine::podman::DEFAULT_SECRET_FILES_DIR.into()
     }
     pub fn control_socket() -> PathBuf {
         "/run/berth/keeper.sock".into()

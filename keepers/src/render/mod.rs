@@ -355,7 +355,7 @@ fn pod_spec(name: &str, svc: &Service) -> PodSpec {
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: (!svc.volumes.is_empty()).then(|| {
+        volume_mounts: (!svc.volumes.is_empty() || !svc.secret_files.is_empty()).then(|| {
             svc.volumes
                 .iter()
                 .map(|v| VolumeMount {
@@ -363,6 +363,7 @@ fn pod_spec(name: &str, svc: &Service) -> PodSpec {
                     mount_path: v.mount.clone(),
                     ..VolumeMount::default()
                 })
+                .chain(secrets::secret_file_mounts(svc))
                 .collect()
         }),
         // A registry image is pulled at every deploy, with the lease's own credentials: an
@@ -386,7 +387,7 @@ fn pod_spec(name: &str, svc: &Service) -> PodSpec {
         }),
         automount_service_account_token: Some(false),
         enable_service_links: Some(false),
-        volumes: volumes::pod_volumes(name, svc),
+        volumes: volumes::pod_volumes(name, svc, secrets::secret_files_volume(svc)),
         ..PodSpec::default()
     }
 }
@@ -398,7 +399,13 @@ impl Rendered {
     /// gateway's side of the host, so no app is reachable around it); podman ignores the
     /// kinds it does not run (Namespace, NetworkPolicy, Service), which a single host does
     /// not need.
-    pub fn to_podman_yaml(&self, http_host_ip: Option<&str>) -> Result<String, serde_yaml::Error> {
+    /// Secret files are bind mounts of the files the engine writes under `secret_files` (the
+    /// keeper's `secret_files_dir`).
+    pub fn to_podman_yaml(
+        &self,
+        http_host_ip: Option<&str>,
+        secret_files: &std::path::Path,
+    ) -> Result<String, serde_yaml::Error> {
         let mut docs = vec![
             serde_yaml::to_string(&self.namespace)?,
             serde_yaml::to_string(&self.network_policy)?,
@@ -439,6 +446,7 @@ impl Rendered {
                         }
                     }
                 }
+                secrets::files_from_host(spec, &self.secret_files_dir(secret_files));
                 volumes::scope_to_lease(&self.key, spec);
             }
             docs.push(serde_yaml::to_string(&d)?);
@@ -501,7 +509,7 @@ mod tests {
     fn podman_yaml_publishes_host_ports_without_namespaces() {
         let ports = PortMap::from([(("web".into(), 8080), 30001)]);
         let yaml = render(key(), &hello(), &ports)
-            .to_podman_yaml(None)
+            .to_podman_yaml(None, std::path::Path::new("/run/s"))
             .expect("yaml");
         assert!(yaml.contains("name: berth-31337-abababab-7-web"), "{yaml}");
         assert!(yaml.contains("hostPort: 30001"), "{yaml}");
@@ -525,7 +533,7 @@ mod tests {
         .expect("parses");
         let ports = PortMap::from([(("web".into(), 80), 30001), (("web".into(), 9000), 30002)]);
         let yaml = render(key(), &m, &ports)
-            .to_podman_yaml(Some("127.0.0.1"))
+            .to_podman_yaml(Some("127.0.0.1"), std::path::Path::new("/run/s"))
             .expect("yaml");
         let entry = |port: &str| {
             yaml.split("- containerPort: ")
@@ -555,12 +563,12 @@ mod tests {
             ..key()
         };
         let yaml = render(key(), &m, &PortMap::new())
-            .to_podman_yaml(None)
+            .to_podman_yaml(None, std::path::Path::new("/run/s"))
             .expect("yaml");
         assert!(yaml.contains("name: berth-31337-abababab-7-data"), "{yaml}");
         assert!(!yaml.contains("name: data"), "{yaml}");
         let yaml70 = render(other, &m, &PortMap::new())
-            .to_podman_yaml(None)
+            .to_podman_yaml(None, std::path::Path::new("/run/s"))
             .expect("yaml");
         assert!(
             yaml70.contains("name: berth-31337-abababab-70-data"),

@@ -3,17 +3,27 @@
 //! podman secret `<namespace>-secrets` on one host), so values never appear in the rendered
 //! Deployments, the kube YAML or the keeper's logs. The values ride along in [`Rendered`]
 //! (their `Debug` shows names only) until the engine creates the object.
+//!
+//! `secret_files` are read-only files: on Kubernetes a volume of the same Secret, one
+//! `subPath` mount per file; on podman (whose `kube play` cannot mount a secret as a volume
+//! before 4.4) a read-only bind mount of a file the engine writes in the keeper's
+//! memory-backed directory, `<secret_files_dir>/<namespace>/<secret>`.
 
 use std::collections::BTreeMap;
 
+use std::path::{Path, PathBuf};
+
 use base64::Engine as _;
 use berth_protocol::{
-    manifest::{Manifest, Service},
+    manifest::{Manifest, RESERVED_VOLUME, Service},
     secrets::SecretValues,
 };
 use k8s_openapi::{
     ByteString,
-    api::core::v1::{EnvVar, EnvVarSource, Secret, SecretKeySelector},
+    api::core::v1::{
+        EnvVar, EnvVarSource, HostPathVolumeSource, PodSpec, Secret, SecretKeySelector,
+        SecretVolumeSource, Volume, VolumeMount,
+    },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 
@@ -36,6 +46,59 @@ pub(super) fn secret_env(svc: &Service) -> impl Iterator<Item = EnvVar> + '_ {
         }),
         value: None,
     })
+}
+
+/// The read-only mounts of `svc`'s `secret_files`, one file of the secret volume each.
+pub(super) fn secret_file_mounts(svc: &Service) -> impl Iterator<Item = VolumeMount> + '_ {
+    svc.secret_files.iter().map(|(path, secret)| VolumeMount {
+        name: RESERVED_VOLUME.into(),
+        mount_path: path.clone(),
+        sub_path: Some(secret.clone()),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    })
+}
+
+/// The pod's volume of the lease's Secret that `secret_files` mount from, when it has any:
+/// files readable by any user of the container (the image's user need not be root).
+pub(super) fn secret_files_volume(svc: &Service) -> Option<Volume> {
+    (!svc.secret_files.is_empty()).then(|| Volume {
+        name: RESERVED_VOLUME.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(SECRETS_NAME.into()),
+            default_mode: Some(0o444),
+            optional: Some(false),
+            items: None,
+        }),
+        ..Volume::default()
+    })
+}
+
+/// On podman, each secret file is a bind mount of `<dir>/<secret>` (`dir` is the lease's
+/// directory in the keeper's memory-backed store) instead of a mount of the secret volume.
+pub(super) fn files_from_host(spec: &mut PodSpec, dir: &Path) {
+    let mut host = Vec::new();
+    for c in &mut spec.containers {
+        for m in c.volume_mounts.iter_mut().flatten() {
+            if m.name != RESERVED_VOLUME {
+                continue;
+            }
+            let secret = m.sub_path.take().unwrap_or_default();
+            m.name = format!("{RESERVED_VOLUME}-{}", host.len());
+            host.push(Volume {
+                name: m.name.clone(),
+                host_path: Some(HostPathVolumeSource {
+                    path: dir.join(&secret).display().to_string(),
+                    type_: Some("File".into()),
+                }),
+                ..Volume::default()
+            });
+        }
+    }
+    if let Some(volumes) = spec.volumes.as_mut() {
+        volumes.retain(|v| v.name != RESERVED_VOLUME);
+        volumes.extend(host);
+    }
 }
 
 /// A registry login: `username:password` from a `pull_secret`.
@@ -159,6 +222,30 @@ impl Rendered {
         format!("{}-secrets", self.key.namespace())
     }
 
+    /// The lease's directory of secret files under `base` (the keeper's `secret_files_dir`).
+    pub fn secret_files_dir(&self, base: &Path) -> PathBuf {
+        base.join(self.key.namespace())
+    }
+
+    /// The secret files podman mounts: secret name → value, for the secrets some service
+    /// reads as a file (and only those).
+    pub fn secret_files(&self) -> BTreeMap<&str, &str> {
+        let Some(values) = &self.secrets else {
+            return BTreeMap::new();
+        };
+        self.deployments
+            .iter()
+            .filter_map(|d| d.spec.as_ref()?.template.spec.as_ref())
+            .flat_map(|spec| &spec.containers)
+            .flat_map(|c| c.volume_mounts.iter().flatten())
+            .filter(|m| m.name == RESERVED_VOLUME)
+            .filter_map(|m| {
+                let name = m.sub_path.as_deref()?;
+                Some((name, values.0.get(name)?.as_str()))
+            })
+            .collect()
+    }
+
     /// The podman secret's data, if the lease has secrets: a JSON object of names to base64
     /// values, which `kube play` reads as a Kubernetes Secret's `data`.
     pub fn podman_secret_data(&self) -> Option<Vec<u8>> {
@@ -175,6 +262,66 @@ impl Rendered {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_files_mount_the_secret_on_kubernetes_and_host_files_on_podman() {
+        use alloy::primitives::{Address, U256};
+        let m = Manifest::parse(
+            b"version: 1\nsecrets: {key_version: 1, names: [token, other], sealed: QUJD}\nservices:\n  web:\n    image: x\n    resources: {cpu: 1, memory: 1Mi}\n    volumes: [{name: data, mount: /data}]\n    secret_files: {/etc/app/token: token}\n",
+        )
+        .expect("parses");
+        let key = super::super::LeaseKey {
+            chain_id: 1,
+            escrow: Address::repeat_byte(0xab),
+            lease_id: U256::from(7),
+        };
+        let values = SecretValues(BTreeMap::from([
+            ("token".to_owned(), "t0k3n".to_owned()),
+            ("other".to_owned(), "not a file".to_owned()),
+        ]));
+        let r = super::super::render(key, &m, &Default::default()).with_secrets(&m, Some(values));
+        let spec = r.deployments[0]
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.clone())
+            .expect("pod");
+        let volume = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == RESERVED_VOLUME)
+            .and_then(|v| v.secret.clone())
+            .expect("the secret volume");
+        assert_eq!(volume.secret_name.as_deref(), Some(SECRETS_NAME));
+        assert_eq!(volume.default_mode, Some(0o444));
+        let mounts = spec.containers[0].volume_mounts.clone().expect("mounts");
+        let file = mounts
+            .iter()
+            .find(|m| m.name == RESERVED_VOLUME)
+            .expect("mount");
+        assert_eq!(
+            (
+                file.mount_path.as_str(),
+                file.sub_path.as_deref(),
+                file.read_only
+            ),
+            ("/etc/app/token", Some("token"), Some(true))
+        );
+        assert_eq!(mounts.len(), 2, "the scratch volume stays");
+        // Only the secrets some service mounts become files.
+        assert_eq!(r.secret_files(), BTreeMap::from([("token", "t0k3n")]));
+
+        let yaml = r.to_podman_yaml(None, Path::new("/run/s")).expect("yaml");
+        let dir = format!("/run/s/{}", key.namespace());
+        assert!(yaml.contains(&format!("path: {dir}/token")), "{yaml}");
+        assert!(yaml.contains("type: File"), "{yaml}");
+        assert!(
+            !yaml.contains("secretName") && !yaml.contains("subPath"),
+            "{yaml}"
+        );
+        assert!(!yaml.contains("t0k3n"), "no value in the YAML");
+        assert_eq!(r.secret_files_dir(Path::new("/run/s")), Path::new(&dir));
+    }
 
     #[test]
     fn logins_and_registries_are_read_as_a_pull_expects() {

@@ -26,9 +26,14 @@ pub fn claim_name(service: &str, volume: &str) -> String {
     format!("{service}.{volume}")
 }
 
-/// The pod's volumes of `svc`, named as the manifest names them.
-pub(super) fn pod_volumes(service: &str, svc: &Service) -> Option<Vec<KubeVolume>> {
-    (!svc.volumes.is_empty()).then(|| {
+/// The pod's volumes of `svc`, named as the manifest names them, and `secret_files` (the
+/// volume its secret files mount from, if any).
+pub(super) fn pod_volumes(
+    service: &str,
+    svc: &Service,
+    secret_files: Option<KubeVolume>,
+) -> Option<Vec<KubeVolume>> {
+    (!svc.volumes.is_empty() || secret_files.is_some()).then(|| {
         svc.volumes
             .iter()
             .map(|v| KubeVolume {
@@ -40,6 +45,7 @@ pub(super) fn pod_volumes(service: &str, svc: &Service) -> Option<Vec<KubeVolume
                 }),
                 ..KubeVolume::default()
             })
+            .chain(secret_files)
             .collect()
     })
 }

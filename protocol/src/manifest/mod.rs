@@ -39,6 +39,8 @@ pub const MAX_DOMAINS: usize = 4;
 pub const MAX_ALLOWED: usize = 32;
 /// The longest idle timeout, in seconds (a week).
 pub const MAX_IDLE_TIMEOUT_S: u64 = 7 * 24 * 3600;
+/// The volume the keeper mounts `secret_files` from; no manifest volume may take its name.
+pub const RESERVED_VOLUME: &str = "berth-secrets";
 
 /// A parsed and validated manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -71,6 +73,12 @@ pub struct Service {
     /// Environment variables set from the manifest's secrets: variable → secret name.
     #[serde(default)]
     pub secret_env: BTreeMap<String, String>,
+    /// Files holding the manifest's secrets: absolute path in the container → secret name.
+    /// Read-only, readable by any user of the container, never written to the provider's
+    /// disk (a Kubernetes Secret volume; on podman a file in the keeper's memory-backed
+    /// directory).
+    #[serde(default)]
+    pub secret_files: BTreeMap<String, String>,
     /// The secret holding `username:password` for the image's registry.
     #[serde(default)]
     pub pull_secret: Option<String>,
@@ -395,6 +403,12 @@ impl Service {
         self.validate_gateway(at)?;
         let mut names = std::collections::BTreeSet::new();
         for (i, v) in self.volumes.iter().enumerate() {
+            if v.name == RESERVED_VOLUME {
+                return Err(field(
+                    format!("{at}.volumes[{i}].name"),
+                    format!("`{RESERVED_VOLUME}` is the name of the secret files' volume"),
+                ));
+            }
             if !is_dns_label(&v.name, 40) || !names.insert(&v.name) {
                 return Err(field(
                     format!("{at}.volumes[{i}].name"),

@@ -1,4 +1,5 @@
-//! The manifest's `secrets` section and each service's `secret_env`: names in clear, values
+//! The manifest's `secrets` section and each service's `secret_env` and `secret_files`: names
+//! in clear, values
 //! sealed ([`crate::secrets`]). Parsing checks everything that can be checked without the
 //! provider's key; the keeper opens the envelope and checks the rest.
 
@@ -6,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
-use super::{Manifest, SchemaError, field, is_env_name};
+use super::{Manifest, SchemaError, Service, field, is_env_name};
 use crate::secrets::{MAX_ENVELOPE_CHARS, MAX_SECRETS, is_secret_name};
 
 /// Secrets sealed to the provider (and a copy to the tenant).
@@ -87,6 +88,7 @@ impl Manifest {
         for (service, s) in &self.services {
             let at = format!("services.{}", service.escape_debug());
             check_secret_env(&at, &s.secret_env, &s.env, &names)?;
+            check_secret_files(&at, s, &names)?;
             if let Some(secret) = &s.pull_secret {
                 if !names.contains(secret) {
                     return Err(field(
@@ -123,6 +125,81 @@ fn check_secret_env(
         if !names.contains(secret) {
             return Err(field(
                 path,
+                format!("`{}` is not in secrets.names", secret.escape_debug()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Most secret files of one service.
+pub const MAX_SECRET_FILES: usize = 32;
+/// The longest path of a secret file.
+pub const MAX_SECRET_FILE_PATH: usize = 255;
+
+/// Where a secret file may not go: the kernel's and the runtime's own trees.
+const RESERVED_TREES: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+fn check_secret_files(at: &str, s: &Service, names: &BTreeSet<&String>) -> Result<(), SchemaError> {
+    if s.secret_files.len() > MAX_SECRET_FILES {
+        return Err(field(
+            format!("{at}.secret_files"),
+            format!("at most {MAX_SECRET_FILES} files"),
+        ));
+    }
+    for (path, secret) in &s.secret_files {
+        let at = format!("{at}.secret_files.{}", path.escape_debug());
+        let parts: Vec<&str> = path.split('/').skip(1).collect();
+        let plain = path.starts_with('/')
+            && path.len() <= MAX_SECRET_FILE_PATH
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && *p != "." && *p != "..")
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-'));
+        if !plain {
+            return Err(field(
+                at,
+                format!(
+                    "an absolute file path of at most {MAX_SECRET_FILE_PATH} characters \
+                     (letters, digits, `.`, `_`, `-`; no `.` or `..` parts, no trailing `/`)"
+                ),
+            ));
+        }
+        let under = |tree: &str| path == tree || path.starts_with(&format!("{tree}/"));
+        if let Some(tree) = RESERVED_TREES.iter().find(|t| under(t)) {
+            return Err(field(
+                at,
+                format!("{tree} belongs to the container runtime"),
+            ));
+        }
+        if let Some(v) = s.volumes.iter().find(|v| {
+            let mount = v.mount.trim_end_matches('/');
+            path == mount || path.starts_with(&format!("{mount}/"))
+        }) {
+            return Err(field(
+                at,
+                format!(
+                    "lies in volume `{}` (mounted at {}); put secret files outside volumes",
+                    v.name.escape_debug(),
+                    v.mount.escape_debug()
+                ),
+            ));
+        }
+        if let Some(outer) = s
+            .secret_files
+            .keys()
+            .find(|other| path.starts_with(&format!("{other}/")))
+        {
+            return Err(field(
+                at,
+                format!("lies under the secret file {}", outer.escape_debug()),
+            ));
+        }
+        if !names.contains(secret) {
+            return Err(field(
+                at,
                 format!("`{}` is not in secrets.names", secret.escape_debug()),
             ));
         }

@@ -193,6 +193,8 @@ services:
     image: x
     env: {PLAIN: '1'}
     secret_env: {DB_PASSWORD: db_password, API_KEY: api-key}
+    secret_files: {/etc/app/db.pass: db_password}
+    volumes: [{name: data, mount: /data}]
     resources: {cpu: 100m, memory: 16Mi}
 ";
 
@@ -206,6 +208,10 @@ fn sealed_secrets_parse_with_their_names_in_clear() {
         ["QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=", "REVG"]
     );
     assert_eq!(m.services["web"].secret_env["DB_PASSWORD"], "db_password");
+    assert_eq!(
+        m.services["web"].secret_files["/etc/app/db.pass"],
+        "db_password"
+    );
 }
 
 #[test]
@@ -243,6 +249,11 @@ fn secret_rules_name_their_field() {
             "1BAD: api-key",
             "`services.web.secret_env.1BAD`",
         ),
+        (
+            "/etc/app/db.pass: db_password",
+            "/etc/app/db.pass: nope",
+            "`services.web.secret_files./etc/app/db.pass`: `nope` is not in secrets.names",
+        ),
     ] {
         let text = SEALED.replacen(from, to, 1);
         assert_ne!(text, SEALED, "{from}");
@@ -254,6 +265,57 @@ fn secret_rules_name_their_field() {
         "",
     );
     assert!(err(&without).contains("not in secrets.names"));
+}
+
+#[test]
+fn secret_files_are_plain_paths_outside_volumes_and_runtime_trees() {
+    let with = |files: &str| SEALED.replace("{/etc/app/db.pass: db_password}", files);
+    for (files, says) in [
+        ("{etc/x: db_password}", "an absolute file path"),
+        ("{/etc/../x: db_password}", "an absolute file path"),
+        ("{/etc/./x: db_password}", "an absolute file path"),
+        ("{/etc//x: db_password}", "an absolute file path"),
+        ("{/etc/x/: db_password}", "an absolute file path"),
+        ("{/: db_password}", "an absolute file path"),
+        ("{'/etc/a b': db_password}", "an absolute file path"),
+        ("{\"/etc/\\0x\": db_password}", "an absolute file path"),
+        (
+            "{/proc/self/x: db_password}",
+            "/proc belongs to the container runtime",
+        ),
+        (
+            "{/dev: db_password}",
+            "/dev belongs to the container runtime",
+        ),
+        (
+            "{/data/pass: db_password}",
+            "lies in volume `data` (mounted at /data)",
+        ),
+        ("{/data: db_password}", "lies in volume `data`"),
+        (
+            "{/etc/a: db_password, /etc/a/b: api-key}",
+            "`services.web.secret_files./etc/a/b`: lies under the secret file /etc/a",
+        ),
+    ] {
+        let text = with(files);
+        assert_ne!(text, SEALED, "{files}");
+        let e = err(&text);
+        assert!(e.contains(says), "{files}: {e}");
+    }
+    let long = format!("{{/{}: db_password}}", "a".repeat(255));
+    assert!(err(&with(&long)).contains("at most 255"));
+    let many: Vec<String> = (0..33).map(|i| format!("/s/{i}: db_password")).collect();
+    assert!(err(&with(&format!("{{{}}}", many.join(", ")))).contains("at most 32 files"));
+    // Names alike but not nested are fine: /data2 is not in /data, /etc/ab not under /etc/a.
+    Manifest::parse(
+        with("{/data2: db_password, /etc/a: db_password, /etc/ab: api-key}").as_bytes(),
+    )
+    .expect("valid");
+    let reserved = SEALED.replace(
+        "{name: data, mount: /data}",
+        "{name: berth-secrets, mount: /s}",
+    );
+    assert!(err(&reserved).contains("the name of the secret files' volume"));
 }
 
 #[test]

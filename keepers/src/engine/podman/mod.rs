@@ -15,6 +15,7 @@ use serde::Deserialize;
 mod exec;
 mod images;
 mod logs;
+mod secret_files;
 mod secrets;
 mod stats;
 
@@ -42,7 +43,14 @@ pub struct PodmanEngine {
     /// Where HTTP ports are published when a gateway fronts them (None: on every address,
     /// like TCP ports).
     http_host_ip: Option<String>,
+    /// The memory-backed directory secret files are written in ([`secret_files`]).
+    secret_files: PathBuf,
 }
+
+/// Where secret files go unless configured: under systemd's runtime directory, a tmpfs.
+pub const DEFAULT_SECRET_FILES_DIR: &str = "/run/berth-keeper/secret-files";
+
+pub use secret_files::{SecretFilesError, prepare as prepare_secret_files};
 
 /// A podman network for the keeper's pods.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +99,14 @@ impl PodmanEngine {
             network: None,
             network_ready: std::sync::Arc::default(),
             http_host_ip: None,
+            secret_files: PathBuf::from(DEFAULT_SECRET_FILES_DIR),
         }
+    }
+
+    /// Writes secret files in `dir` (checked by [`prepare_secret_files`] first).
+    pub fn with_secret_files(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.secret_files = dir.into();
+        self
     }
 
     /// Publishes HTTP ports on `ip` only (the gateway's side of the host), so that no app is
@@ -312,6 +327,8 @@ impl PodmanEngine {
                 .iter()
                 .any(|p| p.name.starts_with(&format!("{name}-pod")))
         });
+        // First, so that a stopped pod finds its files (gone with the tmpfs after a reboot).
+        self.put_secret_files(rendered).await?;
         self.start_stopped(&existing).await?;
         if missing.deployments.is_empty() {
             return Ok(());
@@ -319,7 +336,7 @@ impl PodmanEngine {
         let missing = self.pull_images(&missing).await?;
         self.put_secret(rendered).await?;
         let yaml = missing
-            .to_podman_yaml(self.http_host_ip.as_deref())
+            .to_podman_yaml(self.http_host_ip.as_deref(), &self.secret_files)
             .map_err(|e| EngineError::Refused(format!("rendering YAML: {e}")))?;
         let mut play = String::from("/play/kube?start=true");
         if let Some(network) = &self.network {
@@ -345,6 +362,7 @@ impl PodmanEngine {
     pub async fn delete(&self, key: &LeaseKey) -> Result<(), EngineError> {
         self.remove_pods(key).await?;
         self.delete_volumes(key).await?;
+        self.delete_secret_files(key).await?;
         self.delete_secret(key).await
     }
 
