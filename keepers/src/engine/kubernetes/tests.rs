@@ -162,7 +162,7 @@ async fn behind_the_gateway_http_ports_have_no_node_port_and_admit_only_it() {
 async fn secrets_are_applied_as_secrets_before_the_pods_that_read_them() {
     let (engine, mut handle) = engine();
     let manifest = Manifest::parse(
-        b"version: 1\nsecrets: {key_version: 1, names: [db, login], sealed: QUJD}\nservices:\n  web:\n    image: ghcr.io/o/app:v1\n    pull_secret: login\n    secret_env: {DB_PASSWORD: db}\n    resources: {cpu: 100m, memory: 16Mi}\n",
+        b"version: 1\nsecrets: {key_version: 1, names: [db, login], sealed: QUJD}\nservices:\n  web:\n    image: ghcr.io/o/app:v1\n    pull_secret: login\n    secret_env: {DB_PASSWORD: db}\n    secret_files: {/etc/app/db: db}\n    resources: {cpu: 100m, memory: 16Mi}\n",
     )
     .expect("parses");
     let values = berth_protocol::secrets::SecretValues(
@@ -201,6 +201,15 @@ async fn secrets_are_applied_as_secrets_before_the_pods_that_read_them() {
         assert_eq!(
             c["env"][0]["valueFrom"]["secretKeyRef"],
             json!({"name": "berth-secrets", "key": "db", "optional": false})
+        );
+        // The secret file: one key of the same Secret, read-only, readable by any user.
+        assert_eq!(
+            c["volumeMounts"],
+            json!([{"name": "berth-secrets", "mountPath": "/etc/app/db", "subPath": "db", "readOnly": true}])
+        );
+        assert_eq!(
+            pod["volumes"],
+            json!([{"name": "berth-secrets", "secret": {"secretName": "berth-secrets", "defaultMode": 0o444, "optional": false}}])
         );
         respond(send, 200, &deployment);
     });
