@@ -167,7 +167,7 @@ async fn main() -> Result<()> {
             cfg.logs_ping_s,
             cfg.logs_max_stream_s,
         ),
-        shells: berth_keepers::shell::Sessions::default(),
+        shells: berth_keepers::shell::Sessions::new(cfg.shell_idle_s),
         cors: Arc::new(cfg.cors_origins()),
     };
     let listener = tokio::net::TcpListener::bind(cfg.gateway_addr)

@@ -33,22 +33,29 @@ use crate::{
     render::LeaseKey,
 };
 
-/// A session with nothing passing either way for this long ends.
-const IDLE: Duration = Duration::from_secs(30 * 60);
 /// Sessions of one lease at once.
 const PER_LEASE: usize = 2;
 /// Sessions at once.
 const TOTAL: usize = 16;
 
-/// Open sessions by lease.
-#[derive(Debug, Clone, Default)]
-pub struct Sessions(Arc<Mutex<HashMap<U256, usize>>>);
+/// Open sessions by lease, and how long one may be idle.
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    open: Arc<Mutex<HashMap<U256, usize>>>,
+    idle: Duration,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(30 * 60))
+    }
+}
 
 struct Slot(Sessions, U256);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Ok(mut open) = (self.0).0.lock()
+        if let Ok(mut open) = (self.0).open.lock()
             && let Some(n) = open.get_mut(&self.1)
         {
             *n -= 1;
@@ -60,8 +67,16 @@ impl Drop for Slot {
 }
 
 impl Sessions {
+    /// No session yet; one with nothing passing either way for `idle` ends.
+    pub fn new(idle: Duration) -> Self {
+        Self {
+            open: Arc::default(),
+            idle,
+        }
+    }
+
     fn enter(&self, lease: U256) -> Option<Slot> {
-        let mut open = self.0.lock().ok()?;
+        let mut open = self.open.lock().ok()?;
         if open.values().sum::<usize>() >= TOTAL
             || open.get(&lease).copied().unwrap_or(0) >= PER_LEASE
         {
@@ -145,23 +160,9 @@ pub async fn shell(
             ),
         );
     }
-    let cmd = match p.cmd.as_deref() {
-        None => vec!["/bin/sh".to_string()],
-        Some(text) if text.len() <= MAX_CMD => match serde_json::from_str::<Vec<String>>(text) {
-            Ok(cmd) if !cmd.is_empty() && cmd.iter().all(|a| !a.contains('\0')) => cmd,
-            _ => {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "`cmd` is a JSON array of strings, the first the program",
-                );
-            }
-        },
-        Some(_) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                format!("`cmd` is longer than {MAX_CMD} bytes"),
-            );
-        }
+    let cmd = match command(p.cmd.as_deref()) {
+        Ok(cmd) => cmd,
+        Err(why) => return refuse(StatusCode::BAD_REQUEST, why),
     };
     let Ok(upgrade) = upgrade else {
         return refuse(
@@ -197,6 +198,27 @@ pub async fn shell(
         .on_upgrade(move |socket| run(g, id, who, req, session, socket, slot))
 }
 
+/// The command a session runs: the `cmd` parameter (a JSON array of strings, the first the
+/// program; at most [`MAX_CMD`] bytes, no NUL), or a shell.
+fn command(cmd: Option<&str>) -> Result<Vec<String>, String> {
+    match cmd {
+        None => Ok(vec!["/bin/sh".to_string()]),
+        Some(text) if text.len() > MAX_CMD => Err(format!("`cmd` is longer than {MAX_CMD} bytes")),
+        Some(text) => match serde_json::from_str::<Vec<String>>(text) {
+            Ok(cmd) if !cmd.is_empty() && cmd.iter().all(|a| !a.contains('\0')) => Ok(cmd),
+            _ => Err("`cmd` is a JSON array of strings, the first the program".into()),
+        },
+    }
+}
+
+/// How long `idle` is, as a person says it.
+fn said(idle: Duration) -> String {
+    match idle.as_secs() {
+        s if s >= 60 && s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
 async fn run(
     g: Arc<Gateway>,
     id: U256,
@@ -216,6 +238,8 @@ async fn run(
         .store
         .record_event(id, "shell_started", &format!("shell:{started}"), detail)
         .await;
+    let idle = g.shells.idle;
+    let idle_for = format!("idle for {}", said(idle));
     let mut ended = "the command ended";
     loop {
         tokio::select! {
@@ -230,8 +254,8 @@ async fn run(
                 }
                 None => break,
             },
-            msg = tokio::time::timeout(IDLE, socket.recv()) => match msg {
-                Err(_) => { ended = "idle for 30 minutes"; break }
+            msg = tokio::time::timeout(idle, socket.recv()) => match msg {
+                Err(_) => { ended = &idle_for; break }
                 Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => { ended = "the client went away"; break }
                 Ok(Some(Ok(Message::Binary(b)))) => match b.split_first() {
                     Some((&STDIN, rest)) => { let _ = session.stdin.send(rest.to_vec()).await; }
@@ -268,4 +292,46 @@ async fn run(
         .store
         .record_event(id, "shell_ended", &format!("shell-end:{started}"), detail)
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_json_arrays_of_plain_strings() {
+        assert_eq!(command(None).expect("default"), ["/bin/sh"]);
+        assert_eq!(
+            command(Some(r#"["ls","-l"]"#)).expect("parsed"),
+            ["ls", "-l"]
+        );
+        for bad in ["ls -l", "[]", r#"["a\u0000b"]"#, "[1]", r#"{"a":1}"#, ""] {
+            let e = command(Some(bad)).expect_err(bad);
+            assert!(e.contains("JSON array of strings"), "{bad}: {e}");
+        }
+        let long = format!(r#"["{}"]"#, "x".repeat(MAX_CMD));
+        assert!(
+            command(Some(&long))
+                .expect_err("long")
+                .contains("longer than")
+        );
+    }
+
+    #[test]
+    fn sessions_are_capped_per_lease_and_in_all_and_freed_when_they_end() {
+        let s = Sessions::new(Duration::from_secs(1));
+        let one = U256::from(1);
+        let (a, b) = (s.enter(one).expect("first"), s.enter(one).expect("second"));
+        assert!(s.enter(one).is_none(), "a third shell of one lease");
+        drop(a);
+        let c = s.enter(one).expect("a slot freed by an ended session");
+        let others: Vec<Slot> = (2..=15u64)
+            .map(|l| s.enter(U256::from(l)).expect("other leases"))
+            .collect();
+        assert!(s.enter(U256::from(99)).is_none(), "a 17th shell in all");
+        drop((b, c, others));
+        assert!(s.open.lock().expect("lock").is_empty(), "nothing left open");
+        assert_eq!(said(Duration::from_secs(1800)), "30 minutes");
+        assert_eq!(said(Duration::from_secs(3)), "3 s");
+    }
 }

@@ -1,19 +1,24 @@
 //! `berth shell` against the keeper process and podman: commands run with their output and
 //! exit codes, an interactive session in a real terminal (tmux) gets a TTY that follows
-//! resizes, a service without `shell: true` and another wallet are refused, and a new session
-//! works after the keeper was SIGKILLed and restarted.
+//! resizes, a service without `shell: true` and another wallet are refused, a malformed
+//! command is a 400 and a third session of one lease a 429, a new session works after the
+//! keeper was SIGKILLed and restarted, and an idle session ends.
 
 use std::{process::Command, time::Duration};
 
 use alloy::primitives::U256;
 use berth_bindings::{LeaseStatus, ProviderRegistry};
 use berth_e2e::{keeper::*, mined, unique_suffix, workspace_binary};
+use berth_protocol::{
+    access::Operation,
+    shell::{EXIT, Exit},
+};
 use eyre::{Result, ensure};
 use sqlx::PgPool;
 
 use crate::{
     cli_harness::Cli,
-    keeper::{TENANT, World, world},
+    keeper::{TENANT, WAIT, World, world},
 };
 
 const MANIFEST: &str = "version: 1\nservices:\n  app:\n    image: localhost/berth-hello:latest\n    command: [/bin/busybox, sh, -c, \"while true; do sleep 1; done\"]\n    resources: {cpu: 100m, memory: 32Mi}\n    shell: true\n  quiet:\n    image: localhost/berth-hello:latest\n    command: [/bin/busybox, sh, -c, \"while true; do sleep 1; done\"]\n    resources: {cpu: 100m, memory: 32Mi}\n";
@@ -94,6 +99,56 @@ impl Drop for Tmux {
             .args(["kill-session", "-t", &self.0])
             .status();
     }
+}
+
+/// Opens a shell session of `lease` running `query`'s command (WebSocket, the tenant's
+/// token); the HTTP status when the keeper refuses it.
+async fn open_shell(
+    w: &World,
+    lease: U256,
+    query: &str,
+) -> Result<std::result::Result<Session, u16>> {
+    use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+    let port = w.setup.gateway_port;
+    let mut request =
+        format!("ws://127.0.0.1:{port}/v1/leases/{lease}/shell?{query}").into_client_request()?;
+    let token = w.access_token(TENANT, Operation::Shell, lease, soon()?)?;
+    request
+        .headers_mut()
+        .insert("authorization", token.parse()?);
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    match tokio_tungstenite::client_async(request, tcp).await {
+        Ok((socket, _)) => Ok(Ok(socket)),
+        Err(tungstenite::Error::Http(answer)) => Ok(Err(answer.status().as_u16())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Ten minutes from now (an access token lives 15 minutes at most).
+fn soon() -> Result<u64> {
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 600)
+}
+
+type Session = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Reads a session until its exit frame (within `limit`): how it ended.
+async fn exit_of(session: &mut Session, limit: Duration) -> Result<Exit> {
+    use futures_util::StreamExt;
+    let read = async {
+        while let Some(msg) = session.next().await {
+            let data = msg?.into_data();
+            if let Some((&EXIT, rest)) = data.split_first() {
+                return Ok(serde_json::from_slice::<Exit>(rest)?);
+            }
+        }
+        eyre::bail!("the session closed without an exit frame")
+    };
+    tokio::time::timeout(limit, read)
+        .await
+        .map_err(|_| eyre::eyre!("no exit frame within {limit:?}"))?
 }
 
 fn cli(w: &World) -> Cli {
@@ -202,9 +257,65 @@ async fn shell_sessions_run_commands_in_a_terminal_and_survive_a_keeper_restart(
     term.keys("exit 5")?;
     term.shows("berth-exit=5").await?;
 
-    // The keeper dies and comes back: the next session works.
+    // Bad requests, answered before any session starts: a command that is not a JSON array
+    // of strings, and a third session of the lease while two are open.
+    for cmd in ["echo%20hi", "%5B%5D", "%5B1%5D"] {
+        let refused = open_shell(&w, lease, &format!("service=app&cmd={cmd}")).await?;
+        ensure!(
+            refused.as_ref().err() == Some(&400),
+            "cmd={cmd}: {:?}",
+            refused.err()
+        );
+    }
+    let answer = alloy::transports::http::reqwest::Client::new()
+        .get(format!(
+            "{}/v1/leases/{id}/shell?service=app&cmd=echo",
+            w.setup.gateway()
+        ))
+        .header(
+            "authorization",
+            w.access_token(TENANT, Operation::Shell, lease, soon()?)?,
+        )
+        .send()
+        .await?;
+    let (code, text) = (answer.status().as_u16(), answer.text().await?);
+    ensure!(
+        code == 400 && text.contains("`cmd` is a JSON array of strings"),
+        "a malformed cmd: {code} {text}"
+    );
+    let sleep = "service=app&cmd=%5B%22sleep%22%2C%2230%22%5D";
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        match open_shell(&w, lease, sleep).await? {
+            Ok(session) => open.push(session),
+            Err(code) => eyre::bail!("a shell session was refused with {code}"),
+        }
+    }
+    let third = open_shell(&w, lease, sleep).await?;
+    ensure!(
+        third.as_ref().err() == Some(&429),
+        "a third session: {:?}",
+        third.err()
+    );
+    drop(open);
+    berth_e2e::keeper::wait_for(
+        "the two sessions to end",
+        Duration::from_secs(20),
+        || async {
+            let events = crate::volumes::events_of(&w, lease).await?;
+            let ended = events.iter().filter(|e| e["kind"] == "shell_ended").count();
+            Ok((ended == 6).then_some(()))
+        },
+    )
+    .await?;
+
+    // The keeper dies and comes back (ending idle sessions after 3 s): the next session works.
     keeper.kill9();
-    let keeper = KeeperProcess::start(&w.setup).await?;
+    let mut idle_setup = w.setup.clone();
+    idle_setup
+        .env
+        .push(("BERTH_SHELL_IDLE_S".into(), "3".into()));
+    let keeper = KeeperProcess::start(&idle_setup).await?;
     let run = cli.run(
         &w.chain,
         Some(TENANT),
@@ -216,15 +327,31 @@ async fn shell_sessions_run_commands_in_a_terminal_and_survive_a_keeper_restart(
         keeper.log_text()
     );
 
-    // Sessions are in the lease's events (who and how they ended), never their content.
-    let events = crate::volumes::events_of(&w, lease).await?;
-    let ended: Vec<_> = events
-        .iter()
-        .filter(|e| e["kind"] == "shell_ended")
-        .collect();
+    // A session with nothing passing either way ends, saying why.
+    let started = std::time::Instant::now();
+    let mut idle = open_shell(&w, lease, sleep)
+        .await?
+        .map_err(|code| eyre::eyre!("the idle session was refused with {code}"))?;
+    let exit = exit_of(&mut idle, Duration::from_secs(20)).await?;
+    let took = started.elapsed();
     ensure!(
-        ended.len() == 5 && ended.iter().any(|e| e["detail"]["exit_code"] == 7),
-        "five sessions ended (two refused never started): {events:?}"
+        exit.message == "idle for 3 s" && took >= Duration::from_secs(3),
+        "{exit:?} after {took:?}"
+    );
+
+    // Sessions are in the lease's events (who and how they ended), never their content:
+    // eight ended (the refused ones never started).
+    let events = berth_e2e::keeper::wait_for("eight ended sessions", WAIT, || async {
+        let events = crate::volumes::events_of(&w, lease).await?;
+        let ended = events.iter().filter(|e| e["kind"] == "shell_ended");
+        Ok((ended.count() == 8).then_some(events))
+    })
+    .await?;
+    ensure!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "shell_ended" && e["detail"]["exit_code"] == 7),
+        "the exit code of a session: {events:?}"
     );
     let status = cli
         .run(

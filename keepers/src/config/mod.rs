@@ -90,6 +90,9 @@ pub struct Config {
     /// The longest a logs stream stays open (the client resumes with its cursor).
     #[serde(default = "defaults::logs_max_stream_s", deserialize_with = "seconds")]
     pub logs_max_stream_s: Duration,
+    /// A shell session with nothing passing either way for this long ends.
+    #[serde(default = "defaults::shell_idle_s", deserialize_with = "seconds")]
+    pub shell_idle_s: Duration,
     /// Most log streams open at once (4 per lease at most; never more than half of
     /// `gateway_max_connections`, since each holds a connection).
     #[serde(default = "defaults::logs_max_streams")]
@@ -326,6 +329,9 @@ mod defaults {
     pub fn logs_max_stream_s() -> Duration {
         Duration::from_secs(3600)
     }
+    pub fn shell_idle_s() -> Duration {
+        Duration::from_secs(30 * 60)
+    }
     pub fn logs_max_streams() -> u32 {
         64
     }
@@ -437,6 +443,7 @@ impl ServiceConfig for Config {
             ),
             ("logs_ping_s", self.logs_ping_s),
             ("logs_max_stream_s", self.logs_max_stream_s),
+            ("shell_idle_s", self.shell_idle_s),
         ] {
             if v.is_zero() {
                 return Err(ConfigError::invalid(field, "must be above zero"));

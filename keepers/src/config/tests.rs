@@ -98,6 +98,13 @@ fn errors_name_the_field() {
         e.contains("BERTH_PODMAN_SUBNET") && e.contains("`10.90.0.0` is not an IPv4 subnet"),
         "{e}"
     );
+    let e = load(MINIMAL, &[("BERTH_SHELL_IDLE_S", "0")])
+        .expect_err("zero idle")
+        .to_string();
+    assert!(
+        e.contains("`shell_idle_s` (BERTH_SHELL_IDLE_S): must be above zero"),
+        "{e}"
+    );
     let e = load(MINIMAL, &[("BERTH_POLL_INTERVAL_MS", "0s")])
         .expect_err("zero")
         .to_string();
