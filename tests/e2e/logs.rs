@@ -5,33 +5,20 @@
 
 use std::time::{Duration, Instant};
 
-use alloy::{primitives::U256, signers::SignerSync, transports::http::reqwest};
+use alloy::{primitives::U256, transports::http::reqwest};
 use berth_bindings::{LeaseStatus, ProviderRegistry};
 use berth_e2e::{keeper::*, mined};
-use berth_protocol::access::{Operation, Token, signing_hash};
+use berth_protocol::access::Operation;
 use eyre::{Result, ensure};
 use sqlx::PgPool;
 
 use crate::{
     cli_harness::Cli,
-    keeper::{TENANT, World, world},
+    keeper::{TENANT, world},
 };
 
 /// Prints `line N` every second, but is silent for 25 s after line 20.
 const MANIFEST: &str = "version: 1\nservices:\n  app:\n    image: localhost/berth-hello:latest\n    command: [/bin/busybox, sh, -c, \"i=0; while true; do i=$((i+1)); echo line $i; if [ $i -eq 20 ]; then sleep 25; fi; sleep 1; done\"]\n    resources: {cpu: 100m, memory: 32Mi}\n";
-
-fn token(w: &World, signer: usize, op: Operation, lease: U256, expires_at: u64) -> Result<String> {
-    let digest = signing_hash(w.chain.chain_id(), w.c.escrow, lease, op, expires_at);
-    let signature = w.chain.signer(signer)?.sign_hash_sync(&digest)?;
-    Ok(format!(
-        "Berth {}",
-        Token {
-            expires_at,
-            signature
-        }
-        .encode()
-    ))
-}
 
 fn now() -> u64 {
     std::time::SystemTime::now()
@@ -118,7 +105,7 @@ async fn logs_are_followed_across_silence_resumed_exactly_and_closed_with_the_le
     ensure!(status == 202, "upload: {status}");
     w.wait_status(lease, LeaseStatus::Active, &keeper).await?;
     let base = format!("{}/v1/leases/{lease}/logs", w.setup.gateway());
-    let auth = token(&w, TENANT, Operation::Logs, lease, now() + 600)?;
+    let auth = w.access_token(TENANT, Operation::Logs, lease, now() + 600)?;
 
     // Who may read: the tenant's fresh token for this operation only.
     let http = reqwest::Client::new();
@@ -134,12 +121,18 @@ async fn logs_are_followed_across_silence_resumed_exactly_and_closed_with_the_le
     };
     ensure!(status_with(None).await? == 401, "no token");
     ensure!(
-        status_with(Some(token(&w, TENANT, Operation::Logs, lease, now() - 5)?)).await? == 401,
+        status_with(Some(w.access_token(
+            TENANT,
+            Operation::Logs,
+            lease,
+            now() - 5
+        )?))
+        .await?
+            == 401,
         "expired"
     );
     ensure!(
-        status_with(Some(token(
-            &w,
+        status_with(Some(w.access_token(
             TENANT,
             Operation::Logs,
             lease,
@@ -150,12 +143,18 @@ async fn logs_are_followed_across_silence_resumed_exactly_and_closed_with_the_le
         "too long-lived"
     );
     ensure!(
-        status_with(Some(token(&w, 5, Operation::Logs, lease, now() + 600)?)).await? == 403,
+        status_with(Some(w.access_token(
+            5,
+            Operation::Logs,
+            lease,
+            now() + 600
+        )?))
+        .await?
+            == 403,
         "another wallet"
     );
     ensure!(
-        status_with(Some(token(
-            &w,
+        status_with(Some(w.access_token(
             TENANT,
             Operation::Shell,
             lease,

@@ -170,29 +170,20 @@ async fn a_persistent_volume_outlives_restarts_updates_and_suspension_but_not_it
 
 /// The kinds of a lease's events, in order, read with the tenant's access token.
 pub(crate) async fn events_of(w: &World, lease: U256) -> Result<Vec<serde_json::Value>> {
-    use alloy::signers::SignerSync;
-    use berth_protocol::access::{Operation, Token, signing_hash};
     let expires_at = w.chain.now().await?.max(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs(),
     ) + 300;
-    let digest = signing_hash(
-        w.chain.chain_id(),
-        w.c.escrow,
+    let token = w.access_token(
+        TENANT,
+        berth_protocol::access::Operation::Events,
         lease,
-        Operation::Events,
         expires_at,
-    );
-    let signature = w.chain.signer(TENANT)?.sign_hash_sync(&digest)?;
-    let token = Token {
-        expires_at,
-        signature,
-    }
-    .encode();
+    )?;
     let answer: serde_json::Value = alloy::transports::http::reqwest::Client::new()
         .get(format!("{}/v1/leases/{lease}/events", w.setup.gateway()))
-        .header("authorization", format!("Berth {token}"))
+        .header("authorization", token)
         .send()
         .await?
         .json()

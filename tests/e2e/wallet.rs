@@ -1,6 +1,6 @@
 //! A tenant that is a contract wallet: it opens a lease through its owner, and its manifest
-//! upload is accepted when the wallet vouches for the signature (ERC-1271), refused when a
-//! stranger signed it.
+//! upload, and its day-two access tokens, are accepted when the wallet vouches for the
+//! signature (ERC-1271), refused when a stranger signed them.
 
 use alloy::{
     primitives::{Address, U256, keccak256},
@@ -8,6 +8,7 @@ use alloy::{
 };
 use berth_bindings::{LeaseEscrow, LeaseStatus, TestToken, testing::ContractWallet};
 use berth_e2e::{keeper::*, mined};
+use berth_protocol::access::Operation;
 use eyre::{Result, ensure};
 use sqlx::PgPool;
 
@@ -70,5 +71,27 @@ async fn a_contract_wallet_tenant_uploads_with_its_owners_signature(pool: PgPool
     }
     w.wait_status(lease, LeaseStatus::Active, &keeper).await?;
     serves(&w.endpoint(lease).await?, HELLO_BODY).await?;
+
+    // Day-two access tokens: the wallet vouches for its owner's, not for a stranger's.
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 600;
+    for (signer, who, want) in [(STRANGER, "a stranger", 403), (TENANT, "the owner", 200)] {
+        let token = w.access_token(signer, Operation::Events, lease, expires)?;
+        let answer = alloy::transports::http::reqwest::Client::new()
+            .get(format!("{}/v1/leases/{lease}/events", w.setup.gateway()))
+            .header("authorization", token)
+            .send()
+            .await?;
+        let (status, body) = (answer.status().as_u16(), answer.text().await?);
+        ensure!(
+            status == want,
+            "{who}'s events token answered {status} {body}"
+        );
+        if want == 200 {
+            ensure!(body.contains("\"deployed\""), "the lease's events: {body}");
+        }
+    }
     Ok(())
 }

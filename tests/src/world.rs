@@ -168,6 +168,31 @@ impl World {
         Ok(out)
     }
 
+    /// The `Authorization` value of an access token for `operation` on `lease`, signed by
+    /// anvil account `signer`, valid until `expires_at` (unix seconds).
+    pub fn access_token(
+        &self,
+        signer: usize,
+        operation: berth_protocol::access::Operation,
+        lease: U256,
+        expires_at: u64,
+    ) -> Result<String> {
+        use alloy::signers::SignerSync;
+        let digest = berth_protocol::access::signing_hash(
+            self.chain.chain_id(),
+            self.c.escrow,
+            lease,
+            operation,
+            expires_at,
+        );
+        let signature = self.chain.signer(signer)?.sign_hash_sync(&digest)?;
+        let token = berth_protocol::access::Token {
+            expires_at,
+            signature,
+        };
+        Ok(format!("Berth {}", token.encode()))
+    }
+
     pub async fn reject_reason(&self, lease: U256) -> Result<Option<RejectReason>> {
         let logs = self.lease_logs::<LeaseEscrow::LeaseRejected>(lease).await?;
         Ok(match logs.first() {
