@@ -3,6 +3,7 @@
 //! rules".
 
 pub mod access;
+pub mod caps;
 pub mod chain;
 pub mod config;
 pub mod control;

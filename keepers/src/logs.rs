@@ -3,12 +3,7 @@
 //! cursor without repeating a line, and ends with a reason: the lease ended or was
 //! suspended, the container went, everything was sent, or the stream reached its longest.
 
-use std::{
-    collections::HashMap,
-    convert::Infallible,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use alloy::{eips::BlockId, primitives::U256};
 use axum::{
@@ -29,6 +24,7 @@ use serde::Deserialize;
 
 use crate::{
     access::{authorized_lease, refuse},
+    caps::{Held, LeaseCaps},
     engine::{EngineError, logs::LogQuery},
     gateway::Gateway,
     render::LeaseKey,
@@ -38,62 +34,26 @@ use crate::{
 const LEASE_CHECK: Duration = Duration::from_secs(5);
 
 /// Open log streams, capped per keeper and per lease (each holds a connection and an engine
-/// stream).
+/// stream), and their timings.
 #[derive(Debug, Clone)]
 pub struct LogStreams {
-    open: Arc<Mutex<HashMap<U256, usize>>>,
-    /// Most streams in all.
-    pub max_total: usize,
-    /// Most streams of one lease.
-    pub max_per_lease: usize,
+    caps: LeaseCaps,
     /// Ping interval of a quiet stream.
     pub ping: Duration,
     /// Longest a stream stays open (the client reconnects with its cursor).
     pub max_duration: Duration,
 }
 
+/// Most log streams of one lease at once.
+const PER_LEASE: usize = 4;
+
 impl LogStreams {
     /// Caps and timings.
     pub fn new(max_total: usize, ping: Duration, max_duration: Duration) -> Self {
         Self {
-            open: Arc::default(),
-            max_total,
-            max_per_lease: 4,
+            caps: LeaseCaps::new(PER_LEASE, max_total),
             ping,
             max_duration,
-        }
-    }
-
-    fn enter(&self, lease: U256) -> Option<StreamSlot> {
-        let mut open = self.open.lock().ok()?;
-        let total: usize = open.values().sum();
-        let mine = open.get(&lease).copied().unwrap_or(0);
-        if total >= self.max_total || mine >= self.max_per_lease {
-            return None;
-        }
-        *open.entry(lease).or_default() += 1;
-        Some(StreamSlot {
-            open: Arc::clone(&self.open),
-            lease,
-        })
-    }
-}
-
-/// One open stream; leaving it frees its place.
-struct StreamSlot {
-    open: Arc<Mutex<HashMap<U256, usize>>>,
-    lease: U256,
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        if let Ok(mut open) = self.open.lock()
-            && let Some(n) = open.get_mut(&self.lease)
-        {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.lease);
-            }
         }
     }
 }
@@ -178,12 +138,12 @@ pub async fn logs(
             Err(r) => return r,
         },
     };
-    let Some(slot) = g.log_streams.enter(id) else {
+    let Some(slot) = g.log_streams.caps.enter(id) else {
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
                 "too many open log streams (at most {} per lease, {} in all): close one",
-                g.log_streams.max_per_lease, g.log_streams.max_total
+                g.log_streams.caps.per_lease, g.log_streams.caps.total
             ),
         );
     };
@@ -244,7 +204,7 @@ async fn pump(
     q: LogQuery,
     mut lines: crate::engine::logs::LogStream,
     tx: tokio::sync::mpsc::Sender<Event>,
-    _slot: StreamSlot,
+    _slot: Held,
 ) {
     let mut resume = Resume::new(q.after);
     let deadline = tokio::time::sleep(g.log_streams.max_duration);

@@ -4,11 +4,7 @@
 //! (who, service, exit code) go to the log and the lease's events; what passes through never
 //! does.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use alloy::primitives::{Address, U256};
 use axum::{
@@ -28,6 +24,7 @@ use serde::Deserialize;
 
 use crate::{
     access::{authorized_lease, refuse},
+    caps::{Held, LeaseCaps},
     engine::{EngineError, exec::ExecRequest},
     gateway::Gateway,
     render::LeaseKey,
@@ -38,10 +35,10 @@ const PER_LEASE: usize = 2;
 /// Sessions at once.
 const TOTAL: usize = 16;
 
-/// Open sessions by lease, and how long one may be idle.
+/// Open sessions (capped per lease and in all), and how long one may be idle.
 #[derive(Debug, Clone)]
 pub struct Sessions {
-    open: Arc<Mutex<HashMap<U256, usize>>>,
+    caps: LeaseCaps,
     idle: Duration,
 }
 
@@ -51,39 +48,13 @@ impl Default for Sessions {
     }
 }
 
-struct Slot(Sessions, U256);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Ok(mut open) = (self.0).open.lock()
-            && let Some(n) = open.get_mut(&self.1)
-        {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.1);
-            }
-        }
-    }
-}
-
 impl Sessions {
     /// No session yet; one with nothing passing either way for `idle` ends.
     pub fn new(idle: Duration) -> Self {
         Self {
-            open: Arc::default(),
+            caps: LeaseCaps::new(PER_LEASE, TOTAL),
             idle,
         }
-    }
-
-    fn enter(&self, lease: U256) -> Option<Slot> {
-        let mut open = self.open.lock().ok()?;
-        if open.values().sum::<usize>() >= TOTAL
-            || open.get(&lease).copied().unwrap_or(0) >= PER_LEASE
-        {
-            return None;
-        }
-        *open.entry(lease).or_default() += 1;
-        Some(Slot(self.clone(), lease))
     }
 }
 
@@ -170,7 +141,7 @@ pub async fn shell(
             "the shell is a WebSocket: send an upgrade request",
         );
     };
-    let Some(slot) = g.shells.enter(id) else {
+    let Some(slot) = g.shells.caps.enter(id) else {
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
             format!("too many shells open (at most {PER_LEASE} per lease, {TOTAL} in all)"),
@@ -226,7 +197,7 @@ async fn run(
     req: ExecRequest,
     mut session: crate::engine::exec::ExecSession,
     mut socket: WebSocket,
-    _slot: Slot,
+    _slot: Held,
 ) {
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -318,20 +289,9 @@ mod tests {
     }
 
     #[test]
-    fn sessions_are_capped_per_lease_and_in_all_and_freed_when_they_end() {
-        let s = Sessions::new(Duration::from_secs(1));
-        let one = U256::from(1);
-        let (a, b) = (s.enter(one).expect("first"), s.enter(one).expect("second"));
-        assert!(s.enter(one).is_none(), "a third shell of one lease");
-        drop(a);
-        let c = s.enter(one).expect("a slot freed by an ended session");
-        let others: Vec<Slot> = (2..=15u64)
-            .map(|l| s.enter(U256::from(l)).expect("other leases"))
-            .collect();
-        assert!(s.enter(U256::from(99)).is_none(), "a 17th shell in all");
-        drop((b, c, others));
-        assert!(s.open.lock().expect("lock").is_empty(), "nothing left open");
+    fn idle_limits_are_said_as_a_person_says_them() {
         assert_eq!(said(Duration::from_secs(1800)), "30 minutes");
         assert_eq!(said(Duration::from_secs(3)), "3 s");
+        assert_eq!(said(Duration::from_secs(90)), "90 s");
     }
 }

@@ -1,7 +1,8 @@
 //! A workload's logs through the keeper's API and `berth logs` (anvil + Postgres + podman + the
 //! keeper process): a stream followed for two minutes stays up across a silence longer than
 //! the ping interval, a reconnection after a cursor repeats and loses nothing, only the
-//! tenant's fresh token opens it, and the lease's end closes it with the reason.
+//! tenant's fresh token opens it, a fifth stream of one lease is refused, and the lease's end
+//! closes it with the reason.
 
 use std::time::{Duration, Instant};
 
@@ -251,6 +252,44 @@ async fn logs_are_followed_across_silence_resumed_exactly_and_closed_with_the_le
         tail.end.as_deref().is_some_and(|e| e.contains("\"done\"")),
         "{tail:?}"
     );
+
+    // A tenant holds at most four streams of a lease open; the fifth is a 429 that says so.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let open = http
+            .get(format!("{base}?follow=true"))
+            .header("authorization", &auth)
+            .send()
+            .await?;
+        ensure!(open.status() == 200, "a followed stream: {}", open.status());
+        held.push(open);
+    }
+    let fifth = http
+        .get(format!("{base}?follow=true"))
+        .header("authorization", &auth)
+        .send()
+        .await?;
+    let (code, text) = (fifth.status().as_u16(), fifth.text().await?);
+    ensure!(
+        code == 429 && text.contains("at most 4 per lease"),
+        "a fifth stream: {code} {text}"
+    );
+    drop(held);
+    // A dropped stream's place is freed when the keeper next writes to it (a line a second).
+    wait_for(
+        "the dropped streams' places",
+        Duration::from_secs(20),
+        || async {
+            let status = http
+                .get(format!("{base}?tail=1"))
+                .header("authorization", &auth)
+                .send()
+                .await?
+                .status();
+            Ok((status == 200).then_some(()))
+        },
+    )
+    .await?;
 
     // The CLI, with the registry pointing at this keeper.
     mined(
