@@ -3,6 +3,7 @@
 
 mod envelopes;
 pub mod events;
+mod holds;
 mod sleeps;
 
 pub use sleeps::Sleep;

@@ -301,7 +301,7 @@ async fn leases_naming_the_same_volume_never_share_it(pool: PgPool) -> Result<()
             .is_none_or(|body| !body.contains("s3cret")),
         "lease {b} read lease {a}'s file"
     );
-    // Teardown removes the lease's volume with its pods (right after them: waited for).
+    // The lease's end removes its volume too, once its final report is settled.
     crate::keeper::close_and_wait_gone(&w, a).await?;
     let key = berth_keepers::render::LeaseKey {
         chain_id: w.chain.chain_id(),
@@ -317,7 +317,7 @@ async fn leases_naming_the_same_volume_never_share_it(pool: PgPool) -> Result<()
     };
     let gone = wait_for(
         "lease a's volume to go",
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         || async {
             Ok((!volumes()?
                 .lines()

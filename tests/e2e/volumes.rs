@@ -1,6 +1,7 @@
 //! A persistent volume keeps its data through everything a lease lives through (a container
 //! restart, a keeper SIGKILL, an in-place update, suspension and resumption) and is gone
-//! once the lease ends (anvil + Postgres + podman + the keeper process).
+//! once the lease ends and its final report is settled (anvil + Postgres + podman + the
+//! keeper process).
 
 use alloy::primitives::U256;
 use berth_bindings::LeaseStatus;
@@ -136,13 +137,28 @@ async fn a_persistent_volume_outlives_restarts_updates_and_suspension_but_not_it
     ensure!(w.status(lease).await? == LeaseStatus::Active, "resumed");
     ensure!(data(&url, 4).await? == first, "kept across suspension");
 
+    // The lease ends: its pods go at once, its volume once the final report (up to the close)
+    // is settled on chain.
     mined(w.escrow()?.closeLease(lease), "closeLease").await?;
+    let closed_at = w.escrow()?.getLease(lease).call().await?.closedAt;
     wait_for("the lease's volume to be removed", WAIT, || async {
         let gone = w.workload(lease).await?.is_none() && volumes_of(&w, lease)?.is_empty();
         Ok(gone.then_some(()))
     })
     .await
     .wrap_err_with(|| keeper.log_text())?;
+    let reports = w.reports(lease).await?;
+    ensure!(
+        reports.iter().any(|r| r.to >= closed_at),
+        "the volume went before the final report (closed at {closed_at}): {:?}",
+        reports.iter().map(|r| (r.from, r.to)).collect::<Vec<_>>()
+    );
+    ensure!(
+        keeper
+            .log_text()
+            .contains("volumes deleted after the final report"),
+        "the keeper says why the volume went when it did"
+    );
 
     // The lease's feed tells the same story, each event once.
     let events = wait_for("the feed to show the teardown", WAIT, || async {

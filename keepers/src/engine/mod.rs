@@ -195,6 +195,15 @@ impl Engine {
         }
     }
 
+    /// Removes a lease's workload and secrets but keeps its volumes (for [`Self::delete`]
+    /// later); a lease with nothing left is not an error.
+    pub async fn remove_workload(&self, key: &LeaseKey) -> Result<(), EngineError> {
+        match self {
+            Self::Podman(e) => e.remove_workload(key).await,
+            Self::Kubernetes(e) => e.remove_workload(key).await,
+        }
+    }
+
     /// CPU and memory of every running container of `escrow` on `chain_id`.
     pub async fn stats(
         &self,

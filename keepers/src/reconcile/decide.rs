@@ -53,6 +53,8 @@ pub struct Memory {
     pub update_refused: bool,
     /// The lease still owes its final usage report (closed, within the report window).
     pub owes_final_report: bool,
+    /// Its workload is gone but its volumes are kept until the final report is settled.
+    pub holds_volumes: bool,
 }
 
 /// What to do for one lease in this pass.
@@ -65,8 +67,13 @@ pub enum Action {
     /// Ended on chain, or unknown at the confirmed depth while labelled for this escrow:
     /// remove its objects and volumes.
     TearDown,
+    /// Ended, but its final report is still owed: remove its workload and keep its volumes
+    /// until the report is settled.
+    TearDownKeepingVolumes,
     /// Ended and removed, but its final report is still owed: keep watching it.
     AwaitFinalReport,
+    /// Ended, removed and settled, volumes kept until now: delete them.
+    DeleteVolumes,
     /// Ended, removed and settled: forget it.
     Forget,
     /// Rejected by this keeper already: drop any work under way, never deploy again.
@@ -118,12 +125,14 @@ pub fn decide(
         | LeaseStatus::Closed
         | LeaseStatus::Rejected
         | LeaseStatus::Cancelled => {
-            if workload.exists() {
-                Action::TearDown
-            } else if memory.owes_final_report {
-                Action::AwaitFinalReport
-            } else {
-                Action::Forget
+            let report_owed = memory.owes_final_report
+                && matches!(view.status, LeaseStatus::Closing | LeaseStatus::Closed);
+            match (workload.exists(), report_owed) {
+                (true, true) => Action::TearDownKeepingVolumes,
+                (true, false) => Action::TearDown,
+                (false, true) => Action::AwaitFinalReport,
+                (false, false) if memory.holds_volumes => Action::DeleteVolumes,
+                (false, false) => Action::Forget,
             }
         }
     }

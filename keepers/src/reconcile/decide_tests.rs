@@ -118,7 +118,31 @@ fn memory_changes_only_what_it_is_about() {
         ..Memory::default()
     };
     assert_eq!(decide(&view(Closing), ABSENT, owed, ME), AwaitFinalReport);
-    assert_eq!(decide(&view(Closing), CURRENT, owed, ME), TearDown);
+    // the volumes stay until the final report is settled; a rejected lease owes none
+    assert_eq!(
+        decide(&view(Closing), CURRENT, owed, ME),
+        TearDownKeepingVolumes
+    );
+    assert_eq!(
+        decide(&view(Closed), STOPPED, owed, ME),
+        TearDownKeepingVolumes
+    );
+    assert_eq!(decide(&view(Rejected), CURRENT, owed, ME), TearDown);
+    let holding = Memory {
+        holds_volumes: true,
+        ..Memory::default()
+    };
+    let holding_owed = Memory {
+        owes_final_report: true,
+        ..holding
+    };
+    assert_eq!(
+        decide(&view(Closing), ABSENT, holding_owed, ME),
+        AwaitFinalReport
+    );
+    assert_eq!(decide(&view(Closing), ABSENT, holding, ME), DeleteVolumes);
+    assert_eq!(decide(&view(Closed), ABSENT, holding, ME), DeleteVolumes);
+    assert_eq!(decide(&view(Closed), ABSENT, Memory::default(), ME), Forget);
 }
 
 #[test]

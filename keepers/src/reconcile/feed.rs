@@ -81,11 +81,11 @@ impl Reconciler {
     /// Records the leases whose workloads the pass removed.
     pub(super) async fn note_teardowns(
         &mut self,
-        ending: &[(U256, LeaseStatus)],
+        ending: &[(U256, LeaseStatus, super::Action)],
         removed: &[Result<(), crate::engine::EngineError>],
     ) {
-        for ((id, status), result) in ending.iter().zip(removed) {
-            if result.is_ok() {
+        for ((id, status, action), result) in ending.iter().zip(removed) {
+            if result.is_ok() && *action != super::Action::DeleteVolumes {
                 let status = format!("{status:?}").to_lowercase();
                 self.note(
                     *id,

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, time::Instant};
 
 use alloy::primitives::U256;
 
-use super::{PassError, Reconciler, work::ApplyState};
+use super::{Action, PassError, Reconciler, work::ApplyState};
 use crate::{
     chain::LeaseView,
     engine::{EngineError, Workload},
@@ -107,22 +107,37 @@ impl Reconciler {
     }
 
     /// Removes the workloads of ended leases, [`super::TEARDOWN_CONCURRENCY`] at a time; one result
-    /// per lease, in order.
+    /// per lease, in order. A lease that owes its final report keeps its volumes (held in the
+    /// store first, so a restart still deletes them) until [`Action::DeleteVolumes`].
     pub(super) async fn teardown_all(
         &self,
-        ending: &[(U256, LeaseStatus)],
+        ending: &[(U256, LeaseStatus, Action)],
     ) -> Vec<Result<(), EngineError>> {
         use futures::StreamExt;
-        futures::stream::iter(ending.iter().map(|(id, status)| async move {
+        futures::stream::iter(ending.iter().map(|(id, status, action)| async move {
             let timer = Instant::now();
-            let result = self.engine.delete(&self.key(*id)).await;
+            let key = self.key(*id);
+            let held = |e: crate::store::StoreError| EngineError::Unavailable(e.to_string());
+            let result = match action {
+                Action::TearDownKeepingVolumes => match self.store.hold_volumes(*id).await {
+                    Ok(()) => self.engine.remove_workload(&key).await,
+                    Err(e) => Err(held(e)),
+                },
+                _ => match self.engine.delete(&key).await {
+                    Ok(()) => self.store.release_volumes(*id).await.map_err(held),
+                    Err(e) => Err(e),
+                },
+            };
             self.metrics.engine_call("delete", timer.elapsed());
-            match &result {
-                Ok(()) => {
-                    self.metrics.torn_down();
-                    tracing::info!(lease = %id, ?status, "workload torn down");
+            match (&result, action) {
+                (Ok(()), Action::DeleteVolumes) => {
+                    tracing::info!(lease = %id, ?status, "volumes deleted after the final report");
                 }
-                Err(e) => {
+                (Ok(()), _) => {
+                    self.metrics.torn_down();
+                    tracing::info!(lease = %id, ?status, ?action, "workload torn down");
+                }
+                (Err(e), _) => {
                     tracing::warn!(lease = %id, error = %e, "teardown failed; retrying next pass")
                 }
             }
@@ -132,4 +147,12 @@ impl Reconciler {
         .collect()
         .await
     }
+}
+
+/// Whether `action` removes something of an ended lease.
+pub(super) fn removes(action: Action) -> bool {
+    matches!(
+        action,
+        Action::TearDown | Action::TearDownKeepingVolumes | Action::DeleteVolumes
+    )
 }

@@ -327,7 +327,8 @@ impl Reconciler {
 
         let mut plan = Vec::with_capacity(snap.views.len());
         for (id, view) in &snap.views {
-            let memory = match self.memory(view, wall_s, rules).await {
+            let held = snap.held.contains(id);
+            let memory = match self.memory(view, wall_s, rules, held).await {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(lease = %id, error = %e, "lease skipped this pass");
@@ -350,17 +351,22 @@ impl Reconciler {
 
         // Ended leases first, all at once: teardown frees ports and capacity, and one slow
         // removal must not hold up the others. Work under way for them is abandoned first.
-        let ending: Vec<(U256, LeaseStatus)> = plan
+        let ending: Vec<(U256, LeaseStatus, Action)> = plan
             .iter()
-            .filter(|(_, a)| *a == Action::TearDown)
-            .map(|(id, _)| (*id, snap.views[id].status))
+            .filter(|(_, a)| lifecycle::removes(*a))
+            .map(|(id, a)| (*id, snap.views[id].status, *a))
             .collect();
-        for (id, _) in &ending {
+        for (id, _, _) in &ending {
             self.abandon(*id);
         }
         let removed = self.teardown_all(&ending).await;
         self.note_teardowns(&ending, &removed).await;
-        let running = snap.workloads.len() - removed.iter().filter(|r| r.is_ok()).count();
+        let running = snap.workloads.len()
+            - ending
+                .iter()
+                .zip(&removed)
+                .filter(|((id, _, _), r)| r.is_ok() && snap.workloads.contains_key(id))
+                .count();
 
         let mut report = PassReport::default();
         for (id, action) in plan {
@@ -368,7 +374,11 @@ impl Reconciler {
             match action {
                 Action::NotOurs | Action::Forget => self.forget(id),
                 Action::Abandon => self.abandon(id),
-                Action::Wait | Action::TearDown | Action::AwaitFinalReport => {}
+                Action::Wait
+                | Action::TearDown
+                | Action::TearDownKeepingVolumes
+                | Action::DeleteVolumes
+                | Action::AwaitFinalReport => {}
                 Action::Steady => {
                     if view.status == LeaseStatus::Suspended {
                         self.abandon(id); // nothing of a suspended lease may start
@@ -481,6 +491,7 @@ impl Reconciler {
         view: &LeaseView,
         now: u64,
         rules: RunwayRules,
+        holds_volumes: bool,
     ) -> Result<Memory, PassError> {
         Ok(Memory {
             // Rejected already (the confirmed depth may not show it yet): never deploy again.
@@ -490,6 +501,7 @@ impl Reconciler {
                 .refused_updates
                 .contains(&(view.id, view.manifest_version)),
             owes_final_report: decide::owes_final_report(view, now, rules),
+            holds_volumes,
         })
     }
 

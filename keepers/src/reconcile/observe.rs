@@ -25,6 +25,8 @@ pub(super) struct Snapshot {
     pub(super) workloads: BTreeMap<U256, Workload>,
     /// Leases whose read failed this pass.
     pub(super) unread: usize,
+    /// Ended leases whose volumes are kept until their final report is settled.
+    pub(super) held: BTreeSet<U256>,
 }
 
 impl Reconciler {
@@ -44,11 +46,13 @@ impl Reconciler {
         let mut workloads = self.engine.list(self.chain_id, self.chain.escrow()).await?;
         self.metrics.engine_call("list", timer.elapsed());
 
+        let held: BTreeSet<U256> = self.store.held_volumes().await?.into_iter().collect();
         let at = BlockId::number(head.saturating_sub(self.settings.confirmations));
         let ids: Vec<U256> = self
             .known
             .keys()
             .chain(workloads.keys())
+            .chain(&held)
             .copied()
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -78,6 +82,7 @@ impl Reconciler {
             views,
             workloads,
             unread,
+            held,
         })
     }
 

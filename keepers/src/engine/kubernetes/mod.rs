@@ -69,6 +69,7 @@ impl KubeEngine {
 
     /// An engine from the environment's kubeconfig or in-cluster service account.
     pub async fn from_env() -> Result<Self, EngineError> {
+        use_ring_for_tls();
         let client = Client::try_default()
             .await
             .map_err(|e| EngineError::Unavailable(format!("kubeconfig: {e}")))?;
@@ -259,6 +260,34 @@ impl KubeEngine {
             .map_err(|e| classify(&format!("scaling deployment {service} to {replicas}"), &e))
     }
 
+    /// Deletes the lease's Deployments (their pods with them) and Secrets; the namespace and
+    /// its PersistentVolumeClaims stay until [`Self::delete`].
+    pub async fn remove_workload(&self, key: &LeaseKey) -> Result<(), EngineError> {
+        let ns = key.namespace();
+        let selector = format!("{}={}", crate::render::LABEL_LEASE, key.lease_id);
+        let lp = ListParams::default().labels(&selector);
+        let dp = DeleteParams::background();
+        let gone = |e: kube::Error, what: &str| match e {
+            kube::Error::Api(s) if s.code == 404 => Ok(()),
+            e => Err(classify(what, &e)),
+        };
+        if let Err(e) = self
+            .namespaced::<Deployment>(&ns)
+            .delete_collection(&dp, &lp)
+            .await
+        {
+            gone(e, "deleting deployments")?;
+        }
+        if let Err(e) = self
+            .namespaced::<k8s_openapi::api::core::v1::Secret>(&ns)
+            .delete_collection(&dp, &lp)
+            .await
+        {
+            gone(e, "deleting secrets")?;
+        }
+        Ok(())
+    }
+
     /// Deletes the lease's namespace; every object of the lease goes with it.
     pub async fn delete(&self, key: &LeaseKey) -> Result<(), EngineError> {
         let api: Api<Namespace> = Api::all(self.client.clone());
@@ -271,6 +300,13 @@ impl KubeEngine {
             Err(e) => Err(classify("deleting namespace", &e)),
         }
     }
+}
+
+/// kube-rs builds its TLS client with rustls' process-wide crypto provider, and the keeper
+/// links two (ring for kube, aws-lc-rs for the chain's HTTP client), so rustls cannot pick one
+/// by itself and would panic: ring is installed as the default (once; later calls are no-ops).
+pub(crate) fn use_ring_for_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// A CPU quantity of the metrics API (`250000000n`, `1500u`, `12m`, `2`) in nanocores.

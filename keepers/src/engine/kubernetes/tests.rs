@@ -455,3 +455,4 @@ async fn real_cluster_round_trip_when_kubeconfig_is_set() {
 }
 
 mod day_two;
+mod exec;

@@ -366,6 +366,13 @@ impl PodmanEngine {
         self.delete_secret(key).await
     }
 
+    /// Removes the lease's pods and secrets; its named volumes stay.
+    pub async fn remove_workload(&self, key: &LeaseKey) -> Result<(), EngineError> {
+        self.remove_pods(key).await?;
+        self.delete_secret_files(key).await?;
+        self.delete_secret(key).await
+    }
+
     /// Replaces the lease's pods with `rendered`; named volumes outlive their pods.
     pub async fn replace(&self, rendered: &Rendered) -> Result<(), EngineError> {
         self.remove_pods(&rendered.key).await?;

@@ -132,6 +132,35 @@ async fn logs_read_the_chosen_replicas_pod_with_timestamps_from_the_cursors_seco
 }
 
 #[tokio::test]
+async fn removing_a_workload_deletes_its_deployments_and_secrets_but_not_its_claims() {
+    let (engine, mut handle) = engine();
+    let server = tokio::spawn(async move {
+        let mut lines = Vec::new();
+        for _ in 0..2 {
+            let (line, _, _, send) = next(&mut handle).await;
+            lines.push(line);
+            let list = json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []});
+            respond(send, 200, &list);
+        }
+        lines
+    });
+    engine.remove_workload(&key()).await.expect("removed");
+    let lines = server.await.expect("server");
+    let selector = "labelSelector=berth.dev%2Flease-id%3D7";
+    assert!(
+        lines[0].starts_with(&format!(
+            "DELETE /apis/apps/v1/namespaces/{NS}/deployments?"
+        )) && lines[0].contains(selector),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("DELETE /api/v1/namespaces/{NS}/secrets?"))
+            && lines[1].contains(selector),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
 async fn restarts_are_reported_once_each_with_the_last_exit_code() {
     let pod = |count: i32| {
         json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{
