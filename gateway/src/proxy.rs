@@ -89,7 +89,7 @@ impl Proxy {
             .pool_max_idle_per_host(64)
             .build(connector);
         let app = App {
-            lease: "api".into(),
+            lease: crate::routes::API_LEASE.into(),
             service: "api".into(),
         };
         let api = Arc::new(Target {

@@ -39,6 +39,16 @@ pub struct Target {
     pub access: Option<berth_protocol::routing::Access>,
 }
 
+/// The lease label of the provider API's target (a real lease is a number).
+pub const API_LEASE: &str = "api";
+
+impl Target {
+    /// Whether this is the provider's API (`api_host`), not a tenant's app.
+    pub fn is_api(&self) -> bool {
+        self.app.lease == API_LEASE
+    }
+}
+
 /// Why a table was refused (the old one stays).
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {

@@ -20,14 +20,12 @@ use berth_protocol::{
     routing::{Access, Erc1271Answer, Erc1271Request, admin, signin},
     siwe::{SiweMessage, message_hash, signed_by},
 };
+use berth_runtime::session::{Session, SessionKey, api_scope, cookie};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use ring::{
-    aead::{self, Aad, LessSafeKey, Nonce, UnboundKey},
-    rand::{SecureRandom, SystemRandom},
-};
+use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
 
 use crate::{proxy::Body, routes::Target};
@@ -38,27 +36,21 @@ const NONCE_TTL_S: u64 = 300;
 const MAX_NONCES: usize = 10_000;
 /// Largest verify request.
 const MAX_VERIFY_BODY: usize = 16 * 1024;
-/// Additional data of every sealed cookie.
-const AAD: &[u8] = b"berth-session-v1";
 
 /// Why sign-in could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum SignInError {
-    #[error("reading session_key_file {path}")]
-    KeyFile {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("session_key_file {0} does not hold 32 bytes as 64 hex digits")]
-    BadKey(PathBuf),
-    #[error("no randomness for the session key")]
-    Random,
+pub type SignInError = berth_runtime::session::SessionKeyError;
+
+/// Who may sign in where: an app's admitted addresses, or anyone on the provider's API host
+/// (the keeper decides per lease: only its tenant).
+#[derive(Debug, Clone, Copy)]
+enum Admits<'a> {
+    App(&'a Access),
+    Api,
 }
 
-/// Sessions and nonces of the private apps.
+/// Sessions and nonces of the private apps and the API host.
 pub struct SignIn {
-    key: LessSafeKey,
+    key: SessionKey,
     rng: SystemRandom,
     /// nonce → (expiry, unix s; the host it was issued for).
     nonces: Mutex<HashMap<String, (u64, String)>>,
@@ -94,25 +86,9 @@ impl SignIn {
         session_ttl: Duration,
         keeper_socket: Option<PathBuf>,
     ) -> Result<Self, SignInError> {
-        let rng = SystemRandom::new();
-        let mut key = [0u8; 32];
-        match key_file {
-            Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| SignInError::KeyFile {
-                        path: path.to_owned(),
-                        source,
-                    })?;
-                let bytes = hex::decode(text.trim()).ok().filter(|b| b.len() == 32);
-                key.copy_from_slice(&bytes.ok_or_else(|| SignInError::BadKey(path.to_owned()))?);
-            }
-            None => rng.fill(&mut key).map_err(|_| SignInError::Random)?,
-        }
-        let key =
-            UnboundKey::new(&aead::CHACHA20_POLY1305, &key).map_err(|_| SignInError::Random)?;
         Ok(Self {
-            key: LessSafeKey::new(key),
-            rng,
+            key: SessionKey::load(key_file)?,
+            rng: SystemRandom::new(),
             nonces: Mutex::new(HashMap::new()),
             session_ttl,
             keeper_socket,
@@ -126,15 +102,19 @@ impl SignIn {
         host: &str,
         target: &Target,
     ) -> Response<Body> {
-        let Some(access) = &target.access else {
-            return error(
-                StatusCode::NOT_FOUND,
-                "this app is public: there is nothing to sign in to",
-            );
+        let admits = match &target.access {
+            Some(access) => Admits::App(access),
+            None if target.is_api() => Admits::Api,
+            None => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "this app is public: there is nothing to sign in to",
+                );
+            }
         };
         match (req.method(), req.uri().path()) {
             (&Method::POST, signin::NONCE) => self.nonce(host),
-            (&Method::POST, signin::VERIFY) => self.verify(req, host, target, access).await,
+            (&Method::POST, signin::VERIFY) => self.verify(req, host, target, admits).await,
             (&Method::POST, signin::SIGN_OUT) => {
                 let mut resp = json(StatusCode::OK, &serde_json::json!({ "signed_out": true }));
                 resp.headers_mut().insert(
@@ -186,7 +166,7 @@ impl SignIn {
         req: Request<Incoming>,
         host: &str,
         target: &Target,
-        access: &Access,
+        admits: Admits<'_>,
     ) -> Response<Body> {
         let body = match Limited::new(req.into_body(), MAX_VERIFY_BODY)
             .collect()
@@ -211,7 +191,13 @@ impl SignIn {
             Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
         };
         let now = now_s();
-        if let Err(e) = message.check(host, access.chain_id, now) {
+        // The API host serves whichever chain the keeper behind it is on: the keeper checks
+        // the chain the session names.
+        let chain_id = match admits {
+            Admits::App(access) => access.chain_id,
+            Admits::Api => message.chain_id,
+        };
+        if let Err(e) = message.check(host, chain_id, now) {
             return error(StatusCode::UNAUTHORIZED, &e.to_string());
         }
         let issued = self
@@ -245,7 +231,9 @@ impl SignIn {
                 &format!("the signature is not {signer}'s"),
             );
         }
-        if !access.admits(signer) {
+        if let Admits::App(access) = admits
+            && !access.admits(signer)
+        {
             return error(
                 StatusCode::FORBIDDEN,
                 &format!(
@@ -257,7 +245,17 @@ impl SignIn {
             .expiration_time
             .unwrap_or(u64::MAX)
             .min(now + self.session_ttl.as_secs());
-        let Some(cookie) = self.seal(host, &target.app.lease, signer, expires) else {
+        let scope = match admits {
+            Admits::App(_) => target.app.lease.clone(),
+            Admits::Api => api_scope(chain_id),
+        };
+        let session = Session {
+            host: host.to_owned(),
+            scope,
+            address: signer,
+            expires,
+        };
+        let Some(cookie) = self.key.seal(&session) else {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no randomness for the session",
@@ -320,47 +318,10 @@ impl SignIn {
         }
     }
 
-    fn seal(&self, host: &str, lease: &str, address: Address, expires: u64) -> Option<String> {
-        let mut nonce = [0u8; 12];
-        self.rng.fill(&mut nonce).ok()?;
-        let mut data = format!("{host}\n{lease}\n{address:#x}\n{expires}").into_bytes();
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(AAD),
-                &mut data,
-            )
-            .ok()?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&data);
-        Some(hex::encode(out))
-    }
-
-    /// The address of a valid session cookie of `host` and `lease` in `headers`.
-    fn session(&self, headers: &HeaderMap, host: &str, lease: &str) -> Option<Address> {
-        let value = cookie(headers, signin::COOKIE)?;
-        if value.len() > 1024 {
-            return None;
-        }
-        let mut raw = hex::decode(value).ok()?;
-        if raw.len() < 12 + aead::CHACHA20_POLY1305.tag_len() {
-            return None;
-        }
-        let mut nonce = [0u8; 12];
-        nonce.copy_from_slice(&raw[..12]);
-        let plain = self
-            .key
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(AAD),
-                &mut raw[12..],
-            )
-            .ok()?;
-        let text = std::str::from_utf8(plain).ok()?;
-        let mut parts = text.split('\n');
-        let (h, l, a, e) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let expires: u64 = e.parse().ok()?;
-        (h == host && l == lease && expires > now_s()).then(|| a.parse().ok())?
+    /// The address of a valid session cookie of `host` and `scope` in `headers`.
+    fn session(&self, headers: &HeaderMap, host: &str, scope: &str) -> Option<Address> {
+        let s = self.key.open(cookie(headers, signin::COOKIE)?)?;
+        (s.host == host && s.scope == scope && s.expires > now_s()).then_some(s.address)
     }
 
     /// Whether a request to the private app `target` may pass: its signed-in address, or the
@@ -415,15 +376,6 @@ pub fn strip_session_cookie(headers: &mut HeaderMap) {
     }
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
-}
-
 fn wants_html(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
@@ -468,12 +420,22 @@ mod tests {
         SignIn::new(None, Duration::from_secs(3600), None).expect("sign-in")
     }
 
+    fn session_of(host: &str, scope: &str, address: Address, expires: u64) -> Session {
+        Session {
+            host: host.into(),
+            scope: scope.into(),
+            address,
+            expires,
+        }
+    }
+
     #[test]
     fn a_sealed_session_opens_only_for_its_host_and_lease_and_before_it_expires() {
         let s = signin();
         let who = Address::repeat_byte(7);
         let cookie = s
-            .seal("a.apps.test", "5", who, now_s() + 60)
+            .key
+            .seal(&session_of("a.apps.test", "5", who, now_s() + 60))
             .expect("sealed");
         let headers = |v: String| {
             let mut h = HeaderMap::new();
@@ -497,7 +459,8 @@ mod tests {
             None
         );
         let old = s
-            .seal("a.apps.test", "5", who, now_s() - 1)
+            .key
+            .seal(&session_of("a.apps.test", "5", who, now_s() - 1))
             .expect("sealed");
         assert_eq!(
             s.session(
@@ -509,42 +472,6 @@ mod tests {
         );
         // Another gateway's key (or a restart without a key file) opens nothing.
         assert_eq!(signin().session(&ok, "a.apps.test", "5"), None);
-    }
-
-    #[test]
-    fn a_session_key_file_is_64_hex_digits_and_keeps_sessions_across_restarts() {
-        let dir = std::env::temp_dir().join(format!("berth-session-key-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let key = dir.join("session.key");
-        std::fs::write(&key, format!("{}\n", "ab".repeat(32))).expect("key");
-        let ttl = Duration::from_secs(60);
-        let first = SignIn::new(Some(&key), ttl, None).expect("loads");
-        let cookie = first
-            .seal("a.apps.test", "5", Address::repeat_byte(1), now_s() + 60)
-            .expect("sealed");
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_str(&format!("{}={cookie}", signin::COOKIE)).expect("value"),
-        );
-        let restarted = SignIn::new(Some(&key), ttl, None).expect("loads");
-        assert_eq!(
-            restarted.session(&h, "a.apps.test", "5"),
-            Some(Address::repeat_byte(1))
-        );
-        std::fs::write(&key, "not hex").expect("bad key");
-        let e = SignIn::new(Some(&key), ttl, None)
-            .expect_err("bad key")
-            .to_string();
-        assert!(
-            e.contains("64 hex digits") && e.contains("session.key"),
-            "{e}"
-        );
-        let missing = SignIn::new(Some(&dir.join("absent")), ttl, None)
-            .expect_err("missing")
-            .to_string();
-        assert!(missing.contains("session_key_file"), "{missing}");
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Who may read a lease's logs and events or open a shell: the holder of a fresh access token
 //! ([`berth_protocol::access`]) signed by the lease's tenant (an EOA, or a contract wallet
-//! that accepts the signature by ERC-1271).
+//! that accepts the signature by ERC-1271), or, without a token, the tenant signed in with
+//! Ethereum at the gateway on the provider's API host (its sealed session cookie, opened with
+//! the gateway's `session_key_file`).
 
 use alloy::primitives::{Address, U256};
 use axum::{
@@ -53,6 +55,52 @@ pub async fn authorized_lease(
     Ok((lease, who))
 }
 
+/// The address of the request's API-host session (None: no session key or no cookie). It
+/// must be the gateway's, for this chain, unexpired, and used on the host it was issued for,
+/// from that host's own pages when a browser names an origin.
+fn signed_in(g: &Gateway, headers: &HeaderMap, now: u64) -> Option<Result<Address, Refusal>> {
+    use berth_runtime::session::{COOKIE, api_scope, cookie};
+    let key = g.sessions.as_ref()?;
+    let value = cookie(headers, COOKIE)?;
+    let host = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|h| h.split(':').next().unwrap_or_default().to_owned())
+    };
+    let requested = host("x-forwarded-host").or_else(|| host("host"));
+    let invalid = || {
+        Some(Err((
+            StatusCode::UNAUTHORIZED,
+            "the session cookie is not one of this provider's API sessions, or it has expired: sign in again".to_owned(),
+        )))
+    };
+    let Some(s) = key.open(value) else {
+        return invalid();
+    };
+    if s.scope != api_scope(g.chain_id) || s.expires <= now || requested.as_deref() != Some(&s.host)
+    {
+        return invalid();
+    }
+    let origin = headers
+        .get(axum::http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    let from_elsewhere = origin.is_some_and(|o| {
+        let origin_host = o.split("://").nth(1).unwrap_or_default();
+        origin_host.split(':').next() != Some(s.host.as_str())
+    });
+    if from_elsewhere {
+        return Some(Err((
+            StatusCode::FORBIDDEN,
+            format!(
+                "a signed-in session is honoured only from {}'s own pages; other sites send an access token",
+                s.host
+            ),
+        )));
+    }
+    Some(Ok(s.address))
+}
+
 /// The token of a request: the `Authorization` header, else the `access` query parameter.
 fn token(headers: &HeaderMap, query: Option<&str>) -> Result<Token, AccessError> {
     if let Some(value) = headers.get(AUTHORIZATION) {
@@ -89,7 +137,24 @@ pub async fn authorize(
     query: Option<&str>,
 ) -> Result<Address, Refusal> {
     let unauthorized = |e: AccessError| (StatusCode::UNAUTHORIZED, e.to_string());
-    let token = token(headers, query).map_err(unauthorized)?;
+    let token = match token(headers, query) {
+        Ok(t) => t,
+        Err(e @ AccessError::Missing(_)) => {
+            return match signed_in(g, headers, now()) {
+                Some(Ok(address)) if address == lease.tenant => Ok(address),
+                Some(Ok(address)) => Err((
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "signed in as {address}, not as lease {}'s tenant {}",
+                        lease.id, lease.tenant
+                    ),
+                )),
+                Some(Err(refusal)) => Err(refusal),
+                None => Err(unauthorized(e)),
+            };
+        }
+        Err(e) => return Err(unauthorized(e)),
+    };
     let id: U256 = lease.id;
     match token.verify(
         g.chain_id,

@@ -66,6 +66,8 @@ pub struct Gateway {
     pub shells: crate::shell::Sessions,
     /// Origins whose pages may call the tenant API.
     pub cors: Arc<crate::cors::Origins>,
+    /// The gateway's session key: the API host's signed-in sessions open day-two calls.
+    pub sessions: Option<Arc<berth_runtime::session::SessionKey>>,
 }
 
 pub use berth_runtime::http::{ServeLimits, serve};

@@ -169,6 +169,13 @@ async fn main() -> Result<()> {
         ),
         shells: berth_keepers::shell::Sessions::new(cfg.shell_idle_s),
         cors: Arc::new(cfg.cors_origins()),
+        sessions: match &cfg.session_key_file {
+            Some(path) => Some(Arc::new(
+                berth_runtime::session::SessionKey::load(Some(path))
+                    .wrap_err("session_key_file")?,
+            )),
+            None => None,
+        },
     };
     let listener = tokio::net::TcpListener::bind(cfg.gateway_addr)
         .await

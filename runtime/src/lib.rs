@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod http;
+pub mod session;
 mod store;
 
 pub use store::StoreError;

@@ -430,3 +430,133 @@ async fn private_apps_answer_only_to_signed_in_wallets_they_admit(
     .await?;
     Ok(())
 }
+
+/// The provider's API host behind a gateway: a tenant signed in there with Ethereum reads its
+/// lease's events and logs with the session cookie alone (no access token); another wallet's
+/// session is refused, and so are a forged cookie, the cookie from another site's page and
+/// the cookie sent around the gateway.
+#[sqlx::test(migrations = false)]
+async fn a_tenant_signed_in_on_the_api_host_reads_its_leases_day_two_feed(
+    pool: sqlx::PgPool,
+) -> Result<()> {
+    use berth_e2e::gateway::scratch_dir;
+    let keys = scratch_dir("api-session")?;
+    let key_file = keys.join("session.key");
+    std::fs::write(&key_file, alloy::hex::encode([0x5au8; 32]))?;
+    let key_setting = key_file.display().to_string();
+    let g = Gated::start_with(
+        &pool,
+        "api-session",
+        &[],
+        &[("BERTH_SESSION_KEY_FILE", key_setting.as_str())],
+    )
+    .await?;
+    let w = &g.w;
+    let lease = g.lease(&berth_e2e::keeper::hello_manifest()).await?;
+
+    // A gateway serving the keeper's API at api.custom.test, sealing sessions with the key
+    // the keeper opens them with.
+    let api_host = "api.custom.test";
+    let cert = g.ca.issue("api", &[api_host])?;
+    let upstream = format!("127.0.0.1:{}", w.setup.gateway_port);
+    let api_gw = GatewayProcess::start(
+        &keys,
+        "apps.test",
+        &[cert],
+        &[
+            ("BERTH_API_HOST", api_host),
+            ("BERTH_API_UPSTREAM", upstream.as_str()),
+            ("BERTH_SESSION_KEY_FILE", key_setting.as_str()),
+        ],
+    )
+    .await?;
+    let site = Site {
+        gw: &api_gw,
+        config: g.ca.client_config(&[b"http/1.1"])?,
+        chain_id: w.chain.chain_id(),
+    };
+    let events = format!("/v1/leases/{lease}/events");
+    let get = |path: String, headers: Vec<(&'static str, String)>| {
+        let site = &site;
+        async move {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            site.call(api_host, Method::GET, &path, &h, Vec::new())
+                .await
+        }
+    };
+
+    let none = get(events.clone(), vec![]).await?;
+    ensure!(
+        none.status == 401,
+        "no token, no session: {} {}",
+        none.status,
+        none.text()
+    );
+    let tenant = site
+        .sign_in(api_host, &w.chain.signer(TENANT)?, None)
+        .await?;
+    let feed = get(events.clone(), vec![("cookie", tenant.clone())]).await?;
+    ensure!(
+        feed.status == 200 && feed.text().contains("\"deployed\""),
+        "the tenant's session: {} {}",
+        feed.status,
+        feed.text()
+    );
+    let logs = get(
+        format!("/v1/leases/{lease}/logs?tail=1"),
+        vec![("cookie", tenant.clone())],
+    )
+    .await?;
+    ensure!(
+        logs.status == 200,
+        "logs with the session: {} {}",
+        logs.status,
+        logs.text()
+    );
+
+    let stranger = site.sign_in(api_host, &w.chain.signer(6)?, None).await?;
+    let refused = get(events.clone(), vec![("cookie", stranger)]).await?;
+    ensure!(
+        refused.status == 403 && refused.text().contains("not as lease"),
+        "another wallet's session: {} {}",
+        refused.status,
+        refused.text()
+    );
+    let elsewhere = get(
+        events.clone(),
+        vec![
+            ("cookie", tenant.clone()),
+            ("origin", "https://evil.test".into()),
+        ],
+    )
+    .await?;
+    ensure!(
+        elsewhere.status == 403,
+        "the session from another site's page: {} {}",
+        elsewhere.status,
+        elsewhere.text()
+    );
+    let mut forged = tenant.clone();
+    let last = forged.pop().unwrap_or('0');
+    forged.push(if last == '0' { '1' } else { '0' });
+    let forged = get(events.clone(), vec![("cookie", forged)]).await?;
+    ensure!(
+        forged.status == 401,
+        "a forged cookie: {} {}",
+        forged.status,
+        forged.text()
+    );
+    // Around the gateway (the keeper's own address): the session names another host.
+    let direct = alloy::transports::http::reqwest::Client::new()
+        .get(format!("{}{events}", w.setup.gateway()))
+        .header("cookie", &tenant)
+        .send()
+        .await?
+        .status();
+    ensure!(
+        direct == 401,
+        "the session sent around the gateway: {direct}"
+    );
+    let _ = std::fs::remove_dir_all(&keys);
+    Ok(())
+}

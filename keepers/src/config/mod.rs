@@ -112,6 +112,10 @@ pub struct Config {
     /// `credential:<name>` for a systemd credential. Unset: leases with secrets are rejected.
     #[serde(default, deserialize_with = "optional")]
     pub encryption_keys: Option<String>,
+    /// The gateway's `session_key_file`: with it, a tenant signed in with Ethereum on the
+    /// gateway's API host reads logs and events and opens shells without an access token.
+    #[serde(default, deserialize_with = "optional")]
+    pub session_key_file: Option<PathBuf>,
     /// podman engine: where tenants' `secret_files` are written for their containers to
     /// mount. Must be memory-backed (tmpfs), checked at start when `encryption_keys` is set.
     #[serde(default = "defaults::secret_files_dir")]
