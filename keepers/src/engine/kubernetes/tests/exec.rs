@@ -112,6 +112,15 @@ async fn play_command(upgraded: hyper::upgrade::OnUpgrade, seen: Arc<Mutex<Seen>
     }
 }
 
+/// Types `exit` into `session`; its exit code.
+async fn exit_after_exit(session: crate::engine::exec::ExecSession) -> Option<i64> {
+    session.stdin.send(b"exit\n".to_vec()).await.expect("stdin");
+    tokio::time::timeout(std::time::Duration::from_secs(10), session.exit)
+        .await
+        .expect("ends in time")
+        .expect("an exit")
+}
+
 #[tokio::test]
 async fn a_command_runs_over_the_api_servers_websocket_with_its_sizes_and_exit_code() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -166,12 +175,7 @@ async fn a_command_runs_over_the_api_servers_websocket_with_its_sizes_and_exit_c
         session.resize.send((120, 30)).await.is_err(),
         "without a TTY there is nothing to resize"
     );
-    session.stdin.send(b"exit\n".to_vec()).await.expect("stdin");
-    let code = tokio::time::timeout(std::time::Duration::from_secs(10), session.exit)
-        .await
-        .expect("ends in time")
-        .expect("an exit");
-    assert_eq!(code, Some(7));
+    assert_eq!(exit_after_exit(session).await, Some(7));
     let sizes = seen.lock().expect("lock").sizes.clone();
     assert!(sizes.is_empty(), "without a TTY no size is sent: {sizes:?}");
 
@@ -193,10 +197,5 @@ async fn a_command_runs_over_the_api_servers_websocket_with_its_sizes_and_exit_c
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(sizes, [(80, 24), (120, 30)]);
-    session.stdin.send(b"exit\n".to_vec()).await.expect("stdin");
-    let code = tokio::time::timeout(std::time::Duration::from_secs(10), session.exit)
-        .await
-        .expect("ends in time")
-        .expect("an exit");
-    assert_eq!(code, Some(7));
+    assert_eq!(exit_after_exit(session).await, Some(7));
 }
