@@ -96,45 +96,17 @@ pub(crate) fn key_file(dir: &std::path::Path, keys: &[[u8; 32]]) -> Result<std::
     Ok(path)
 }
 
-/// Runs `berth-indexer` on the world's chain into `pool`'s database until it holds every log.
+/// Runs `berth-indexer` on the world's chain into `pool`'s database until it is at the head.
 async fn index_to_head(w: &World, pool: &sqlx::PgPool) -> Result<()> {
-    use alloy::{providers::Provider, rpc::types::Filter};
-    let logs = w
-        .chain
-        .wallet(0)?
-        .get_logs(
-            &Filter::new()
-                .address(vec![w.c.registry, w.c.escrow])
-                .from_block(0u64),
-        )
-        .await?
-        .len();
-    let mut indexer = std::process::Command::new(berth_e2e::indexer_binary()?)
-        .env_clear()
-        .env("BERTH_DATABASE_URL", database_url(&pool.connect_options()))
-        .env("BERTH_RPC_URL", w.chain.rpc_url())
-        .env("BERTH_DEPLOYMENT", &w.setup.deployment)
-        .env("BERTH_METRICS_ADDR", "")
-        .env("BERTH_POLL_INTERVAL_MS", "50")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let indexed = berth_e2e::keeper::wait_for(
-        "the indexer to reach the head",
-        std::time::Duration::from_secs(60),
-        || async {
-            let have: i64 = sqlx::query_scalar(berth_e2e::LOGS_STORED)
-                .fetch_one(pool)
-                .await
-                .unwrap_or(0);
-            Ok((usize::try_from(have).unwrap_or(0) >= logs).then_some(()))
-        },
-    )
-    .await;
-    let _ = indexer.kill();
-    let _ = indexer.wait();
-    indexed
+    let indexer = berth_e2e::indexer_harness::IndexerProcess::spawn(
+        &w.chain.rpc_url(),
+        &w.setup.deployment,
+        &database_url(&pool.connect_options()),
+        &[],
+    )?;
+    berth_e2e::indexer_harness::wait_caught_up(&w.chain, pool, std::time::Duration::from_secs(60))
+        .await?;
+    indexer.kill()
 }
 
 fn sha256_hex(text: &str) -> String {
