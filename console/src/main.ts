@@ -2,7 +2,7 @@
 
 import "./style.css";
 
-import { type App, resumePending } from "./app";
+import { type App, pendingTx, resumePending } from "./app";
 import { Reader } from "./chain";
 import { ConfigError, loadConfig } from "./config";
 import { explain } from "./errors";
@@ -67,7 +67,9 @@ async function connectTo(app: App, d: ReturnType<typeof wallets>[number]): Promi
       app.refresh();
     });
     d.provider.on?.("accountsChanged", () => void connectTo(app, d));
-    app.say("info", "");
+    // A connection made while a transaction is in flight (the wallet reconnecting after a
+    // reload) must not wipe the "waiting for transaction" line; its outcome replaces it.
+    if (!pendingTx()) app.say("info", "");
   } catch (e) {
     app.say("error", explain("connecting the wallet", e).message);
   }
