@@ -212,7 +212,11 @@ mod tests {
         let e = SessionKey::load(Some(&path))
             .expect_err("short")
             .to_string();
-        assert!(e.contains("64 hex digits"), "{e}");
+        assert!(e.contains("64 hex digits") && e.contains("key"), "{e}");
+        let missing = SessionKey::load(Some(&dir.join("absent")))
+            .expect_err("missing")
+            .to_string();
+        assert!(missing.contains("session_key_file"), "{missing}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
