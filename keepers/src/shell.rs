@@ -42,12 +42,6 @@ pub struct Sessions {
     idle: Duration,
 }
 
-impl Default for Sessions {
-    fn default() -> Self {
-        Self::new(Duration::from_secs(30 * 60))
-    }
-}
-
 impl Sessions {
     /// No session yet; one with nothing passing either way for `idle` ends.
     pub fn new(idle: Duration) -> Self {
