@@ -42,6 +42,10 @@ pub struct Config {
     /// Prometheus metrics, `host:port`; empty to disable.
     #[serde(default = "defaults::metrics_addr", deserialize_with = "optional")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Worker threads, each with its own listening socket and its own pool of connections
+    /// to the apps; unset: one per CPU the gateway may run on.
+    #[serde(default)]
+    pub workers: Option<usize>,
     /// Most open client connections; further ones are closed at once.
     #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
@@ -283,6 +287,11 @@ impl ServiceConfig for Config {
                 return Err(ConfigError::invalid(field, "must be above zero"));
             }
         }
+        if let Some(w) = self.workers
+            && !(1..=1024).contains(&w)
+        {
+            return Err(ConfigError::invalid("workers", "must be 1 to 1024"));
+        }
         if self.max_connections == 0 {
             return Err(ConfigError::invalid(
                 "max_connections",
@@ -382,6 +391,7 @@ mod tests {
                 "is not cert.pem:key.pem",
             ),
             ("BERTH_MAX_HEADER_BYTES", "10", "`max_header_bytes`"),
+            ("BERTH_WORKERS", "0", "`workers`"),
             ("BERTH_HEADER_TIMEOUT_MS", "0", "`header_timeout_ms`"),
             ("BERTH_WAKE_TIMEOUT_S", "0", "`wake_timeout_s`"),
             ("BERTH_SESSION_TTL_S", "soon", "BERTH_SESSION_TTL_S"),

@@ -60,7 +60,9 @@ async fn main() -> Result<()> {
     };
     let (stop, stopped) = watch::channel(false);
 
-    let workers = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let workers = cfg.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+    });
     let listeners = server::listeners(cfg.listen_addr, workers)
         .wrap_err_with(|| format!("binding listen_addr {}", cfg.listen_addr))?;
     let admin_listener = admin::bind(&cfg.admin_socket)
