@@ -15,4 +15,5 @@ pub mod routes;
 pub mod server;
 pub mod signin;
 pub mod tls;
+pub mod upstream;
 pub mod wake;

@@ -13,10 +13,7 @@ use http::{
 };
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioIo},
-};
+use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::counter::Counter;
 
 use crate::{
@@ -24,6 +21,7 @@ use crate::{
     metrics::{App, Metrics, Refused},
     routes::{Routes, Target},
     signin::{SignIn, strip_session_cookie},
+    upstream::Upstreams,
     wake::{Busy, Waker},
 };
 
@@ -37,6 +35,8 @@ const SET_BY_GATEWAY: [&str; 4] = [
     "x-forwarded-host",
     "forwarded",
 ];
+/// How long an unused connection to an app is kept.
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Headers of one hop (RFC 9110 §7.6.1), never forwarded.
 const HOP_BY_HOP: [HeaderName; 7] = [
     CONNECTION,
@@ -72,7 +72,7 @@ pub struct ProxySettings {
 #[derive(Debug)]
 pub struct Proxy {
     routes: Arc<Routes>,
-    client: Client<HttpConnector, Counted<Incoming>>,
+    upstreams: Upstreams<Counted<Incoming>>,
     metrics: Arc<Metrics>,
     settings: ProxySettings,
     api: Arc<Target>,
@@ -81,13 +81,7 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy over `routes`.
     pub fn new(routes: Arc<Routes>, metrics: Arc<Metrics>, settings: ProxySettings) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(settings.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(64)
-            .build(connector);
+        let upstreams = Upstreams::new(settings.connect_timeout, UPSTREAM_IDLE_TIMEOUT);
         let app = App {
             lease: crate::routes::API_LEASE.into(),
             service: "api".into(),
@@ -102,15 +96,30 @@ impl Proxy {
         });
         Self {
             routes,
-            client,
+            upstreams,
             metrics,
             settings,
             api,
         }
     }
 
+    /// Closes this worker's app connections left unused for a minute, every 15 s, until
+    /// `shutdown` turns true.
+    pub async fn sweep_upstreams(&self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(Duration::from_secs(15));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    self.upstreams.sweep(std::time::Instant::now());
+                }
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
     /// Answers one request from `peer`.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>, peer: &Peer) -> Response<Body> {
         let Some(host) = request_host(&req) else {
             self.metrics.refused(Refused::BadHost);
             return page(
@@ -136,7 +145,8 @@ impl Proxy {
             .path()
             .starts_with(berth_protocol::routing::signin::PREFIX)
         {
-            return self.settings.signin.endpoint(req, &host, &target).await;
+            // Boxed: rare and large, it would otherwise make every request's future larger.
+            return Box::pin(self.settings.signin.endpoint(req, &host, &target)).await;
         }
         let address = match &target.access {
             Some(access) => match self
@@ -153,17 +163,14 @@ impl Proxy {
         let mut held = None;
         if let Some(sleep) = target.asleep {
             let lease = target.app.lease.parse().unwrap_or_default();
-            let woken = self
-                .settings
-                .waker
-                .wake(
-                    &target.activity,
-                    sleep,
-                    lease,
-                    &target.app.service,
-                    &target.upstream,
-                )
-                .await;
+            let woken = Box::pin(self.settings.waker.wake(
+                &target.activity,
+                sleep,
+                lease,
+                &target.app.service,
+                &target.upstream,
+            ))
+            .await;
             match woken {
                 Ok(w) => {
                     if w.waker {
@@ -202,7 +209,7 @@ impl Proxy {
     async fn forward(
         &self,
         mut req: Request<Incoming>,
-        peer: SocketAddr,
+        peer: &Peer,
         host: &str,
         target: &Target,
         busy: Busy,
@@ -210,16 +217,22 @@ impl Proxy {
     ) -> Response<Body> {
         let upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let Ok(uri) = format!("http://{}{path}", target.upstream).parse::<Uri>() else {
-            self.metrics.refused(Refused::BadHost);
-            return page(
-                StatusCode::BAD_REQUEST,
-                "Bad request",
-                "The request target is not a valid path.",
-            );
-        };
-        parts.uri = uri;
+        if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+            // HTTP/2 (or an absolute-form HTTP/1.1 target): the app gets origin-form.
+            let path = parts.uri.path_and_query().cloned();
+            let mut origin = http::uri::Parts::default();
+            origin.path_and_query =
+                Some(path.unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
+            let Ok(uri) = Uri::from_parts(origin) else {
+                self.metrics.refused(Refused::BadHost);
+                return page(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request",
+                    "The request target is not a valid path.",
+                );
+            };
+            parts.uri = uri;
+        }
         parts.version = Version::HTTP_11;
         let upgrade_to = parts.headers.get(UPGRADE).cloned();
         strip_hop_by_hop(&mut parts.headers);
@@ -246,9 +259,12 @@ impl Proxy {
         let request = Request::from_parts(parts, Counted::new(body, bytes_in.clone()));
 
         let started = std::time::Instant::now();
-        let answer =
-            tokio::time::timeout(self.settings.response_timeout, self.client.request(request))
-                .await;
+        let answer = tokio::time::timeout(
+            self.settings.response_timeout,
+            self.upstreams
+                .send(&target.upstream, request, upgrade.is_none()),
+        )
+        .await;
         self.metrics.upstream(started.elapsed());
         let mut resp = match answer {
             Ok(Ok(resp)) => resp,
@@ -351,6 +367,11 @@ fn wants_upgrade(headers: &HeaderMap) -> bool {
 
 /// Drops the hop-by-hop headers and those the `Connection` header names.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most requests and answers have none: one pass over the names instead of a lookup per
+    // hop-by-hop name.
+    if !headers.keys().any(|n| HOP_BY_HOP.contains(n)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -369,10 +390,32 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, host: &str) {
-    let ip = peer.ip().to_canonical().to_string();
-    if let Ok(v) = HeaderValue::from_str(&ip) {
-        headers.insert(X_FORWARDED_FOR, v);
+/// A client connection's address, and its `X-Forwarded-For` value made once for all its
+/// requests.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    addr: SocketAddr,
+    forwarded_for: Option<HeaderValue>,
+}
+
+impl Peer {
+    /// The client at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            forwarded_for: HeaderValue::from_str(&addr.ip().to_canonical().to_string()).ok(),
+        }
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+fn set_forwarded(headers: &mut HeaderMap, peer: &Peer, host: &str) {
+    if let Some(v) = &peer.forwarded_for {
+        headers.insert(X_FORWARDED_FOR, v.clone());
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     if let Ok(v) = HeaderValue::from_str(host) {
@@ -388,6 +431,9 @@ trait RetainNot {
 
 impl RetainNot for HeaderMap {
     fn retain_not(&mut self, drop: impl Fn(&HeaderName) -> bool) {
+        if !self.keys().any(&drop) {
+            return;
+        }
         let names: Vec<HeaderName> = self.keys().filter(|n| drop(n)).cloned().collect();
         for name in names {
             self.remove(name);
@@ -485,7 +531,7 @@ mod tests {
         let mut h = HeaderMap::new();
         set_forwarded(
             &mut h,
-            "[::ffff:10.0.0.9]:5000".parse().expect("addr"),
+            &Peer::new("[::ffff:10.0.0.9]:5000".parse().expect("addr")),
             "a.apps.test",
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.9");

@@ -14,7 +14,10 @@ use tokio_rustls::TlsAcceptor;
 
 use berth_runtime::http::next_connection;
 
-use crate::{metrics::Metrics, proxy::Proxy};
+use crate::{
+    metrics::Metrics,
+    proxy::{Peer, Proxy},
+};
 
 /// What bounds each client.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +86,10 @@ pub async fn serve(
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20));
     let builder = Arc::new(builder);
+    let sweeper = tokio::spawn({
+        let (proxy, shutdown) = (Arc::clone(&proxy), shutdown.clone());
+        async move { proxy.sweep_upstreams(shutdown).await }
+    });
     while let Some((stream, peer)) = next_connection(|| listener.accept(), &mut shutdown).await {
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
             tracing::debug!(
@@ -119,9 +126,10 @@ pub async fn serve(
                 return;
             }
             metrics.connections().inc();
+            let client = Peer::new(peer);
             let service = service_fn(move |req| {
-                let proxy = Arc::clone(&proxy);
-                async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer).await) }
+                let (proxy, client) = (Arc::clone(&proxy), client.clone());
+                async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, &client).await) }
             });
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
             if let Err(e) = watcher.watch(conn.into_owned()).await {
@@ -131,6 +139,7 @@ pub async fn serve(
             drop(permit);
         });
     }
+    sweeper.abort();
     tracing::info!("draining connections");
     if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
         .await
