@@ -1,14 +1,18 @@
 //! The HTTPS listener: a cap on open connections, a deadline for the TLS handshake and for
 //! each request's headers, a bound on the header size and on HTTP/2 streams, and a graceful
 //! drain on shutdown. No client can hold more than its share.
+//!
+//! The protocol is the one ALPN agreed (`h2`, else HTTP/1.1, as RFC 9113 §3.3 has HTTPS
+//! clients do), so a connection is served by hyper's HTTP/1.1 or HTTP/2 server directly
+//! rather than through a layer that sniffs the first bytes of every connection.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use hyper::service::service_fn;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+use hyper::{
+    server::conn::{http1, http2},
+    service::service_fn,
 };
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::watch};
 use tokio_rustls::TlsAcceptor;
 
@@ -71,21 +75,19 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+    // Every connection task holds a sender; the drain is over when all are dropped.
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
         .max_concurrent_streams(MAX_STREAMS)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(20));
-    let builder = Arc::new(builder);
+    let (h1, h2) = (Arc::new(h1), Arc::new(h2));
     let sweeper = tokio::spawn({
         let (proxy, shutdown) = (Arc::clone(&proxy), shutdown.clone());
         async move { proxy.sweep_upstreams(shutdown).await }
@@ -102,8 +104,8 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let proxy = Arc::clone(&proxy);
         let metrics = Arc::clone(&metrics);
-        let builder = Arc::clone(&builder);
-        let watcher = graceful.watcher();
+        let (h1, h2) = (Arc::clone(&h1), Arc::clone(&h2));
+        let (open, stop) = (open.clone(), shutdown.clone());
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream))
                 .await
@@ -131,20 +133,49 @@ pub async fn serve(
                 let (proxy, client) = (Arc::clone(&proxy), client.clone());
                 async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, &client).await) }
             });
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
+            let h2_agreed = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let io = TokioIo::new(tls);
+            let served = if h2_agreed {
+                let conn = h2.serve_connection(io, service);
+                until_stopped(conn, stop, |c| c.graceful_shutdown()).await
+            } else {
+                let conn = h1.serve_connection(io, service).with_upgrades();
+                until_stopped(conn, stop, |c| c.graceful_shutdown()).await
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended");
             }
             metrics.connections().dec();
-            drop(permit);
+            drop((permit, open));
         });
     }
     sweeper.abort();
     tracing::info!("draining connections");
-    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+    drop(open);
+    if tokio::time::timeout(limits.drain_timeout, all_closed.recv())
         .await
         .is_err()
     {
         tracing::warn!("connections still open after the drain timeout; closing them");
     }
+}
+
+/// Serves `conn` to its end; once `stop` turns true (or its sender is gone), asks it to
+/// finish gracefully (HTTP/1.1: after the request in flight; HTTP/2: GOAWAY) and waits.
+async fn until_stopped<C>(
+    conn: C,
+    mut stop: watch::Receiver<bool>,
+    graceful: impl FnOnce(Pin<&mut C>),
+) -> Result<(), hyper::Error>
+where
+    C: Future<Output = Result<(), hyper::Error>>,
+{
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        biased;
+        served = conn.as_mut() => return served,
+        _ = stop.wait_for(|stopped| *stopped) => {}
+    }
+    graceful(conn.as_mut());
+    conn.await
 }

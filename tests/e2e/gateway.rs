@@ -1,7 +1,8 @@
 //! The gateway as a real process with real TLS: hostnames routed to their apps over HTTP/2
 //! and HTTP/1.1, bodies streamed, WebSocket spliced, `X-Forwarded-*` set by the gateway alone,
 //! certificates chosen by SNI and reloaded from disk, routes replaced whole (a removed one
-//! 404s at once) and kept across a restart, and bad clients answered without harm.
+//! 404s at once) and kept across a restart, bad clients answered without harm, and SIGTERM
+//! closing idle keep-alive connections at once.
 
 use std::{
     convert::Infallible,
@@ -543,4 +544,72 @@ fn outward_address() -> Option<std::net::IpAddr> {
     socket.connect("192.0.2.254:9").ok()?;
     let ip = socket.local_addr().ok()?.ip();
     (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+/// SIGTERM: idle kept-alive connections (HTTP/1.1 and HTTP/2) are closed by the gateway at
+/// once and it exits cleanly, long before the drain timeout.
+#[tokio::test]
+async fn sigterm_closes_idle_connections_and_exits_at_once() -> Result<()> {
+    let dir = scratch_dir("gateway-drain")?;
+    let ca = TestCa::new(&dir)?;
+    let apps = ca.issue("apps", &["*.apps.test"])?;
+    let a = app("A").await?;
+    let env = [("BERTH_DRAIN_TIMEOUT_S", "30")];
+    let mut gw = GatewayProcess::start(&dir, "apps.test", &[apps], &env).await?;
+    gw.push(&RouteTable {
+        routes: vec![route("a.apps.test", 1, a)],
+    })
+    .await?;
+    let request = || {
+        Request::get("https://a.apps.test/")
+            .header(hyper::header::HOST, "a.apps.test")
+            .body(Full::new(Bytes::new()))
+    };
+    // One connection of each protocol, each having answered a request, then left idle.
+    let stream = tls(gw.addr, "a.apps.test", ca.client_config(&[b"http/1.1"])?).await?;
+    let (mut h1, h1_conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let h1_conn = tokio::spawn(h1_conn);
+    let (mut parts, body) = request()?.into_parts();
+    parts.uri = "/".parse()?;
+    let resp = h1.send_request(Request::from_parts(parts, body)).await?;
+    ensure!(resp.status() == 200, "HTTP/1.1: {}", resp.status());
+    resp.into_body().collect().await?;
+    let stream = tls(gw.addr, "a.apps.test", ca.client_config(&[b"h2"])?).await?;
+    ensure!(
+        stream.get_ref().1.alpn_protocol() == Some(b"h2"),
+        "h2 agreed"
+    );
+    let (mut h2, h2_conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await?;
+    let h2_conn = tokio::spawn(h2_conn);
+    let mut req = request()?;
+    req.headers_mut().remove(hyper::header::HOST);
+    let resp = h2.send_request(req).await?;
+    ensure!(resp.status() == 200, "HTTP/2: {}", resp.status());
+    resp.into_body().collect().await?;
+
+    let started = Instant::now();
+    let status = gw.terminate(Duration::from_secs(10)).await?;
+    ensure!(status.success(), "exit status {status}:\n{}", gw.log_text());
+    ensure!(
+        started.elapsed() < Duration::from_secs(5),
+        "exit took {:?} with idle connections open (drain timeout 30 s)",
+        started.elapsed()
+    );
+    for (name, conn) in [("HTTP/1.1", h1_conn), ("HTTP/2", h2_conn)] {
+        let ended = tokio::time::timeout(Duration::from_secs(2), conn).await;
+        ensure!(
+            ended.is_ok(),
+            "{name} connection still open after the gateway exited"
+        );
+    }
+    ensure!(
+        !gw.log_text().contains("still open after the drain timeout"),
+        "the drain timed out:\n{}",
+        gw.log_text()
+    );
+    Ok(())
 }
