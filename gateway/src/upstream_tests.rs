@@ -104,16 +104,21 @@ async fn text(resp: hyper::Response<Incoming>) -> String {
     String::from_utf8_lossy(&body).into_owned()
 }
 
+/// `GET path` through `up`, the whole answer read.
+async fn ask(up: &Upstreams<Out>, app: &App, path: &str, reusable: bool) -> String {
+    let resp = up
+        .send(&app.addr, get(app, path), reusable)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    text(resp).await
+}
+
 #[tokio::test]
 async fn requests_one_after_another_share_one_connection() {
     let app = app().await;
     let up = upstreams();
     for _ in 0..5 {
-        let resp = up
-            .send(&app.addr, get(&app, "/"), true)
-            .await
-            .expect("sent");
-        assert_eq!(text(resp).await, "ok");
+        assert_eq!(ask(&up, &app, "/", true).await, "ok");
         tokio::task::yield_now().await; // the connection's task marks it idle
     }
     assert_eq!(app.connections.load(Ordering::SeqCst), 1);
@@ -130,11 +135,7 @@ async fn a_connection_whose_body_still_streams_is_not_handed_out() {
         .expect("sent");
     let body_tx = app.bodies.recv().await.expect("body sender");
     // The first connection is queued but busy: the second request needs its own.
-    let resp = up
-        .send(&app.addr, get(&app, "/"), true)
-        .await
-        .expect("sent");
-    assert_eq!(text(resp).await, "ok");
+    assert_eq!(ask(&up, &app, "/", true).await, "ok");
     assert_eq!(app.connections.load(Ordering::SeqCst), 2);
     body_tx
         .send(Bytes::from_static(b"late"))
@@ -149,12 +150,8 @@ async fn a_connection_whose_body_still_streams_is_not_handed_out() {
 async fn a_connection_the_app_closed_is_not_reused() {
     let app = app().await;
     let up = upstreams();
-    for round in 1..=3 {
-        let resp = up
-            .send(&app.addr, get(&app, "/bye"), true)
-            .await
-            .unwrap_or_else(|e| panic!("round {round}: {e}"));
-        assert_eq!(text(resp).await, "bye");
+    for _ in 1..=3 {
+        assert_eq!(ask(&up, &app, "/bye", true).await, "bye");
         tokio::time::sleep(Duration::from_millis(100)).await; // the app has closed it
     }
     assert_eq!(app.connections.load(Ordering::SeqCst), 3);
@@ -169,19 +166,11 @@ async fn a_connection_the_app_closed_is_not_reused() {
 async fn idle_connections_go_after_the_idle_timeout() {
     let app = app().await;
     let up = upstreams();
-    let resp = up
-        .send(&app.addr, get(&app, "/"), true)
-        .await
-        .expect("sent");
-    text(resp).await;
+    ask(&up, &app, "/", true).await;
     assert_eq!(up.sweep(Instant::now()), 1);
     assert_eq!(up.sweep(Instant::now() + Duration::from_secs(61)), 0);
     // The app is asked again on a new connection.
-    let resp = up
-        .send(&app.addr, get(&app, "/"), true)
-        .await
-        .expect("sent");
-    assert_eq!(text(resp).await, "ok");
+    assert_eq!(ask(&up, &app, "/", true).await, "ok");
     assert_eq!(app.connections.load(Ordering::SeqCst), 2);
 }
 
@@ -189,11 +178,7 @@ async fn idle_connections_go_after_the_idle_timeout() {
 async fn an_upgrade_connection_is_never_queued() {
     let app = app().await;
     let up = upstreams();
-    let resp = up
-        .send(&app.addr, get(&app, "/"), false)
-        .await
-        .expect("sent");
-    text(resp).await;
+    ask(&up, &app, "/", false).await;
     assert_eq!(up.sweep(Instant::now()), 0);
 }
 
