@@ -7,10 +7,13 @@ use super::*;
 const MINIMAL: &str = "rpc_url = \"http://127.0.0.1:8545\"\ndeployment = \"deployments/31337.json\"\nprovider_id = 1\ndatabase_url = \"postgres://x\"\noperator_key = \"0x01\"\n";
 
 fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    // A name of its own per call: tests run in parallel, and two loading texts of the same
+    // length once shared a file, one removing it while the other read it.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "berth-keeper-cfg-{}-{}",
         std::process::id(),
-        text.len() + env.len()
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     std::fs::write(&dir, text).expect("write");
     let env: HashMap<String, String> = env
