@@ -217,20 +217,7 @@ impl Proxy {
     ) -> Response<Body> {
         let upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-            // HTTP/2 (or an absolute-form HTTP/1.1 target): the app gets origin-form.
-            let path = parts.uri.path_and_query().cloned();
-            let mut origin = http::uri::Parts::default();
-            origin.path_and_query =
-                Some(path.unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
-            let Ok(uri) = Uri::from_parts(origin) else {
-                self.metrics.refused(Refused::BadHost);
-                return page(
-                    StatusCode::BAD_REQUEST,
-                    "Bad request",
-                    "The request target is not a valid path.",
-                );
-            };
+        if let Some(uri) = origin_form(&parts.uri) {
             parts.uri = uri;
         }
         parts.version = Version::HTTP_11;
@@ -354,6 +341,19 @@ fn request_host<B>(req: &Request<B>) -> Option<String> {
     berth_protocol::routing::normalize_host(raw)
 }
 
+/// The origin-form target (`/path?query`) the app is sent, when `uri` is not one already
+/// (HTTP/2's `:scheme` and `:authority`, an absolute-form or authority-form HTTP/1.1 target).
+fn origin_form(uri: &Uri) -> Option<Uri> {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return None;
+    }
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    Some(Uri::from(path))
+}
+
 /// An HTTP/1.1 request asking to switch protocols (WebSocket).
 fn wants_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(UPGRADE)
@@ -390,11 +390,10 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// A client connection's address, and its `X-Forwarded-For` value made once for all its
-/// requests.
+/// A client connection, as its requests are forwarded: its `X-Forwarded-For` value, made
+/// once for all its requests.
 #[derive(Debug, Clone)]
 pub struct Peer {
-    addr: SocketAddr,
     forwarded_for: Option<HeaderValue>,
 }
 
@@ -402,14 +401,8 @@ impl Peer {
     /// The client at `addr`.
     pub fn new(addr: SocketAddr) -> Self {
         Self {
-            addr,
             forwarded_for: HeaderValue::from_str(&addr.ip().to_canonical().to_string()).ok(),
         }
-    }
-
-    /// Its address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
     }
 }
 
@@ -524,6 +517,24 @@ mod tests {
         assert_eq!(request_host(&req), None);
         let req = Request::builder().uri("/x").body(()).expect("req");
         assert_eq!(request_host(&req), None);
+    }
+
+    #[test]
+    fn apps_get_origin_form_targets() {
+        for (target, sent) in [
+            ("/a/b?c=1", None),
+            ("*", None),
+            ("https://web-1-ab.apps.test/a/b?c=1", Some("/a/b?c=1")),
+            ("http://web-1-ab.apps.test", Some("/")),
+            ("web-1-ab.apps.test:443", Some("/")),
+        ] {
+            let uri: Uri = target.parse().expect(target);
+            assert_eq!(
+                origin_form(&uri).map(|u| u.to_string()).as_deref(),
+                sent,
+                "{target}"
+            );
+        }
     }
 
     #[test]

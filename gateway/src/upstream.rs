@@ -198,7 +198,10 @@ where
     }
 
     /// Closes connections unused for the idle timeout or closed by their app, and forgets
-    /// apps with none left (their routes may be gone). Returns how many are kept.
+    /// apps with none left (their routes may be gone). Returns how many are kept. A
+    /// connection still streaming an answer older than the timeout leaves the queue too: the
+    /// answer goes on to its end (hyper finishes a request in flight when its sender is
+    /// dropped) and the connection then closes instead of being reused.
     pub fn sweep(&self, now: Instant) -> usize {
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         kept.retain(|_, queue| {
